@@ -1,0 +1,173 @@
+"""Random numbers on the current device, one small interface over each backend's native generator.
+
+The Array API has no random module. xpcnn keeps one counter-based stream: every draw takes the key
+``(seed, counter)`` and bumps the counter, and each backend turns that key into its own generator. The whole
+state is two integers, so it is saved in checkpoints and restored exactly (``get_state``/``set_state``).
+Initial weights are drawn on the host with NumPy (``host_generator``) so that the same seed gives the same
+weights on every backend.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import numpy as np
+
+from .backend import Backend, dtype_name, get_backend
+
+__all__ = [
+    "bernoulli",
+    "get_state",
+    "host_generator",
+    "manual_seed",
+    "normal",
+    "permutation",
+    "set_state",
+    "uniform",
+]
+
+_state: dict[str, int | None] = {"seed": None, "counter": 0}
+
+
+def manual_seed(seed: int) -> None:
+    """Seed every generator of the library; the same script then gives the same numbers."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    _state["seed"] = int(seed)
+    _state["counter"] = 0
+
+
+def get_state() -> dict[str, int]:
+    """The stream's position as plain ints (JSON-friendly), for checkpoints."""
+    return {"seed": _seed(), "counter": int(_state["counter"])}
+
+
+def set_state(state: dict[str, int]) -> None:
+    """Continue the stream exactly where ``get_state`` left it."""
+    try:
+        seed, counter = int(state["seed"]), int(state["counter"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"a random state is {{'seed': int, 'counter': int}}, got {state!r}") from exc
+    _state["seed"], _state["counter"] = seed, counter
+
+
+def _seed() -> int:
+    if _state["seed"] is None:
+        _state["seed"] = secrets.randbits(63)
+    return int(_state["seed"])
+
+
+def _next_key() -> tuple[int, int]:
+    seed = _seed()
+    counter = int(_state["counter"])
+    _state["counter"] = counter + 1
+    return seed, counter
+
+
+def _key_to_int(key: tuple[int, int]) -> int:
+    return int(np.random.SeedSequence(list(key)).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def host_generator() -> np.random.Generator:
+    """A NumPy generator for the next key: initial weights are drawn here, then moved to the device."""
+    return np.random.default_rng(list(_next_key()))
+
+
+# --- one draw on the current backend ---------------------------------------------------------------
+
+def uniform(shape: tuple[int, ...], low: float = 0.0, high: float = 1.0, dtype: Any = None) -> Any:
+    """Samples of U[low, high) on the current device, in ``dtype`` (default: the backend's float dtype)."""
+    backend = get_backend()
+    dt = backend.dtype if dtype is None else dtype
+    u = _native_uniform(backend, tuple(shape), dt, _next_key())
+    if (low, high) == (0.0, 1.0):
+        return u
+    return u * (high - low) + low
+
+
+def normal(shape: tuple[int, ...], mean: float = 0.0, std: float = 1.0, dtype: Any = None) -> Any:
+    """Samples of N(mean, std**2) on the current device."""
+    backend = get_backend()
+    dt = backend.dtype if dtype is None else dtype
+    z = _native_normal(backend, tuple(shape), dt, _next_key())
+    if (mean, std) == (0.0, 1.0):
+        return z
+    return z * std + mean
+
+
+def bernoulli(shape: tuple[int, ...], p: float) -> Any:
+    """A boolean array, True with probability ``p``, on the current device."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"bernoulli probability must lie in [0, 1], got {p}")
+    return uniform(shape) < p
+
+
+def permutation(n: int) -> Any:
+    """A random permutation of ``range(n)`` as an int64 array on the current device."""
+    backend = get_backend()
+    key = _next_key()
+    name, xp, dev = backend.name, backend.xp, backend.device
+    if name == "torch":
+        import torch
+
+        gen = torch.Generator(device=dev).manual_seed(_key_to_int(key))
+        return torch.randperm(n, generator=gen, device=dev, dtype=torch.int64)
+    if name == "jax":
+        import jax
+
+        return jax.device_put(jax.random.permutation(_jax_key(key), n), dev)
+    if name == "cupy":
+        import cupy
+
+        with dev:
+            return cupy.random.RandomState(_key_to_int(key)).permutation(n).astype(cupy.int64)
+    perm = np.random.default_rng(list(key)).permutation(n).astype(np.int64)
+    return xp.asarray(perm, device=dev)
+
+
+def _jax_key(key: tuple[int, int]) -> Any:
+    import jax
+
+    return jax.random.fold_in(jax.random.key(key[0]), key[1])
+
+
+def _native_uniform(backend: Backend, shape: tuple[int, ...], dtype: Any, key: tuple[int, int]) -> Any:
+    name, xp, dev = backend.name, backend.xp, backend.device
+    if name == "torch":
+        import torch
+
+        gen = torch.Generator(device=dev).manual_seed(_key_to_int(key))
+        return torch.rand(shape, generator=gen, device=dev, dtype=dtype)
+    if name == "jax":
+        import jax
+
+        return jax.device_put(jax.random.uniform(_jax_key(key), shape, dtype=dtype), dev)
+    if name == "cupy":
+        import cupy
+
+        with dev:
+            return cupy.random.default_rng(_key_to_int(key)).random(shape, dtype=dtype)
+    rng = np.random.default_rng(list(key))
+    return xp.asarray(rng.random(shape, dtype=dtype_name(dtype)), device=dev)
+
+
+def _native_normal(backend: Backend, shape: tuple[int, ...], dtype: Any, key: tuple[int, int]) -> Any:
+    name, xp, dev = backend.name, backend.xp, backend.device
+    if name == "torch":
+        import torch
+
+        gen = torch.Generator(device=dev).manual_seed(_key_to_int(key))
+        return torch.randn(shape, generator=gen, device=dev, dtype=dtype)
+    if name == "jax":
+        import jax
+
+        return jax.device_put(jax.random.normal(_jax_key(key), shape, dtype=dtype), dev)
+    if name == "cupy":
+        import cupy
+
+        with dev:
+            return cupy.random.default_rng(_key_to_int(key)).standard_normal(shape, dtype=dtype)
+    rng = np.random.default_rng(list(key))
+    return xp.asarray(rng.standard_normal(shape, dtype=dtype_name(dtype)), device=dev)
+
