@@ -1,0 +1,67 @@
+"""The backend under test is chosen per nox session (``XPCNN_TEST_BACKEND``, ``XPCNN_TEST_DEVICE``).
+
+Tests that compute ask for the ``backend`` fixture (float32, the default dtype) or ``backend64`` (float64 for
+numerical gradient checks; skipped where the device refuses float64, like array-api-strict's
+``no_float64``).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+
+import xpcnn
+
+BACKEND = os.environ.get("XPCNN_TEST_BACKEND", "numpy")
+DEVICE = os.environ.get("XPCNN_TEST_DEVICE") or None
+if BACKEND == "array_api_strict" and DEVICE is None:
+    DEVICE = "device1"  # the simulated accelerator: any array that fell back to the default device fails
+if BACKEND == "jax":
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # float64 checks, as a JAX user would enable them
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"xpcnn backend under test: {BACKEND} (device={DEVICE})"
+
+
+@pytest.fixture
+def backend() -> xpcnn.Backend:
+    """The session's backend in float32, active for the test."""
+    with xpcnn.use_backend(BACKEND, device=DEVICE, dtype="float32") as b:
+        yield b
+
+
+@pytest.fixture
+def backend64() -> xpcnn.Backend:
+    """The session's backend in float64; skipped on devices without float64."""
+    try:
+        ctx = xpcnn.use_backend(BACKEND, device=DEVICE, dtype="float64")
+        b = ctx.__enter__()
+    except ValueError as exc:
+        pytest.skip(f"float64 unavailable on {BACKEND}/{DEVICE}: {exc}")
+    try:
+        yield b
+    finally:
+        ctx.__exit__(None, None, None)
+
+
+@pytest.fixture(autouse=True)
+def _seeded() -> None:
+    """Every test starts from the same random stream, so failures reproduce."""
+    xpcnn.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def mnist_root() -> pathlib.Path:
+    """The folder holding ``mnist/`` (``$XPCNN_DATA``, else ``../shared/datasets``); skip when absent."""
+    env = os.environ.get("XPCNN_DATA")
+    root = pathlib.Path(env) if env else REPO_ROOT.parent / "shared" / "datasets"
+    if not (root / "mnist").is_dir():
+        pytest.skip(f"MNIST not found under {root} (set XPCNN_DATA to the folder that holds mnist/)")
+    return root

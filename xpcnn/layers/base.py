@@ -1,0 +1,142 @@
+"""The layer contract: parameters and gradients in dicts, an explicit forward and backward.
+
+Subclasses implement ``_build`` (create parameters, return the per-sample output shape), ``_forward`` and
+``_backward``, and may override ``_check_input`` to reject inputs with a clear message. The base class
+validates before any state changes, builds on the first forward, and keeps the backward bookkeeping.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import array_api_compat
+
+from ..backend import dtype_name, get_backend
+
+__all__ = ["Layer", "get_layer_class"]
+
+_REGISTRY: dict[str, type[Layer]] = {}
+
+
+def get_layer_class(name: str) -> type[Layer]:
+    """The layer class registered under ``name`` (its class name), for rebuilding saved models."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown layer type {name!r}; known: {sorted(_REGISTRY)}") from None
+
+
+class Layer:
+    """Base class of every layer.
+
+    ``params`` is the live dict read on every forward (assigning an entry replaces the parameter);
+    ``grads`` has the same keys and is overwritten by ``backward``; ``buffers`` holds non-trained state.
+    ``input_ndim`` is the number of per-sample axes the layer accepts (None: any).
+    """
+
+    input_ndim: ClassVar[int | tuple[int, ...] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _REGISTRY[cls.__name__] = cls
+
+    def __init__(self) -> None:
+        self.params: dict[str, Any] = {}
+        self.grads: dict[str, Any] = {}
+        self.buffers: dict[str, Any] = {}
+        self.input_shape: tuple[int, ...] | None = None
+        self.output_shape: tuple[int, ...] | None = None
+        self._cache: Any = None
+        self._out_shape: tuple[int, ...] | None = None
+
+    # --- the public contract ------------------------------------------------------------------------
+    @property
+    def built(self) -> bool:
+        return self.input_shape is not None
+
+    def build(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Create parameters for per-sample ``input_shape`` (no batch axis); return the output shape."""
+        shape = tuple(int(d) for d in input_shape)
+        self._check_ndim(len(shape), f"per-sample input shape {shape}")
+        self._check_input(shape)
+        out = tuple(self._build(shape))
+        self.input_shape, self.output_shape = shape, out
+        return out
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        """The layer's output; with ``training=True`` it also keeps what ``backward`` needs."""
+        if not array_api_compat.is_array_api_obj(x):
+            raise TypeError(f"{self._name()}: expected an array, got {type(x).__name__}")
+        self._check_ndim(x.ndim - 1, f"input of shape {tuple(x.shape)} (batch axis first)")
+        sample_shape = tuple(x.shape[1:])
+        if self.built:
+            self._check_input(sample_shape)
+        else:
+            self.build(sample_shape)
+        y = self._forward(x, training)
+        if training:
+            self._out_shape = tuple(y.shape)
+        return y
+
+    def backward(self, dy: Any) -> Any:
+        """Input gradient for output gradient ``dy`` of the latest training forward; sets ``grads``."""
+        if self._out_shape is None:
+            raise RuntimeError(f"{self._name()}: backward() needs a forward(x, training=True) first")
+        if tuple(dy.shape) != self._out_shape:
+            raise ValueError(
+                f"{self._name()}: output gradient has shape {tuple(dy.shape)}, "
+                f"but the last forward produced {self._out_shape}"
+            )
+        return self._backward(dy)
+
+    @property
+    def num_params(self) -> int:
+        return sum(math.prod(p.shape) for p in self.params.values())
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this layer (JSON-friendly)."""
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    # --- hooks for subclasses -----------------------------------------------------------------------
+    def _build(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return input_shape
+
+    def _check_input(self, sample_shape: tuple[int, ...]) -> None:
+        """Raise ValueError if a per-sample input of this shape cannot go through the layer."""
+
+    def _forward(self, x: Any, training: bool) -> Any:
+        raise NotImplementedError
+
+    def _backward(self, dy: Any) -> Any:
+        raise NotImplementedError
+
+    # --- helpers for subclasses ---------------------------------------------------------------------
+    def _name(self) -> str:
+        return type(self).__name__
+
+    def _check_ndim(self, ndim: int, what: str) -> None:
+        allowed = self.input_ndim
+        if allowed is None:
+            return
+        allowed = (allowed,) if isinstance(allowed, int) else allowed
+        if ndim not in allowed:
+            batch_ndims = " or ".join(str(a + 1) for a in allowed)
+            raise ValueError(f"{self._name()}: expected {batch_ndims}-D input (batch axis first), got {what}")
+
+    def _new_param(self, host_values: Any) -> Any:
+        """A parameter on the current backend and device, in its default dtype, from host (NumPy) values."""
+        backend = get_backend()
+        return backend.xp.asarray(host_values.astype(dtype_name(backend.dtype)), device=backend.device)
+
+    def _zeros(self, shape: tuple[int, ...]) -> Any:
+        backend = get_backend()
+        return backend.xp.zeros(shape, dtype=backend.dtype, device=backend.device)
+
+    def _ones(self, shape: tuple[int, ...]) -> Any:
+        backend = get_backend()
+        return backend.xp.ones(shape, dtype=backend.dtype, device=backend.device)

@@ -1,0 +1,180 @@
+"""Convolution layers over NCHW input, thin over ``xpcnn.ops.conv``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..initializers import INITIALIZERS, check_initializer, fans
+from ..ops import conv as conv_ops
+from ..ops.windows import as_pair, check_padding, conv_output_hw, resolve_padding
+from .base import Layer
+
+__all__ = ["Conv2D", "Conv2DTranspose"]
+
+
+class _ConvBase(Layer):
+    """What both convolutions share: argument checks, parameter creation, channel validation."""
+
+    input_ndim = 3
+
+    def __init__(
+        self, out_channels: int, kernel_size: Any, stride: Any, padding: Any, dilation: Any, groups: int,
+        bias: bool, weight_init: str,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if not isinstance(out_channels, int) or isinstance(out_channels, bool) or out_channels < 1:
+            raise ValueError(f"{name}: out_channels must be a positive int, got {out_channels!r}")
+        if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+            raise ValueError(f"{name}: groups must be a positive int, got {groups!r}")
+        if out_channels % groups:
+            raise ValueError(f"{name}: groups={groups} does not divide out_channels={out_channels}")
+        self.out_channels = out_channels
+        self.kernel_size = as_pair(kernel_size, "kernel_size", owner=name)
+        self.stride = as_pair(stride, "stride", owner=name)
+        self.dilation = as_pair(dilation, "dilation", owner=name)
+        self.groups = groups
+        self.use_bias = bool(bias)
+        self.weight_init = check_initializer(weight_init, name)
+
+    def _check_input(self, sample_shape: tuple[int, ...]) -> None:
+        channels = sample_shape[0]
+        if self.built and channels != self.input_shape[0]:
+            raise ValueError(
+                f"{self._name()}: built for {self.input_shape[0]} input channels, got input with {channels} "
+                f"(per-sample shape {sample_shape})"
+            )
+        if channels % self.groups:
+            raise ValueError(f"{self._name()}: groups={self.groups} does not divide the {channels} input channels")
+        self._output_hw(sample_shape)
+
+    def _create_params(self, weight_shape: tuple[int, ...]) -> None:
+        fan_in, fan_out = fans(weight_shape)
+        if type(self) is Conv2DTranspose:  # torch computes fans of (in, out/g, ...) weights the other way round
+            fan_in, fan_out = fan_out, fan_in
+        self.params["weight"] = self._new_param(INITIALIZERS[self.weight_init](weight_shape, fan_in, fan_out))
+        if self.use_bias:
+            self.params["bias"] = self._zeros((self.out_channels,))
+
+    def _set_grads(self, dw: Any, db: Any) -> None:
+        self.grads["weight"] = dw
+        if self.use_bias:
+            self.grads["bias"] = db
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "out_channels": self.out_channels,
+            "kernel_size": self.kernel_size,
+            "stride": self.stride,
+            "padding": self.padding,
+            "dilation": self.dilation,
+            "groups": self.groups,
+            "bias": self.use_bias,
+            "weight_init": self.weight_init,
+        }
+
+
+class Conv2D(_ConvBase):
+    """2-D convolution (cross-correlation), PyTorch layout: weight ``(out, in/groups, kh, kw)``, bias ``(out,)``.
+
+    ``padding``: int, pair, ``"valid"`` or ``"same"`` (any stride; TensorFlow puts the odd pixel bottom/right).
+    Weights: He uniform (``weight_init``: he_uniform, he_normal, glorot_uniform, glorot_normal); bias zeros.
+    """
+
+    def __init__(
+        self, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+        groups: int = 1, bias: bool = True, weight_init: str = "he_uniform",
+    ) -> None:
+        super().__init__(out_channels, kernel_size, stride, padding, dilation, groups, bias, weight_init)
+        self.padding = check_padding(padding, owner="Conv2D")
+
+    def _output_hw(self, sample_shape: tuple[int, ...]) -> tuple[int, int]:
+        in_hw = (sample_shape[1], sample_shape[2])
+        pads = resolve_padding(self.padding, in_hw, self.kernel_size, self.stride, self.dilation)
+        out_hw = conv_output_hw(in_hw, self.kernel_size, self.stride, self.dilation, pads)
+        if min(out_hw) < 1:
+            padded = (in_hw[0] + pads[0] + pads[1], in_hw[1] + pads[2] + pads[3])
+            raise ValueError(
+                f"Conv2D: kernel {self.kernel_size} with dilation {self.dilation} is larger than the padded "
+                f"input {padded} (per-sample input shape {sample_shape}, padding {self.padding!r})"
+            )
+        return out_hw
+
+    def _build(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        self._create_params((self.out_channels, input_shape[0] // self.groups, *self.kernel_size))
+        return (self.out_channels, *self._output_hw(input_shape))
+
+    def _op_args(self) -> dict[str, Any]:
+        return {"stride": self.stride, "padding": self.padding, "dilation": self.dilation, "groups": self.groups}
+
+    def _forward(self, x: Any, training: bool) -> Any:
+        weight = self.params["weight"]
+        if training:
+            self._cache = (x, weight)
+        return conv_ops.conv2d(x, weight, self.params.get("bias"), **self._op_args())
+
+    def _backward(self, dy: Any) -> Any:
+        x, weight = self._cache
+        dx, dw, db = conv_ops.conv2d_backward(dy, x, weight, bias=self.use_bias, **self._op_args())
+        self._set_grads(dw, db)
+        return dx
+
+
+class Conv2DTranspose(_ConvBase):
+    """Transposed convolution (fractionally strided), PyTorch layout: weight ``(in, out/groups, kh, kw)``.
+
+    Output size ``(H - 1)*stride - 2*padding + dilation*(k - 1) + output_padding + 1``; ``padding`` is an
+    int, a pair or ``"valid"`` (= 0). Weights: He uniform by default; bias zeros.
+    """
+
+    def __init__(
+        self, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0, output_padding: Any = 0,
+        dilation: Any = 1, groups: int = 1, bias: bool = True, weight_init: str = "he_uniform",
+    ) -> None:
+        super().__init__(out_channels, kernel_size, stride, padding, dilation, groups, bias, weight_init)
+        self.padding = check_padding(padding, owner="Conv2DTranspose", allow_same=False)
+        self.output_padding = as_pair(output_padding, "output_padding", minimum=0, owner="Conv2DTranspose")
+        for axis in range(2):
+            if self.output_padding[axis] >= max(self.stride[axis], self.dilation[axis]):
+                raise ValueError(
+                    f"Conv2DTranspose: output_padding {self.output_padding} must be smaller than stride "
+                    f"{self.stride} or dilation {self.dilation}"
+                )
+
+    def _output_hw(self, sample_shape: tuple[int, ...]) -> tuple[int, int]:
+        ph, pw = (0, 0) if self.padding == "valid" else self.padding
+        out_hw = tuple(
+            (sample_shape[1 + a] - 1) * self.stride[a] - 2 * (ph, pw)[a]
+            + self.dilation[a] * (self.kernel_size[a] - 1) + self.output_padding[a] + 1
+            for a in range(2)
+        )
+        if min(out_hw) < 1:
+            raise ValueError(
+                f"Conv2DTranspose: padding {self.padding} leaves no output for per-sample input {sample_shape}"
+            )
+        return out_hw  # type: ignore[return-value]
+
+    def _build(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        self._create_params((input_shape[0], self.out_channels // self.groups, *self.kernel_size))
+        return (self.out_channels, *self._output_hw(input_shape))
+
+    def _op_args(self) -> dict[str, Any]:
+        return {
+            "stride": self.stride, "padding": self.padding, "output_padding": self.output_padding,
+            "dilation": self.dilation, "groups": self.groups,
+        }
+
+    def _forward(self, x: Any, training: bool) -> Any:
+        weight = self.params["weight"]
+        if training:
+            self._cache = (x, weight)
+        return conv_ops.conv2d_transpose(x, weight, self.params.get("bias"), **self._op_args())
+
+    def _backward(self, dy: Any) -> Any:
+        x, weight = self._cache
+        dx, dw, db = conv_ops.conv2d_transpose_backward(dy, x, weight, bias=self.use_bias, **self._op_args())
+        self._set_grads(dw, db)
+        return dx
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "output_padding": self.output_padding}
