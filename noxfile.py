@@ -1,0 +1,81 @@
+"""One test session per backend: ``nox -l`` lists them, plain ``nox`` runs every one (CuPy skips without a GPU).
+
+Each session installs xpcnn with its test extra (PyTorch CPU is the oracle) and runs pytest with
+``XPCNN_TEST_BACKEND`` set; results land in ``reports/<session>.xml`` for CI's summary.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+import shutil
+import subprocess
+
+import nox
+
+nox.options.reuse_venv = "yes"
+nox.options.error_on_missing_interpreters = False
+
+REPORTS = pathlib.Path(__file__).parent / "reports"
+SHARED_DATA = pathlib.Path(__file__).resolve().parent.parent / "shared" / "datasets"
+
+
+def _env(backend: str, device: str | None = None) -> dict[str, str]:
+    env = {"XPCNN_TEST_BACKEND": backend, "PYTHONHASHSEED": "0"}
+    if device:
+        env["XPCNN_TEST_DEVICE"] = device
+    if "XPCNN_DATA" not in os.environ and SHARED_DATA.is_dir():
+        env["XPCNN_DATA"] = str(SHARED_DATA)
+    return env
+
+
+def _pytest(session: nox.Session, backend: str, device: str | None = None) -> None:
+    label = session.name + (f"-{device}" if device else "")
+    REPORTS.mkdir(exist_ok=True)
+    session.run(
+        "python", "-m", "pytest", f"--junitxml={REPORTS / (label + '.xml')}", *session.posargs,
+        env=_env(backend, device),
+    )
+
+
+@nox.session(name="tests-numpy")
+def tests_numpy(session: nox.Session) -> None:
+    session.install("-e", ".[test]")
+    _pytest(session, "numpy")
+
+
+@nox.session(name="tests-array_api_strict")
+def tests_array_api_strict(session: nox.Session) -> None:
+    """On the simulated accelerator device1 (no silent host fallback), then on no_float64 in float32."""
+    session.install("-e", ".[test,strict]")
+    _pytest(session, "array_api_strict", "device1")
+    _pytest(session, "array_api_strict", "no_float64")
+
+
+@nox.session(name="tests-torch")
+def tests_torch(session: nox.Session) -> None:
+    session.install("-e", ".[test,torch]")
+    _pytest(session, "torch", os.environ.get("XPCNN_TORCH_DEVICE"))
+
+
+@nox.session(name="tests-jax")
+def tests_jax(session: nox.Session) -> None:
+    session.install("-e", ".[test,jax]")
+    _pytest(session, "jax")
+
+
+def _has_cuda_gpu() -> bool:
+    if shutil.which("nvidia-smi") is None:
+        return False
+    return subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
+
+
+@nox.session(name="tests-cupy", venv_params=["--system-site-packages"])
+def tests_cupy(session: nox.Session) -> None:
+    """Needs a CUDA GPU; reuses a CuPy already installed on the machine, else the cuda12 extra."""
+    if not _has_cuda_gpu():
+        session.skip("no CUDA GPU on this machine (nvidia-smi found none): CuPy cannot run here")
+    extra = "" if importlib.util.find_spec("cupy") else "," + os.environ.get("XPCNN_CUPY_EXTRA", "cuda12")
+    session.install("-e", f".[test{extra}]")
+    _pytest(session, "cupy", os.environ.get("XPCNN_CUPY_DEVICE"))
