@@ -1,0 +1,295 @@
+"""Optimizers with exactly ``torch.optim``'s update rules, written once on the Array API.
+
+``step(params, grads)`` takes and returns dicts keyed by parameter name (``"0.weight"``). Buffers are created
+on a parameter's first step, on its device and dtype. Updates are in place where the backend allows (NumPy,
+CuPy, torch, array-api-strict) and functional on JAX, so always rebind to the returned dict. Step counts are
+Python ints and hyper-parameters Python floats: a step never reads an array value back to the host.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import array_api_compat
+import array_api_extra as xpx
+
+from .backend import asarray
+
+__all__ = ["OPTIMIZERS", "SGD", "Adam", "AdamW", "Optimizer", "RMSprop", "get"]
+
+Array = Any
+_STATE_KEYS = {"config", "iterations", "state", "steps"}
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+def _write(x: Array, value: Array) -> Array:
+    """``value`` written into ``x`` where arrays are writeable (callers holding ``x`` see the update), else
+    ``value`` itself: on JAX a whole-array ``.at[...].set`` would only add a slow scatter."""
+    return xpx.at(x)[...].set(value) if array_api_compat.is_writeable_array(x) else value
+
+
+def _set_slot(slots: dict[str, Array], name: str, value: Array) -> Array:
+    """Write ``value`` into buffer ``name``, rebind and return it."""
+    slots[name] = _write(slots[name], value)
+    return slots[name]
+
+
+def _zeros_like(p: Array) -> Array:
+    xp = array_api_compat.array_namespace(p)
+    return xp.zeros(p.shape, dtype=p.dtype, device=array_api_compat.device(p))
+
+
+def _owned_copy(buffer: Any, dtype: Any) -> Array:
+    """``buffer`` on the current backend and device, copied so that no two optimizers share memory."""
+    arr = asarray(buffer, dtype=dtype)
+    xp = array_api_compat.array_namespace(arr)
+    return xp.asarray(arr, copy=True, device=array_api_compat.device(arr))
+
+
+class Optimizer:
+    """The step loop, lazy per-parameter state, step counts and (de)serialisation.
+
+    Subclasses name their buffers (``_slot_names``, as in torch's ``optimizer.state``) and give the update
+    of one parameter (``_update``). ``lr`` is a plain float that schedules may change between steps.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, lr: float, weight_decay: float) -> None:
+        owner = type(self).__name__
+        _require(lr >= 0.0, f"{owner}: lr must be >= 0, got {lr}")
+        _require(weight_decay >= 0.0, f"{owner}: weight_decay must be >= 0, got {weight_decay}")
+        self.lr = float(lr)
+        self.weight_decay = float(weight_decay)
+        self.iterations = 0
+        self.state: dict[str, dict[str, Array]] = {}
+        self._steps: dict[str, int] = {}  # per parameter, like torch: a step without its gradient skips it
+
+    def step(self, params: dict[str, Array], grads: dict[str, Array]) -> dict[str, Array]:
+        """Updated ``params`` (same keys); entries without a gradient come back unchanged."""
+        self.iterations += 1
+        updated = dict(params)
+        for key, p in params.items():
+            grad = grads.get(key)
+            if grad is None:
+                continue
+            slots = self.state.get(key)
+            if slots is None:
+                slots = self.state[key] = {name: _zeros_like(p) for name in self._slot_names()}
+            self._steps[key] = self._steps.get(key, 0) + 1
+            updated[key] = self._update(p, grad, slots, self._steps[key])
+        return updated
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor's arguments plus ``name``, JSON-friendly: ``get(config)`` rebuilds the optimizer."""
+        config: dict[str, Any] = {"name": self.name}
+        for arg in self._hyperparameter_names():
+            value = getattr(self, arg)
+            config[arg] = list(value) if isinstance(value, tuple) else value
+        return config
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"config", "iterations", "state": {key: {buffer: array}}, "steps": {key: int}}``.
+
+        The arrays are the live buffers (as in torch): convert or copy them before the next step.
+        """
+        return {
+            "config": self.get_config(),
+            "iterations": self.iterations,
+            "state": {key: dict(slots) for key, slots in self.state.items()},
+            "steps": dict(self._steps),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any], params: Mapping[str, Array] | None = None) -> None:
+        """Restore hyper-parameters, counters and buffers (copied onto the current backend and device).
+
+        Everything is validated before anything changes. With ``params`` each buffer must match its
+        parameter's shape and takes its dtype. ``steps`` may be absent (then every key has ``iterations``).
+        """
+        owner = f"{type(self).__name__}.load_state_dict"
+        keys = set(state)
+        _require(keys <= _STATE_KEYS and keys >= _STATE_KEYS - {"steps"},
+                 f"{owner}: expected keys {sorted(_STATE_KEYS)} ('steps' optional), got {sorted(keys)}")
+        config = dict(state["config"])
+        kind = config.pop("name", None)
+        _require(kind == self.name, f"{owner}: the state is for optimizer {kind!r}, not {self.name!r}")
+        try:
+            fresh = type(self)(**config)
+        except TypeError as exc:
+            raise ValueError(f"{owner}: bad hyper-parameters for {self.name!r}: {exc}") from exc
+        slot_names = set(fresh._slot_names())
+        buffers = {}
+        for key, slots in state["state"].items():
+            _require(set(slots) == slot_names,
+                     f"{owner}: parameter {key!r} has buffers {sorted(slots)}, expected {sorted(slot_names)}")
+            _require(params is None or key in params, f"{owner}: state for unknown parameter {key!r}")
+            like = params[key] if params is not None else next(iter(slots.values()), None)
+            for name, buffer in slots.items():
+                _require(tuple(buffer.shape) == tuple(like.shape),
+                         f"{owner}: buffer {name!r} of {key!r} has shape {tuple(buffer.shape)}, "
+                         f"expected {tuple(like.shape)}")
+            dtype = params[key].dtype if params is not None else None
+            buffers[key] = {name: _owned_copy(buffer, dtype) for name, buffer in slots.items()}
+        iterations = int(state["iterations"])
+        steps = state.get("steps", {})
+        for arg in self._hyperparameter_names():
+            setattr(self, arg, getattr(fresh, arg))
+        self.iterations = iterations
+        self.state = buffers
+        self._steps = {key: int(steps.get(key, iterations)) for key in buffers}
+
+    # --- what subclasses provide -------------------------------------------------------------------------
+    def _slot_names(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def _update(self, p: Array, grad: Array, slots: dict[str, Array], step: int) -> Array:
+        """The updated ``p``; writes its buffers through ``_set_slot``. ``step`` counts from 1."""
+        raise NotImplementedError
+
+    # --- shared pieces ------------------------------------------------------------------------------------
+    @classmethod
+    def _hyperparameter_names(cls) -> list[str]:
+        return list(inspect.signature(cls).parameters)
+
+    def _with_l2(self, p: Array, grad: Array) -> Array:
+        """torch's coupled weight decay: the L2 term ``weight_decay * p`` joins the gradient."""
+        return grad + self.weight_decay * p if self.weight_decay else grad
+
+    @staticmethod
+    def _momentum(slots: dict[str, Array], momentum: float, direction: Array) -> Array:
+        """Heavy-ball buffer ``b = momentum * b + direction`` (dampening 0); zero-initialised, so the
+        first step's buffer is exactly ``direction``, as torch's SGD clones the gradient."""
+        return _set_slot(slots, "momentum_buffer", momentum * slots["momentum_buffer"] + direction)
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional heavy-ball or Nesterov momentum (``torch.optim.SGD``)."""
+
+    name = "sgd"
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0) -> None:
+        super().__init__(lr, weight_decay)
+        _require(momentum >= 0.0, f"SGD: momentum must be >= 0, got {momentum}")
+        _require(not nesterov or momentum > 0.0, "SGD: nesterov=True needs momentum > 0")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+
+    def _slot_names(self) -> tuple[str, ...]:
+        return ("momentum_buffer",) if self.momentum else ()
+
+    def _update(self, p: Array, grad: Array, slots: dict[str, Array], step: int) -> Array:
+        grad = self._with_l2(p, grad)
+        if self.momentum:
+            buf = self._momentum(slots, self.momentum, grad)
+            grad = grad + self.momentum * buf if self.nesterov else buf
+        return _write(p, p - self.lr * grad)
+
+
+class Adam(Optimizer):
+    """Adam with bias corrections and optional AMSGrad (``torch.optim.Adam``); L2 weight decay."""
+
+    name = "adam"
+    decoupled_weight_decay: ClassVar[bool] = False
+
+    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, amsgrad: bool = False) -> None:
+        super().__init__(lr, weight_decay)
+        owner = type(self).__name__
+        _require(len(betas) == 2 and all(0.0 <= b < 1.0 for b in betas),
+                 f"{owner}: betas must be two numbers in [0, 1), got {betas}")
+        _require(eps > 0.0, f"{owner}: eps must be > 0, got {eps}")
+        self.betas = (float(betas[0]), float(betas[1]))
+        self.eps = float(eps)
+        self.amsgrad = bool(amsgrad)
+
+    def _slot_names(self) -> tuple[str, ...]:
+        return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if self.amsgrad else ())
+
+    def _update(self, p: Array, grad: Array, slots: dict[str, Array], step: int) -> Array:
+        xp = array_api_compat.array_namespace(p, grad)
+        beta1, beta2 = self.betas
+        decayed = p  # AdamW's decay joins the single write of p below
+        if not self.decoupled_weight_decay:
+            grad = self._with_l2(p, grad)
+        elif self.weight_decay:
+            decayed = p * (1.0 - self.lr * self.weight_decay)
+        # the same forms as torch's exp_avg.lerp_ and exp_avg_sq.mul_().addcmul_()
+        m = _set_slot(slots, "exp_avg", slots["exp_avg"] + (1.0 - beta1) * (grad - slots["exp_avg"]))
+        v = _set_slot(slots, "exp_avg_sq", beta2 * slots["exp_avg_sq"] + (1.0 - beta2) * (grad * grad))
+        if self.amsgrad:
+            v = _set_slot(slots, "max_exp_avg_sq", xp.maximum(slots["max_exp_avg_sq"], v))
+        denom = xp.sqrt(v) / math.sqrt(1.0 - beta2**step) + self.eps
+        return _write(p, decayed - self.lr / (1.0 - beta1**step) * (m / denom))
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: ``p *= 1 - lr * weight_decay`` first (``torch.optim.AdamW``)."""
+
+    name = "adamw"
+    decoupled_weight_decay = True
+
+    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.01, amsgrad: bool = False) -> None:
+        super().__init__(lr, betas, eps, weight_decay, amsgrad)
+
+
+class RMSprop(Optimizer):
+    """RMSprop, eps outside the square root, optional centering and momentum (``torch.optim.RMSprop``)."""
+
+    name = "rmsprop"
+
+    def __init__(self, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8, momentum: float = 0.0,
+                 centered: bool = False, weight_decay: float = 0.0) -> None:
+        super().__init__(lr, weight_decay)
+        _require(0.0 <= alpha < 1.0, f"RMSprop: alpha must be in [0, 1), got {alpha}")
+        _require(eps > 0.0, f"RMSprop: eps must be > 0, got {eps}")
+        _require(momentum >= 0.0, f"RMSprop: momentum must be >= 0, got {momentum}")
+        self.alpha = float(alpha)
+        self.eps = float(eps)
+        self.momentum = float(momentum)
+        self.centered = bool(centered)
+
+    def _slot_names(self) -> tuple[str, ...]:
+        return (("square_avg",) + (("momentum_buffer",) if self.momentum else ())
+                + (("grad_avg",) if self.centered else ()))
+
+    def _update(self, p: Array, grad: Array, slots: dict[str, Array], step: int) -> Array:
+        xp = array_api_compat.array_namespace(p, grad)
+        grad = self._with_l2(p, grad)
+        alpha = self.alpha
+        square_avg = _set_slot(slots, "square_avg",
+                               alpha * slots["square_avg"] + (1.0 - alpha) * (grad * grad))
+        if self.centered:
+            grad_avg = _set_slot(slots, "grad_avg",
+                                 slots["grad_avg"] + (1.0 - alpha) * (grad - slots["grad_avg"]))
+            square_avg = square_avg - grad_avg * grad_avg
+        direction = grad / (xp.sqrt(square_avg) + self.eps)
+        if self.momentum:
+            direction = self._momentum(slots, self.momentum, direction)
+        return _write(p, p - self.lr * direction)
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {cls.name: cls for cls in (SGD, Adam, AdamW, RMSprop)}
+
+
+def get(identifier: str | Mapping[str, Any] | Optimizer, **kwargs: Any) -> Optimizer:
+    """An optimizer from a name (``"adam"``, any case) and keyword arguments, a ``get_config()`` dict, or an
+    instance (returned as is)."""
+    if isinstance(identifier, Optimizer):
+        _require(not kwargs, "get: keyword arguments apply to an optimizer name, not to an instance")
+        return identifier
+    if isinstance(identifier, Mapping):
+        config = dict(identifier)
+        identifier = config.pop("name", None)
+        kwargs = {**config, **kwargs}
+    cls = OPTIMIZERS.get(identifier.lower()) if isinstance(identifier, str) else None
+    _require(cls is not None, f"unknown optimizer {identifier!r}; known: {sorted(OPTIMIZERS)}")
+    return cls(**kwargs)
