@@ -1,0 +1,79 @@
+"""Smoke test of the training benchmark harness: it runs, prints a ratio and writes the JSON it promises.
+
+Nothing here looks at the timings themselves (tests never assert on time).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("torch", reason="the benchmark compares against PyTorch")
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train.py"
+
+
+def _run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=SCRIPT.parents[1])
+
+
+def test_quick_run_prints_ratio_and_writes_json(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = _run("--quick", "--rounds", "1", "--json", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ratio" in proc.stdout
+    assert "training throughput ratio xpcnn/torch" in proc.stdout
+
+    report = json.loads(out.read_text())
+    for key in ("schema", "date", "settings", "machine", "versions", "blas", "results"):
+        assert key in report, key
+    assert report["mode"] == "compare"
+    assert report["settings"]["quick"] is True
+    assert report["settings"]["dtype"] == "float32"
+    for key in ("platform", "cpu_model", "cpu_count"):
+        assert key in report["machine"], key
+    for key in ("python", "numpy", "torch", "xpcnn"):
+        assert report["versions"].get(key), key
+    assert "blas" in report["blas"] or "threadpools" in report["blas"]
+
+    (entry,) = report["results"]
+    assert entry["model"] == "mnist"
+    assert len(entry["rounds"]) == 1
+    summary = entry["summary"]
+    for mode in ("train", "infer"):
+        for key in ("xpcnn_images_per_s", "torch_images_per_s", "ratio", "ratios"):
+            assert key in summary[mode], (mode, key)
+        assert summary[mode]["xpcnn_images_per_s"] > 0 and summary[mode]["torch_images_per_s"] > 0
+        assert summary[mode]["ratio"] == pytest.approx(
+            summary[mode]["xpcnn_images_per_s"] / summary[mode]["torch_images_per_s"]
+        )
+    for fw in ("xpcnn", "torch"):
+        assert summary["peak_rss_mb"][f"{fw}_peak_train"] > 0
+
+
+def test_profile_accounts_for_the_step(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "profile.json"
+    proc = _run("--quick", "--profile", "--json", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "matmul" in proc.stdout and "im2col" in proc.stdout
+
+    report = json.loads(out.read_text())
+    assert report["mode"] == "profile"
+    (prof,) = report["profile"]
+    rows = {r["category"]: r for r in prof["categories"]}
+    for category in ("matmul (BLAS)", "im2col (window extraction)", "col2im (window scatter-add)", "pooling"):
+        assert category in rows, category
+    assert any(c.startswith("other") for c in rows)
+    # the categories, "other" included, add up to the measured step time by construction
+    assert sum(r["ms_per_step"] for r in rows.values()) == pytest.approx(prof["step_ms_profiled"], rel=1e-6)
+    assert sum(r["percent"] for r in rows.values()) == pytest.approx(100.0, rel=1e-6)
+
+
+def test_bad_arguments_exit_nonzero() -> None:
+    proc = _run("--models", "no-such-model", timeout=120)
+    assert proc.returncode != 0
