@@ -1,0 +1,176 @@
+"""BatchNorm1D/2D: numerical gradients (training mode), PyTorch oracle incl. running statistics, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xpcnn
+from conftest import BACKEND
+from layer_checks import assert_matches_torch, assert_on_device, check_numerical_gradients, host, rtol_for
+from xpcnn.layers.normalization import BatchNorm1D, BatchNorm2D
+
+# (layer class, input shape, momentum, eps)
+BN_CASES = [
+    pytest.param(BatchNorm2D, (2, 3, 4, 4), 0.1, 1e-5, id="2d"),
+    pytest.param(BatchNorm2D, (1, 2, 3, 2), 0.1, 1e-5, id="2d-batch1"),
+    pytest.param(BatchNorm2D, (3, 1, 1, 2), 0.3, 1e-3, id="2d-one-channel-momentum0.3"),
+    pytest.param(BatchNorm1D, (5, 3), 0.1, 1e-5, id="1d-features"),
+    pytest.param(BatchNorm1D, (2, 4), 1.0, 1e-2, id="1d-batch2-momentum1"),
+    pytest.param(BatchNorm1D, (1, 2, 4), 0.1, 1e-5, id="1d-sequence-batch1"),
+    pytest.param(BatchNorm1D, (3, 2, 5), 0.0, 1e-5, id="1d-sequence-momentum0"),
+]
+
+
+def _input(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """Off-centre, scaled data: a normalisation that forgot to centre or scale shows."""
+    return 3.0 * np.random.default_rng(seed).standard_normal(shape) + 1.5
+
+
+def _built(cls, shape, momentum, eps, affine_seed: int = 4):
+    """A layer with random weight, bias and running statistics (the initial ones would hide mistakes)."""
+    layer = cls(momentum=momentum, eps=eps)
+    layer.build(shape[1:])
+    rng = np.random.default_rng(affine_seed)
+    channels = shape[1]
+    layer.params["weight"] = xpcnn.asarray(rng.uniform(0.5, 2.0, channels))
+    layer.params["bias"] = xpcnn.asarray(rng.standard_normal(channels))
+    layer.buffers["running_mean"] = xpcnn.asarray(rng.standard_normal(channels))
+    layer.buffers["running_var"] = xpcnn.asarray(rng.uniform(0.5, 2.0, channels))
+    return layer
+
+
+@pytest.mark.parametrize("cls, shape, momentum, eps", BN_CASES)
+def test_batch_norm_numerical_gradients(backend64, cls, shape, momentum, eps):
+    check_numerical_gradients(_built(cls, shape, momentum, eps), _input(shape))
+
+
+@pytest.mark.parametrize("dtype_fixture", ["backend", "backend64"])
+@pytest.mark.parametrize("cls, shape, momentum, eps", BN_CASES)
+def test_batch_norm_training_step_matches_torch(request, dtype_fixture, cls, shape, momentum, eps):
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    backend = request.getfixturevalue(dtype_fixture)
+    layer = _built(cls, shape, momentum, eps)
+    running_mean = torch.tensor(host(layer.buffers["running_mean"]))
+    running_var = torch.tensor(host(layer.buffers["running_var"]))
+
+    def forward(x, weight, bias):
+        return F.batch_norm(x, running_mean, running_var, weight, bias, training=True, momentum=momentum, eps=eps)
+
+    rtol = rtol_for(backend)
+    assert_matches_torch(layer, _input(shape), forward, rtol=rtol)
+    for name, reference in (("running_mean", running_mean), ("running_var", running_var)):
+        np.testing.assert_allclose(host(layer.buffers[name]), reference.numpy(), rtol=rtol, atol=rtol, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype_fixture", ["backend", "backend64"])
+@pytest.mark.parametrize("cls, shape, momentum, eps", BN_CASES)
+def test_batch_norm_inference_uses_running_statistics_like_torch(request, dtype_fixture, cls, shape, momentum, eps):
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    backend = request.getfixturevalue(dtype_fixture)
+    layer = _built(cls, shape, momentum, eps)
+    before = {k: host(v) for k, v in layer.buffers.items()}
+    x = _input(shape)
+    y = host(layer.forward(xpcnn.asarray(x)))
+    reference = F.batch_norm(
+        torch.tensor(x), *(torch.tensor(before[k]) for k in ("running_mean", "running_var")),
+        *(torch.tensor(host(layer.params[k])) for k in ("weight", "bias")), training=False, eps=eps,
+    )
+    rtol = rtol_for(backend)
+    np.testing.assert_allclose(y, reference.numpy(), rtol=rtol, atol=rtol)
+    for name, value in before.items():
+        np.testing.assert_array_equal(host(layer.buffers[name]), value, err_msg=f"{name} changed in inference")
+
+
+def test_training_output_is_normalised_per_channel(backend64):
+    y = host(BatchNorm2D().forward(xpcnn.asarray(_input((4, 3, 5, 5))), training=True))
+    np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0.0, atol=1e-12)
+    np.testing.assert_allclose(y.var(axis=(0, 2, 3)), 1.0, rtol=1e-5)
+
+
+def test_running_statistics_converge_to_the_data_statistics(backend64):
+    layer = BatchNorm1D(momentum=0.5)
+    x = xpcnn.asarray(_input((50, 2)))
+    for _ in range(40):
+        layer.forward(x, training=True)
+    data = _input((50, 2))
+    np.testing.assert_allclose(host(layer.buffers["running_mean"]), data.mean(axis=0), rtol=1e-8)
+    np.testing.assert_allclose(host(layer.buffers["running_var"]), data.var(axis=0, ddof=1), rtol=1e-8)
+
+
+def test_params_and_buffers_follow_torch_names_layouts_and_initial_values(backend):
+    layer = BatchNorm2D()
+    assert layer.build((3, 8, 8)) == (3, 8, 8)
+    expected = {"weight": 1.0, "bias": 0.0}
+    assert set(layer.params) == set(expected) and set(layer.grads) == set()
+    for name, value in expected.items():
+        np.testing.assert_array_equal(host(layer.params[name]), np.full(3, value))
+    assert set(layer.buffers) == {"running_mean", "running_var"}
+    np.testing.assert_array_equal(host(layer.buffers["running_mean"]), np.zeros(3))
+    np.testing.assert_array_equal(host(layer.buffers["running_var"]), np.ones(3))
+    assert layer.num_params == 6
+    assert repr(layer) == "BatchNorm2D(momentum=0.1, eps=1e-05)"
+    assert BatchNorm1D().build((4,)) == (4,) and BatchNorm1D().build((4, 7)) == (4, 7)
+
+
+@pytest.mark.parametrize("cls, shape", [(BatchNorm2D, (2, 3, 4, 4)), (BatchNorm1D, (4, 3)), (BatchNorm1D, (2, 3, 4))])
+def test_batch_norm_keeps_everything_on_the_device(backend, cls, shape):
+    layer = cls()
+    y = layer.forward(xpcnn.asarray(_input(shape)), training=True)
+    dx = layer.backward(backend.xp.ones_like(y))
+    for array in (y, dx, *layer.params.values(), *layer.grads.values(), *layer.buffers.values()):
+        assert_on_device(array, backend)
+        assert array.dtype == backend.dtype
+    assert tuple(layer.buffers["running_mean"].shape) == (3,)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: BatchNorm2D(momentum=1.5), r"BatchNorm2D: momentum must be a number in \[0, 1\], got 1.5"),
+        (lambda: BatchNorm1D(momentum=None), "BatchNorm1D: momentum must be a number"),
+        (lambda: BatchNorm2D(eps=0), "BatchNorm2D: eps must be a positive number, got 0"),
+        (lambda: BatchNorm1D(eps="1e-5"), "eps must be a positive number"),
+    ],
+)
+def test_constructor_rejects_bad_arguments(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_batch_norm_rejects_bad_inputs_before_changing_state(backend):
+    layer2d = BatchNorm2D()
+    with pytest.raises(ValueError, match=r"BatchNorm2D: expected 4-D input .* got input of shape \(2, 3\)"):
+        layer2d.forward(xpcnn.asarray(_input((2, 3))))
+    layer1d = BatchNorm1D()
+    with pytest.raises(ValueError, match=r"BatchNorm1D: expected 2 or 3-D input .* \(2, 3, 4, 4\)"):
+        layer1d.forward(xpcnn.asarray(_input((2, 3, 4, 4))))
+    with pytest.raises(ValueError, match=r"BatchNorm1D: training needs more than one value per channel .*\(1, 3\)"):
+        layer1d.forward(xpcnn.asarray(_input((1, 3))), training=True)
+    assert not layer1d.built and not layer2d.built
+    layer1d.forward(xpcnn.asarray(_input((1, 3))))  # inference with one sample is fine
+    layer1d.forward(xpcnn.asarray(_input((4, 3))), training=True)
+    state = {**layer1d.params, **layer1d.buffers}
+    with pytest.raises(ValueError, match=r"BatchNorm1D: built for 3 channels, got input with 2 .*\(2,\)"):
+        layer1d.forward(xpcnn.asarray(_input((4, 2))), training=True)
+    assert {**layer1d.params, **layer1d.buffers} == state
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="jax.jit rejects any host sync: the check needs JAX")
+def test_batch_norm_traces_under_jit_without_host_syncs(backend):
+    import jax
+
+    def step(x):
+        layer = BatchNorm2D()
+        y = layer.forward(x, training=True)
+        return y, layer.backward(y), layer.buffers["running_var"]
+
+    x = xpcnn.asarray(_input((2, 3, 2, 2)))
+    eager = BatchNorm2D()
+    y = eager.forward(x, training=True)
+    for traced, expected in zip(jax.jit(step)(x), (y, eager.backward(y), eager.buffers["running_var"])):
+        np.testing.assert_allclose(host(traced), host(expected), rtol=1e-5, atol=1e-6)

@@ -1,0 +1,134 @@
+"""Activation layers: no parameters, thin over ``xpcnn.ops.activations``."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, ClassVar
+
+from ..ops import activations as act
+from .base import Layer
+
+__all__ = ["ELU", "LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh"]
+
+
+class _Activation(Layer):
+    """Applies ``_activate`` on forward; keeps the output (``saves_output``) or the input for ``_gradient``."""
+
+    saves_output: ClassVar[bool] = True
+
+    def _activate(self, x: Any) -> Any:
+        raise NotImplementedError
+
+    def _gradient(self, dy: Any, saved: Any) -> Any:
+        raise NotImplementedError
+
+    def _forward(self, x: Any, training: bool) -> Any:
+        y = self._activate(x)
+        if training:
+            self._cache = y if self.saves_output else x
+        return y
+
+    def _backward(self, dy: Any) -> Any:
+        return self._gradient(dy, self._cache)
+
+
+def _check_float(value: Any, name: str, owner: str) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"{owner}: {name} must be a real number, got {value!r}")
+    return float(value)
+
+
+class ReLU(_Activation):
+    """max(x, 0)."""
+
+    def _activate(self, x: Any) -> Any:
+        return act.relu(x)
+
+    def _gradient(self, dy: Any, saved: Any) -> Any:
+        return act.relu_backward(dy, saved)
+
+
+class LeakyReLU(_Activation):
+    """x for x > 0, negative_slope * x otherwise."""
+
+    saves_output = False
+
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        super().__init__()
+        self.negative_slope = _check_float(negative_slope, "negative_slope", "LeakyReLU")
+
+    def _activate(self, x: Any) -> Any:
+        return act.leaky_relu(x, self.negative_slope)
+
+    def _gradient(self, dy: Any, saved: Any) -> Any:
+        return act.leaky_relu_backward(dy, saved, self.negative_slope)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"negative_slope": self.negative_slope}
+
+
+class ELU(_Activation):
+    """x for x > 0, alpha * (exp(x) - 1) otherwise."""
+
+    saves_output = False
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        super().__init__()
+        self.alpha = _check_float(alpha, "alpha", "ELU")
+
+    def _activate(self, x: Any) -> Any:
+        return act.elu(x, self.alpha)
+
+    def _gradient(self, dy: Any, saved: Any) -> Any:
+        return act.elu_backward(dy, saved, self.alpha)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"alpha": self.alpha}
+
+
+class Sigmoid(_Activation):
+    """1 / (1 + exp(-x))."""
+
+    def _activate(self, x: Any) -> Any:
+        return act.sigmoid(x)
+
+    def _gradient(self, dy: Any, saved: Any) -> Any:
+        return act.sigmoid_backward(dy, saved)
+
+
+class Tanh(_Activation):
+    def _activate(self, x: Any) -> Any:
+        return act.tanh(x)
+
+    def _gradient(self, dy: Any, saved: Any) -> Any:
+        return act.tanh_backward(dy, saved)
+
+
+class Softmax(_Activation):
+    """exp(x) normalised along ``axis`` of the batched input (default 1: the classes of (N, C) logits).
+
+    For training a classifier prefer raw logits with ``CrossEntropy``, which is stabler and cheaper.
+    """
+
+    def __init__(self, axis: int = 1) -> None:
+        super().__init__()
+        if not isinstance(axis, int) or isinstance(axis, bool) or axis == 0:
+            raise ValueError(f"Softmax: axis must be a non-zero int (axis 0 is the batch axis), got {axis!r}")
+        self.axis = axis
+
+    def _check_input(self, sample_shape: tuple[int, ...]) -> None:
+        ndim = len(sample_shape) + 1
+        if not (1 <= self.axis < ndim or -ndim < self.axis < 0):
+            raise ValueError(
+                f"Softmax: axis {self.axis} is not a non-batch axis of {ndim}-D input "
+                f"(per-sample shape {sample_shape})"
+            )
+
+    def _activate(self, x: Any) -> Any:
+        return act.softmax(x, self.axis)
+
+    def _gradient(self, dy: Any, saved: Any) -> Any:
+        return act.softmax_backward(dy, saved, self.axis)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"axis": self.axis}

@@ -1,0 +1,61 @@
+"""Fully connected layer over (N, features) input, thin over ``xpcnn.ops.dense``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..initializers import INITIALIZERS, check_initializer, fans
+from ..ops import dense as dense_ops
+from .base import Layer
+
+__all__ = ["Dense"]
+
+
+class Dense(Layer):
+    """``y = x @ weight.T + bias``, PyTorch layout: weight ``(out_features, in_features)``, bias ``(out_features,)``.
+
+    Weights: He uniform (``weight_init``: he_uniform, he_normal, glorot_uniform, glorot_normal); bias zeros.
+    Flatten convolutional features first: the input is 2-D ``(N, in_features)``.
+    """
+
+    input_ndim = 1
+
+    def __init__(self, out_features: int, bias: bool = True, weight_init: str = "he_uniform") -> None:
+        super().__init__()
+        if not isinstance(out_features, int) or isinstance(out_features, bool) or out_features < 1:
+            raise ValueError(f"Dense: out_features must be a positive int, got {out_features!r}")
+        self.out_features = out_features
+        self.use_bias = bool(bias)
+        self.weight_init = check_initializer(weight_init, "Dense")
+
+    def _check_input(self, sample_shape: tuple[int, ...]) -> None:
+        if self.built and sample_shape != self.input_shape:
+            raise ValueError(
+                f"Dense: built for {self.input_shape[0]} input features, got input with {sample_shape[0]} "
+                f"(per-sample shape {sample_shape})"
+            )
+
+    def _build(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        shape = (self.out_features, input_shape[0])
+        fan_in, fan_out = fans(shape)
+        self.params["weight"] = self._new_param(INITIALIZERS[self.weight_init](shape, fan_in, fan_out))
+        if self.use_bias:
+            self.params["bias"] = self._zeros((self.out_features,))
+        return (self.out_features,)
+
+    def _forward(self, x: Any, training: bool) -> Any:
+        weight = self.params["weight"]
+        if training:
+            self._cache = (x, weight)
+        return dense_ops.dense(x, weight, self.params.get("bias"))
+
+    def _backward(self, dy: Any) -> Any:
+        x, weight = self._cache
+        dx, dw, db = dense_ops.dense_backward(dy, x, weight, bias=self.use_bias)
+        self.grads["weight"] = dw
+        if self.use_bias:
+            self.grads["bias"] = db
+        return dx
+
+    def get_config(self) -> dict[str, Any]:
+        return {"out_features": self.out_features, "bias": self.use_bias, "weight_init": self.weight_init}

@@ -1,0 +1,81 @@
+"""Batch normalisation layers, thin over ``xpcnn.ops.normalization``.
+
+PyTorch names and layouts: params ``weight`` (ones) and ``bias`` (zeros), buffers ``running_mean`` (zeros)
+and ``running_var`` (ones), all ``(C,)`` with C the channel axis 1 of the input.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+from ..ops import normalization as norm_ops
+from .base import Layer
+
+__all__ = ["BatchNorm1D", "BatchNorm2D"]
+
+
+class _BatchNorm(Layer):
+    """Batch statistics when training (and a momentum update of the running ones), running ones otherwise."""
+
+    def __init__(self, momentum: float = 0.1, eps: float = 1e-5) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if not isinstance(momentum, numbers.Real) or isinstance(momentum, bool) or not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"{name}: momentum must be a number in [0, 1], got {momentum!r}")
+        if not isinstance(eps, numbers.Real) or isinstance(eps, bool) or not eps > 0.0:
+            raise ValueError(f"{name}: eps must be a positive number, got {eps!r}")
+        self.momentum = float(momentum)
+        self.eps = float(eps)
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        """As ``Layer.forward``; a training batch must hold more than one value per channel."""
+        if training:
+            norm_ops.check_training_batch(tuple(getattr(x, "shape", ())), owner=self._name())
+        return super().forward(x, training)
+
+    def _check_input(self, sample_shape: tuple[int, ...]) -> None:
+        if self.built and sample_shape[0] != self.input_shape[0]:
+            raise ValueError(
+                f"{self._name()}: built for {self.input_shape[0]} channels, got input with {sample_shape[0]} "
+                f"(per-sample shape {sample_shape})"
+            )
+
+    def _build(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        channels = (input_shape[0],)
+        self.params["weight"] = self._ones(channels)
+        self.params["bias"] = self._zeros(channels)
+        self.buffers["running_mean"] = self._zeros(channels)
+        self.buffers["running_var"] = self._ones(channels)
+        return input_shape
+
+    def _forward(self, x: Any, training: bool) -> Any:
+        weight = self.params["weight"]
+        y, running_mean, running_var = norm_ops.batch_norm(
+            x, weight, self.params["bias"], self.buffers["running_mean"], self.buffers["running_var"],
+            training, self.momentum, self.eps,
+        )
+        if training:
+            self.buffers["running_mean"], self.buffers["running_var"] = running_mean, running_var
+            self._cache = (x, weight)
+        return y
+
+    def _backward(self, dy: Any) -> Any:
+        x, weight = self._cache
+        dx, self.grads["weight"], self.grads["bias"] = norm_ops.batch_norm_backward(dy, x, weight, self.eps)
+        return dx
+
+    def get_config(self) -> dict[str, Any]:
+        return {"momentum": self.momentum, "eps": self.eps}
+
+
+class BatchNorm2D(_BatchNorm):
+    """Batch normalisation of NCHW feature maps per channel (torch.nn.BatchNorm2d)."""
+
+    input_ndim = 3
+
+
+class BatchNorm1D(_BatchNorm):
+    """Batch normalisation of (N, C) features or (N, C, L) sequences per channel (torch.nn.BatchNorm1d)."""
+
+    input_ndim = (1, 2)

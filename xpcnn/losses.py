@@ -1,0 +1,190 @@
+"""Loss objects for training: ``forward(pred, target)`` -> 0-d array, ``backward()`` -> ``d loss / d pred``.
+
+Validation looks at shapes, dtypes and devices only, never at values (that would be a host sync); the
+model checks label ranges on the host. The loss stays a 0-d device array: read it once per logging interval.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import array_api_compat
+
+from .backend import dtype_name
+from .ops import losses as loss_ops
+
+__all__ = ["BinaryCrossEntropy", "CrossEntropy", "Loss", "MSE", "get"]
+
+
+class Loss:
+    """Base class: validates and casts the target, keeps what ``backward`` needs from the latest forward."""
+
+    name: ClassVar[str]
+
+    def __init__(self) -> None:
+        self._cache: tuple[Any, Any] | None = None
+
+    def forward(self, pred: Any, target: Any) -> Any:
+        """The mean loss as a 0-d array on ``pred``'s device; ``backward`` then differentiates it."""
+        target = self._validated_target(pred, target)
+        self._cache = (pred, target)
+        return self._loss(pred, target)
+
+    __call__ = forward
+
+    def backward(self) -> Any:
+        """``d loss / d pred`` for the latest ``forward``, with ``pred``'s shape and dtype."""
+        if self._cache is None:
+            raise RuntimeError(f"{self._owner()}: backward() needs a forward(pred, target) first")
+        return self._gradient(*self._cache)
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this loss (JSON-friendly)."""
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{self._owner()}({args})"
+
+    # --- hooks for subclasses -----------------------------------------------------------------------
+    def _check_shapes(self, pred: Any, target: Any) -> None:
+        """Raise ValueError unless ``target`` fits ``pred``; both have the same batch size already."""
+        if tuple(target.shape) != tuple(pred.shape):
+            raise ValueError(
+                f"{self._owner()}: target must have pred's shape {tuple(pred.shape)}, got {tuple(target.shape)}"
+            )
+
+    def _loss(self, pred: Any, target: Any) -> Any:
+        raise NotImplementedError
+
+    def _gradient(self, pred: Any, target: Any) -> Any:
+        raise NotImplementedError
+
+    # --- validation shared by every loss ------------------------------------------------------------
+    def _owner(self) -> str:
+        return type(self).__name__
+
+    def _validated_target(self, pred: Any, target: Any) -> Any:
+        """``target`` checked against ``pred`` (namespace, device, dtype kind, shapes) and cast to its dtype."""
+        owner = self._owner()
+        for role, value in (("pred", pred), ("target", target)):
+            if not array_api_compat.is_array_api_obj(value):
+                raise TypeError(f"{owner}: {role} must be an array, got {type(value).__name__}")
+        try:
+            xp = array_api_compat.array_namespace(pred, target)
+        except TypeError:
+            raise TypeError(
+                f"{owner}: pred and target come from different array libraries "
+                f"({type(pred).__name__} and {type(target).__name__}); convert the target with xpcnn.asarray"
+            ) from None
+        if array_api_compat.device(pred) != array_api_compat.device(target):
+            raise ValueError(
+                f"{owner}: pred is on {array_api_compat.device(pred)!r} but target on "
+                f"{array_api_compat.device(target)!r}"
+            )
+        if not xp.isdtype(pred.dtype, "real floating"):
+            raise TypeError(f"{owner}: pred must be a floating array, got dtype {dtype_name(pred.dtype)}")
+        if not xp.isdtype(target.dtype, ("real floating", "integral", "bool")):
+            raise TypeError(f"{owner}: target must be real or boolean, got dtype {dtype_name(target.dtype)}")
+        if pred.ndim == 0 or pred.shape[0] == 0:
+            raise ValueError(f"{owner}: pred needs a non-empty batch axis, got shape {tuple(pred.shape)}")
+        if target.ndim == 0 or target.shape[0] != pred.shape[0]:
+            raise ValueError(
+                f"{owner}: pred has batch size {pred.shape[0]} (shape {tuple(pred.shape)}) but target has "
+                f"shape {tuple(target.shape)}"
+            )
+        self._check_shapes(pred, target)
+        if target.ndim == pred.ndim and target.dtype != pred.dtype:  # values per element, not class indices
+            target = xp.astype(target, pred.dtype)
+        return target
+
+
+class CrossEntropy(Loss):
+    """Softmax cross-entropy from raw logits ``(N, C)``, averaged over the batch (F.cross_entropy).
+
+    ``target``: integer class indices ``(N,)``, or one-hot / class probabilities ``(N, C)``.
+    """
+
+    name = "cross_entropy"
+
+    def _check_shapes(self, pred: Any, target: Any) -> None:
+        xp = array_api_compat.array_namespace(pred, target)
+        if pred.ndim != 2:
+            raise ValueError(f"CrossEntropy: pred must be 2-D logits (N, C), got shape {tuple(pred.shape)}")
+        if target.ndim == 1:
+            if not xp.isdtype(target.dtype, "integral"):
+                raise TypeError(
+                    f"CrossEntropy: 1-D targets are class indices and must be integers, got dtype "
+                    f"{dtype_name(target.dtype)}; give one-hot or probability targets as (N, C) = "
+                    f"{tuple(pred.shape)}"
+                )
+            if xp.iinfo(target.dtype).max < pred.shape[1] - 1:
+                raise TypeError(
+                    f"CrossEntropy: class indices of dtype {dtype_name(target.dtype)} cannot address "
+                    f"{pred.shape[1]} classes; use a wider integer dtype"
+                )
+            return
+        if tuple(target.shape) != tuple(pred.shape):
+            raise ValueError(
+                f"CrossEntropy: target must be class indices ({pred.shape[0]},) or probabilities "
+                f"{tuple(pred.shape)}, got shape {tuple(target.shape)}"
+            )
+
+    def _loss(self, pred: Any, target: Any) -> Any:
+        return loss_ops.cross_entropy(pred, target)
+
+    def _gradient(self, pred: Any, target: Any) -> Any:
+        return loss_ops.cross_entropy_backward(pred, target)
+
+
+class BinaryCrossEntropy(Loss):
+    """Binary cross-entropy averaged over all elements; target in [0, 1] with pred's shape.
+
+    ``from_logits=True`` (default) takes raw scores and is exact for any of them
+    (F.binary_cross_entropy_with_logits); ``from_logits=False`` takes probabilities, clipped to
+    [1e-7, 1 - 1e-7] before the logarithm.
+    """
+
+    name = "binary_cross_entropy"
+
+    def __init__(self, from_logits: bool = True) -> None:
+        super().__init__()
+        if not isinstance(from_logits, bool):
+            raise TypeError(f"BinaryCrossEntropy: from_logits must be True or False, got {from_logits!r}")
+        self.from_logits = from_logits
+
+    def _loss(self, pred: Any, target: Any) -> Any:
+        return loss_ops.binary_cross_entropy(pred, target, self.from_logits)
+
+    def _gradient(self, pred: Any, target: Any) -> Any:
+        return loss_ops.binary_cross_entropy_backward(pred, target, self.from_logits)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"from_logits": self.from_logits}
+
+
+class MSE(Loss):
+    """Mean squared error over all elements (F.mse_loss); target with pred's shape."""
+
+    name = "mse"
+
+    def _loss(self, pred: Any, target: Any) -> Any:
+        return loss_ops.mse(pred, target)
+
+    def _gradient(self, pred: Any, target: Any) -> Any:
+        return loss_ops.mse_backward(pred, target)
+
+
+_LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in (CrossEntropy, BinaryCrossEntropy, MSE)}
+
+
+def get(loss: str | Loss) -> Loss:
+    """A loss object from its ``name`` ("cross_entropy", "binary_cross_entropy", "mse"), or ``loss`` itself."""
+    if isinstance(loss, Loss):
+        return loss
+    if isinstance(loss, str):
+        try:
+            return _LOSSES[loss]()
+        except KeyError:
+            raise ValueError(f"unknown loss {loss!r}; known losses are {sorted(_LOSSES)}") from None
+    raise TypeError(f"a loss is one of {sorted(_LOSSES)} or a Loss object, got {type(loss).__name__}")

@@ -1,0 +1,88 @@
+"""Batch normalisation over every axis but the channel axis 1: (N, C), (N, C, L) or (N, C, H, W).
+
+Numerics follow F.batch_norm: training normalises with the biased batch variance and folds the unbiased one
+into the running estimate, ``new = (1 - momentum) * running + momentum * batch``; inference normalises with
+the running statistics. Statistics and parameters have shape ``(C,)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import array_api_compat
+
+__all__ = ["batch_norm", "batch_norm_backward", "check_training_batch"]
+
+
+def _reduced_axes(ndim: int) -> tuple[int, ...]:
+    return (0, *range(2, ndim))
+
+
+def _per_channel(v: Any, ndim: int) -> Any:
+    """A ``(C,)`` vector shaped to broadcast against ``ndim``-D input: ``(1, C, 1, ...)``."""
+    xp = array_api_compat.array_namespace(v)
+    return xp.reshape(v, (1, v.shape[0], *([1] * (ndim - 2))))
+
+
+def _values_per_channel(shape: tuple[int, ...]) -> int:
+    return shape[0] * math.prod(shape[2:])
+
+
+def check_training_batch(shape: tuple[int, ...], owner: str = "batch_norm") -> None:
+    """Raise ValueError when a channel has a single value: its unbiased batch variance would be 0 / 0."""
+    if len(shape) >= 2 and _values_per_channel(shape) == 1:
+        raise ValueError(
+            f"{owner}: training needs more than one value per channel to estimate the batch variance, "
+            f"got input of shape {tuple(shape)}"
+        )
+
+
+def _batch_moments(x: Any) -> tuple[Any, Any]:
+    """Per-channel mean ``(C,)`` and ``x`` centred on it."""
+    xp = array_api_compat.array_namespace(x)
+    mean = xp.mean(x, axis=_reduced_axes(x.ndim))
+    return mean, x - _per_channel(mean, x.ndim)
+
+
+def batch_norm(
+    x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any, training: bool,
+    momentum: float = 0.1, eps: float = 1e-5,
+) -> tuple[Any, Any, Any]:
+    """``(y, running_mean, running_var)``: y = weight * (x - mean) / sqrt(var + eps) + bias.
+
+    In training the statistics come from the batch and the returned running statistics are new arrays;
+    otherwise the running statistics normalise and come back unchanged.
+    """
+    xp = array_api_compat.array_namespace(x, weight, bias, running_mean, running_var)
+    if training:
+        check_training_batch(tuple(x.shape))
+        mean, centered = _batch_moments(x)
+        var = xp.mean(centered * centered, axis=_reduced_axes(x.ndim))
+        count = _values_per_channel(tuple(x.shape))
+        running_mean = running_mean * (1.0 - momentum) + mean * momentum
+        running_var = running_var * (1.0 - momentum) + var * (momentum * count / (count - 1))
+    else:
+        var = running_var
+        centered = x - _per_channel(running_mean, x.ndim)
+    scale = weight / xp.sqrt(var + eps)
+    y = centered * _per_channel(scale, x.ndim) + _per_channel(bias, x.ndim)
+    return y, running_mean, running_var
+
+
+def batch_norm_backward(dy: Any, x: Any, weight: Any, eps: float = 1e-5) -> tuple[Any, Any, Any]:
+    """Gradients ``(dx, dweight, dbias)`` of training-mode ``batch_norm`` (batch statistics, recomputed from x).
+
+    dx = weight / std * (dy - mean(dy) - x_hat * mean(dy * x_hat)), the means taken per channel.
+    """
+    xp = array_api_compat.array_namespace(dy, x, weight)
+    axes, ndim = _reduced_axes(x.ndim), x.ndim
+    _, centered = _batch_moments(x)
+    inv_std = 1.0 / xp.sqrt(xp.mean(centered * centered, axis=axes) + eps)
+    x_hat = centered * _per_channel(inv_std, ndim)
+    dbias = xp.sum(dy, axis=axes)
+    dweight = xp.sum(dy * x_hat, axis=axes)
+    count = _values_per_channel(tuple(x.shape))
+    correction = (_per_channel(dbias, ndim) + x_hat * _per_channel(dweight, ndim)) / count
+    dx = (dy - correction) * _per_channel(weight * inv_std, ndim)
+    return dx, dweight, dbias
