@@ -1,0 +1,182 @@
+"""Flatten, Reshape, ZeroPadding2D and UpSampling2D: gradients, PyTorch oracle, device, shapes, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xpcnn
+from layer_checks import assert_matches_torch, assert_on_device, check_numerical_gradients, host, rtol_for
+from xpcnn.layers.base import get_layer_class
+from xpcnn.layers.reshape import Flatten, Reshape, ZeroPadding2D
+from xpcnn.layers.upsampling import UpSampling2D
+from xpcnn.ops import resize as resize_ops
+
+
+def _input(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+def _torch_reshape(shape):
+    return lambda x: x.reshape(x.shape[0], *shape)
+
+
+def _torch_pad(padding):
+    import torch.nn.functional as F
+
+    (top, bottom), (left, right) = padding
+    return lambda x: F.pad(x, (left, right, top, bottom))
+
+
+def _torch_upsample(scale_factor, mode):
+    import torch.nn.functional as F
+
+    corners = {} if mode == "nearest" else {"align_corners": False}
+    return lambda x: F.interpolate(x, scale_factor=scale_factor, mode=mode, **corners)
+
+
+# (make layer, input shape, torch reference factory, its argument)
+CASES = [
+    pytest.param(Flatten, (), (2, 3, 4, 5), lambda: (lambda x: x.flatten(1)), id="flatten-4d"),
+    pytest.param(Flatten, (), (1, 7), lambda: (lambda x: x.flatten(1)), id="flatten-2d-batch1"),
+    pytest.param(Reshape, ((5, -1),), (2, 3, 4, 5), lambda: _torch_reshape((5, 12)), id="reshape-infer"),
+    pytest.param(Reshape, ((2, 3, 2),), (3, 12), lambda: _torch_reshape((2, 3, 2)), id="reshape-up-rank"),
+    pytest.param(Reshape, (6,), (2, 2, 3), lambda: _torch_reshape((6,)), id="reshape-int"),
+    pytest.param(ZeroPadding2D, (1,), (2, 3, 4, 5), lambda: _torch_pad(((1, 1), (1, 1))), id="pad-int"),
+    pytest.param(ZeroPadding2D, ((2, 0),), (1, 2, 3, 3), lambda: _torch_pad(((2, 2), (0, 0))), id="pad-pair"),
+    pytest.param(
+        ZeroPadding2D, (((0, 2), (3, 1)),), (2, 2, 4, 3), lambda: _torch_pad(((0, 2), (3, 1))), id="pad-asymmetric"
+    ),
+    pytest.param(UpSampling2D, (2,), (2, 3, 4, 5), lambda: _torch_upsample(2, "nearest"), id="nearest-2"),
+    pytest.param(UpSampling2D, ((3, 2),), (1, 2, 3, 4), lambda: _torch_upsample((3, 2), "nearest"), id="nearest-3x2"),
+    pytest.param(UpSampling2D, (2, "bilinear"), (2, 3, 4, 5), lambda: _torch_upsample(2, "bilinear"), id="bilinear-2"),
+    pytest.param(UpSampling2D, (3, "bilinear"), (1, 2, 5, 3), lambda: _torch_upsample(3, "bilinear"), id="bilinear-3"),
+    pytest.param(
+        UpSampling2D, ((2, 4), "bilinear"), (2, 1, 3, 2), lambda: _torch_upsample((2, 4), "bilinear"), id="bilinear-2x4"
+    ),
+    pytest.param(
+        UpSampling2D, (2, "bilinear"), (1, 2, 1, 1), lambda: _torch_upsample(2, "bilinear"), id="bilinear-1px"
+    ),
+    pytest.param(UpSampling2D, (1, "bilinear"), (1, 2, 3, 3), lambda: _torch_upsample(1, "bilinear"), id="bilinear-1x"),
+]
+
+
+@pytest.mark.parametrize("layer_class, args, shape, reference", CASES)
+def test_numerical_gradients(backend64, layer_class, args, shape, reference):
+    check_numerical_gradients(layer_class(*args), _input(shape))
+
+
+@pytest.mark.parametrize("dtype_fixture", ["backend", "backend64"])
+@pytest.mark.parametrize("layer_class, args, shape, reference", CASES)
+def test_matches_torch(request, dtype_fixture, layer_class, args, shape, reference):
+    pytest.importorskip("torch")
+    backend = request.getfixturevalue(dtype_fixture)
+    assert_matches_torch(layer_class(*args), _input(shape), reference(), rtol=rtol_for(backend))
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [Flatten(), Reshape((-1, 2)), ZeroPadding2D(((1, 0), (2, 3))), UpSampling2D(2), UpSampling2D((2, 3), "bilinear")],
+    ids=repr,
+)
+def test_layers_keep_everything_on_the_device(backend, layer):
+    x = xpcnn.asarray(_input((2, 3, 4, 6)))
+    y = layer.forward(x, training=True)
+    dx = layer.backward(backend.xp.ones_like(y))
+    for array in (y, dx):
+        assert_on_device(array, backend)
+        assert array.dtype == backend.dtype
+    assert tuple(dx.shape) == tuple(x.shape)
+
+
+def test_interpolation_matrix_rows_sum_to_one_and_stay_on_the_device(backend):
+    like = xpcnn.asarray(np.zeros((1,)))
+    for in_size, scale in [(1, 2), (4, 2), (5, 3), (3, 1)]:
+        a = resize_ops.interpolation_matrix(in_size, scale, like)
+        assert_on_device(a, backend)
+        assert a.dtype == backend.dtype and tuple(a.shape) == (in_size * scale, in_size)
+        np.testing.assert_allclose(host(a).sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_shapes_config_and_repr(backend):
+    assert Flatten().build((16, 7, 7)) == (784,)
+    assert repr(Flatten()) == "Flatten()"
+    assert Reshape((4, -1)).build((2, 3, 4)) == (4, 6)
+    assert repr(Reshape([4, -1])) == "Reshape(shape=(4, -1))"
+    assert Reshape(12).build((3, 4)) == (12,)
+    pad = ZeroPadding2D((1, 2))
+    assert pad.build((3, 5, 5)) == (3, 7, 9)
+    assert repr(pad) == "ZeroPadding2D(padding=((1, 1), (2, 2)))"
+    assert ZeroPadding2D(((0, 1), (2, 0))).build((1, 4, 4)) == (1, 5, 6)
+    up = UpSampling2D((2, 3), mode="bilinear")
+    assert up.build((4, 5, 6)) == (4, 10, 18)
+    assert repr(up) == "UpSampling2D(scale_factor=(2, 3), mode='bilinear')"
+    for layer in (Flatten(), Reshape((3, -1)), pad, up):
+        rebuilt = get_layer_class(type(layer).__name__)(**layer.get_config())
+        assert rebuilt.get_config() == layer.get_config()
+        assert layer.num_params == 0
+
+
+def test_shape_layers_follow_the_batch_size(backend):
+    layer = Flatten()
+    layer.forward(xpcnn.asarray(_input((2, 3, 4))))
+    y = layer.forward(xpcnn.asarray(_input((5, 3, 4))), training=True)
+    assert tuple(y.shape) == (5, 12)
+    assert tuple(layer.backward(y).shape) == (5, 3, 4)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: Reshape((2, -1, -1)), r"Reshape: shape may contain at most one -1, got \(2, -1, -1\)"),
+        (lambda: Reshape((0, 3)), "Reshape: shape entries must be positive or -1"),
+        (lambda: Reshape("3x4"), "Reshape: shape must be an int or a sequence of ints"),
+        (lambda: Reshape((2.0, 3)), "Reshape: shape must be an int or a sequence of ints"),
+        (lambda: ZeroPadding2D(-1), "ZeroPadding2D: padding must be >= 0"),
+        (lambda: ZeroPadding2D(((1, -2), (0, 0))), "ZeroPadding2D: height padding must be >= 0"),
+        (lambda: ZeroPadding2D(((1, 2, 3), (0, 0))), "ZeroPadding2D: height padding must be an int or a pair"),
+        (lambda: ZeroPadding2D(1.5), "ZeroPadding2D: padding must be an int or a pair"),
+        (lambda: UpSampling2D(0), "UpSampling2D: scale_factor must be >= 1"),
+        (lambda: UpSampling2D(1.5), "UpSampling2D: scale_factor must be an int or a pair"),
+        (lambda: UpSampling2D(2, mode="bicubic"), "UpSampling2D: mode must be one of"),
+    ],
+)
+def test_constructor_rejects_bad_arguments(make, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        make()
+
+
+def test_reshape_rejects_mismatched_sizes_before_changing_state(backend):
+    layer = Reshape((5, -1))
+    message = r"Reshape: cannot reshape per-sample shape \(3, 4\) \(12 elements\) into \(5, -1\)"
+    with pytest.raises(ValueError, match=message):
+        layer.forward(xpcnn.asarray(_input((2, 3, 4))))
+    assert not layer.built
+    fixed = Reshape((2, 5))
+    with pytest.raises(ValueError, match=r"per-sample shape \(12,\) \(12 elements\) into \(2, 5\)"):
+        fixed.forward(xpcnn.asarray(_input((2, 12))))
+    fixed.forward(xpcnn.asarray(_input((2, 10))))
+    with pytest.raises(ValueError, match=r"per-sample shape \(11,\)"):
+        fixed.forward(xpcnn.asarray(_input((2, 11))))
+    assert fixed.output_shape == (2, 5)
+
+
+@pytest.mark.parametrize("layer", [ZeroPadding2D(1), UpSampling2D(2)], ids=repr)
+def test_image_layers_reject_wrong_ndim(backend, layer):
+    with pytest.raises(ValueError, match=rf"{type(layer).__name__}: expected 4-D input .* \(2, 3, 4\)"):
+        layer.forward(xpcnn.asarray(_input((2, 3, 4))))
+    assert not layer.built
+
+
+@pytest.mark.parametrize(
+    "op, args", [(resize_ops.upsample2d, (2,)), (resize_ops.zero_pad2d, (1,)), (resize_ops.upsample2d_backward, ())]
+)
+def test_ops_reject_non_images(backend, op, args):
+    with pytest.raises(ValueError, match=rf"{op.__name__}: input must be 4-D \(N, C, H, W\), got shape \(3, 4\)"):
+        op(xpcnn.asarray(_input((3, 4))), *args)
+
+
+def test_upsample_backward_rejects_a_gradient_of_the_wrong_size(backend):
+    message = r"upsample2d_backward: .* \(4, 5\) are not multiples of scale_factor \(2, 2\)"
+    with pytest.raises(ValueError, match=message):
+        resize_ops.upsample2d_backward(xpcnn.asarray(_input((1, 1, 4, 5))), 2)

@@ -1,0 +1,94 @@
+"""Pooling layers over NCHW input, thin over ``xpcnn.ops.pool``; none has parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from ..ops import pool as pool_ops
+from .base import Layer
+
+__all__ = ["AvgPool2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "MaxPool2D"]
+
+
+class _Pooling(Layer):
+    """Forward keeps the input for backward; subclasses name the op pair and its keyword arguments."""
+
+    input_ndim = 3
+    _pool: ClassVar[Callable[..., Any]]
+    _pool_backward: ClassVar[Callable[..., Any]]
+
+    def _op_args(self) -> dict[str, Any]:
+        return {}
+
+    def _forward(self, x: Any, training: bool) -> Any:
+        if training:
+            self._cache = x
+        return self._pool(x, **self._op_args())
+
+    def _backward(self, dy: Any) -> Any:
+        return self._pool_backward(dy, self._cache, **self._op_args())
+
+
+class _WindowPool2D(_Pooling):
+    """Pooling over ``kernel_size`` windows every ``stride`` pixels (default: the kernel size), PyTorch
+    numerics: floor mode, symmetric ``padding`` of at most half the kernel."""
+
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = pool_ops.check_pool_args(
+            kernel_size, stride, padding, owner=type(self).__name__
+        )
+
+    def _output_hw(self, sample_shape: tuple[int, ...]) -> tuple[int, int]:
+        in_hw = (sample_shape[1], sample_shape[2])
+        return pool_ops.pool_geometry(in_hw, **self._op_args(), owner=self._name()).out_hw
+
+    def _check_input(self, sample_shape: tuple[int, ...]) -> None:
+        self._output_hw(sample_shape)
+
+    def _build(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (input_shape[0], *self._output_hw(input_shape))
+
+    def _op_args(self) -> dict[str, Any]:
+        return {"kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding}
+
+    def get_config(self) -> dict[str, Any]:
+        return self._op_args()
+
+
+class MaxPool2D(_WindowPool2D):
+    """Window maxima ``(N, C, H, W)`` -> ``(N, C, OH, OW)``; padding counts as -inf and each window's gradient
+    goes to its first maximum, as in ``torch.nn.MaxPool2d``."""
+
+    _pool = staticmethod(pool_ops.max_pool2d)
+    _pool_backward = staticmethod(pool_ops.max_pool2d_backward)
+
+
+class AvgPool2D(_WindowPool2D):
+    """Window means ``(N, C, H, W)`` -> ``(N, C, OH, OW)``; zero padding counts in the mean, as in
+    ``torch.nn.AvgPool2d`` (``count_include_pad=True``)."""
+
+    _pool = staticmethod(pool_ops.avg_pool2d)
+    _pool_backward = staticmethod(pool_ops.avg_pool2d_backward)
+
+
+class _GlobalPool2D(_Pooling):
+    """Pooling over the whole image: ``(N, C, H, W)`` -> ``(N, C)``, any H and W."""
+
+    def _build(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (input_shape[0],)
+
+
+class GlobalAvgPool2D(_GlobalPool2D):
+    """Mean of each channel: ``(N, C, H, W)`` -> ``(N, C)``."""
+
+    _pool = staticmethod(pool_ops.global_avg_pool2d)
+    _pool_backward = staticmethod(pool_ops.global_avg_pool2d_backward)
+
+
+class GlobalMaxPool2D(_GlobalPool2D):
+    """Maximum of each channel: ``(N, C, H, W)`` -> ``(N, C)``; the gradient goes to the first maximum."""
+
+    _pool = staticmethod(pool_ops.global_max_pool2d)
+    _pool_backward = staticmethod(pool_ops.global_max_pool2d_backward)
