@@ -1,0 +1,27 @@
+"""Stateful layers: parameters and gradients in dicts, an explicit ``forward`` and ``backward``.
+
+Keras spellings (``MaxPooling2D``, ``AveragePooling2D``, ...) are aliases of the same classes.
+"""
+
+from .activations import ELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .base import Layer
+from .conv import Conv2D, Conv2DTranspose
+from .dense import Dense
+from .dropout import Dropout, SpatialDropout2D
+from .normalization import BatchNorm1D, BatchNorm2D
+from .pool import AvgPool2D, GlobalAvgPool2D, GlobalMaxPool2D, MaxPool2D
+from .reshape import Flatten, Reshape, ZeroPadding2D
+from .upsampling import UpSampling2D
+
+# Keras names users know, as aliases (one semantics: PyTorch's).
+MaxPooling2D = MaxPool2D
+AveragePooling2D = AvgPool2D
+GlobalAveragePooling2D = GlobalAvgPool2D
+GlobalMaxPooling2D = GlobalMaxPool2D
+
+__all__ = [
+    "AvgPool2D", "AveragePooling2D", "BatchNorm1D", "BatchNorm2D", "Conv2D",
+    "Conv2DTranspose", "Dense", "Dropout", "ELU", "Flatten", "GlobalAvgPool2D", "GlobalAveragePooling2D",
+    "GlobalMaxPool2D", "GlobalMaxPooling2D", "Layer", "LeakyReLU", "MaxPool2D", "MaxPooling2D", "ReLU",
+    "Reshape", "Sigmoid", "Softmax", "SpatialDropout2D", "Tanh", "UpSampling2D", "ZeroPadding2D",
+]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..initializers import INITIALIZERS, check_initializer, fans
-from ..ops import dense as dense_ops
+from ..ops import linear as dense_ops
 from .base import Layer
 
 __all__ = ["Dense"]
