@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import importlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -66,13 +67,7 @@ def _load_numpy(device: Any) -> tuple[Any, Any]:
 
 
 def _load_cupy(device: Any) -> tuple[Any, Any]:
-    try:
-        import cupy
-    except ImportError as exc:
-        raise BackendUnavailableError(
-            "backend 'cupy' needs CuPy and a CUDA GPU: pip install 'xpcnn[cuda12]' (CUDA 12) "
-            f"or 'xpcnn[cuda13]' (CUDA 13) ({exc})"
-        ) from exc
+    cupy = _require("cupy", "cupy", "CuPy and a CUDA GPU: pip install 'xpcnn[cuda12]' or 'xpcnn[cuda13]'")
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # CUDARuntimeError without a driver
@@ -98,13 +93,16 @@ def _load_cupy(device: Any) -> tuple[Any, Any]:
     return xp, cupy.cuda.Device(index)
 
 
-def _load_torch(device: Any) -> tuple[Any, Any]:
+def _require(module: str, backend: str, install: str) -> Any:
+    """Import ``module`` or say which extra to install; a missing library never breaks ``import xpcnn``."""
     try:
-        import torch
+        return importlib.import_module(module)
     except ImportError as exc:
-        raise BackendUnavailableError(
-            f"backend 'torch' needs PyTorch: pip install 'xpcnn[torch]' ({exc})"
-        ) from exc
+        raise BackendUnavailableError(f"backend {backend!r} needs {install} ({exc})") from exc
+
+
+def _load_torch(device: Any) -> tuple[Any, Any]:
+    torch = _require("torch", "torch", "PyTorch: pip install 'xpcnn[torch]'")
     try:
         dev = torch.device("cpu" if device is None else device)
     except (RuntimeError, TypeError) as exc:
@@ -119,11 +117,8 @@ def _load_torch(device: Any) -> tuple[Any, Any]:
 
 
 def _load_jax(device: Any) -> tuple[Any, Any]:
-    try:
-        import jax
-        import jax.numpy as xp
-    except ImportError as exc:
-        raise BackendUnavailableError(f"backend 'jax' needs JAX: pip install 'xpcnn[jax]' ({exc})") from exc
+    jax = _require("jax", "jax", "JAX: pip install 'xpcnn[jax]'")
+    xp = _require("jax.numpy", "jax", "JAX: pip install 'xpcnn[jax]'")
     try:
         if device is None:
             dev = jax.devices()[0]
@@ -140,12 +135,7 @@ def _load_jax(device: Any) -> tuple[Any, Any]:
 
 
 def _load_array_api_strict(device: Any) -> tuple[Any, Any]:
-    try:
-        import array_api_strict as xp
-    except ImportError as exc:
-        raise BackendUnavailableError(
-            f"backend 'array_api_strict' needs array-api-strict: pip install 'xpcnn[strict]' ({exc})"
-        ) from exc
+    xp = _require("array_api_strict", "array_api_strict", "array-api-strict: pip install 'xpcnn[strict]'")
     devices = xp.__array_namespace_info__().devices()
     if device is None:
         return xp, xp.__array_namespace_info__().default_device()

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Backend, dtype_name, get_backend
+from .backend import dtype_name, get_backend
 
 __all__ = [
     "bernoulli",
@@ -78,9 +78,7 @@ def host_generator() -> np.random.Generator:
 
 def uniform(shape: tuple[int, ...], low: float = 0.0, high: float = 1.0, dtype: Any = None) -> Any:
     """Samples of U[low, high) on the current device, in ``dtype`` (default: the backend's float dtype)."""
-    backend = get_backend()
-    dt = backend.dtype if dtype is None else dtype
-    u = _native_uniform(backend, tuple(shape), dt, _next_key())
+    u = _draw("uniform", tuple(shape), dtype)
     if (low, high) == (0.0, 1.0):
         return u
     return u * (high - low) + low
@@ -88,9 +86,7 @@ def uniform(shape: tuple[int, ...], low: float = 0.0, high: float = 1.0, dtype: 
 
 def normal(shape: tuple[int, ...], mean: float = 0.0, std: float = 1.0, dtype: Any = None) -> Any:
     """Samples of N(mean, std**2) on the current device."""
-    backend = get_backend()
-    dt = backend.dtype if dtype is None else dtype
-    z = _native_normal(backend, tuple(shape), dt, _next_key())
+    z = _draw("normal", tuple(shape), dtype)
     if (mean, std) == (0.0, 1.0):
         return z
     return z * std + mean
@@ -105,69 +101,44 @@ def bernoulli(shape: tuple[int, ...], p: float) -> Any:
 
 def permutation(n: int) -> Any:
     """A random permutation of ``range(n)`` as an int64 array on the current device."""
+    return _draw("permutation", (int(n),), None)
+
+
+# NumPy's and CuPy's Generator method for each kind of draw.
+_GENERATOR_METHOD = {"uniform": "random", "normal": "standard_normal"}
+
+
+def _draw(kind: str, shape: tuple[int, ...], dtype: Any) -> Any:
+    """One draw of ``kind`` (uniform, normal, permutation of shape[0]) with the next key, on the device."""
     backend = get_backend()
+    name, xp, dev = backend.name, backend.xp, backend.device
+    dtype = backend.dtype if dtype is None else dtype
     key = _next_key()
-    name, xp, dev = backend.name, backend.xp, backend.device
     if name == "torch":
         import torch
 
         gen = torch.Generator(device=dev).manual_seed(_key_to_int(key))
-        return torch.randperm(n, generator=gen, device=dev, dtype=torch.int64)
+        if kind == "permutation":
+            return torch.randperm(shape[0], generator=gen, device=dev, dtype=torch.int64)
+        sample = torch.rand if kind == "uniform" else torch.randn
+        return sample(shape, generator=gen, device=dev, dtype=dtype)
     if name == "jax":
         import jax
 
-        return jax.device_put(jax.random.permutation(_jax_key(key), n), dev)
+        jkey = jax.random.fold_in(jax.random.key(key[0]), key[1])
+        if kind == "permutation":
+            return jax.device_put(jax.random.permutation(jkey, shape[0]), dev)
+        return jax.device_put(getattr(jax.random, kind)(jkey, shape, dtype=dtype), dev)
     if name == "cupy":
         import cupy
 
         with dev:
-            return cupy.random.RandomState(_key_to_int(key)).permutation(n).astype(cupy.int64)
-    perm = np.random.default_rng(list(key)).permutation(n).astype(np.int64)
-    return xp.asarray(perm, device=dev)
-
-
-def _jax_key(key: tuple[int, int]) -> Any:
-    import jax
-
-    return jax.random.fold_in(jax.random.key(key[0]), key[1])
-
-
-def _native_uniform(backend: Backend, shape: tuple[int, ...], dtype: Any, key: tuple[int, int]) -> Any:
-    name, xp, dev = backend.name, backend.xp, backend.device
-    if name == "torch":
-        import torch
-
-        gen = torch.Generator(device=dev).manual_seed(_key_to_int(key))
-        return torch.rand(shape, generator=gen, device=dev, dtype=dtype)
-    if name == "jax":
-        import jax
-
-        return jax.device_put(jax.random.uniform(_jax_key(key), shape, dtype=dtype), dev)
-    if name == "cupy":
-        import cupy
-
-        with dev:
-            return cupy.random.default_rng(_key_to_int(key)).random(shape, dtype=dtype)
+            if kind == "permutation":
+                return cupy.random.RandomState(_key_to_int(key)).permutation(shape[0]).astype(cupy.int64)
+            rng = cupy.random.default_rng(_key_to_int(key))
+            return getattr(rng, _GENERATOR_METHOD[kind])(shape, dtype=dtype)
+    # NumPy, and namespaces without a generator (array-api-strict): draw on the host, then move.
     rng = np.random.default_rng(list(key))
-    return xp.asarray(rng.random(shape, dtype=dtype_name(dtype)), device=dev)
-
-
-def _native_normal(backend: Backend, shape: tuple[int, ...], dtype: Any, key: tuple[int, int]) -> Any:
-    name, xp, dev = backend.name, backend.xp, backend.device
-    if name == "torch":
-        import torch
-
-        gen = torch.Generator(device=dev).manual_seed(_key_to_int(key))
-        return torch.randn(shape, generator=gen, device=dev, dtype=dtype)
-    if name == "jax":
-        import jax
-
-        return jax.device_put(jax.random.normal(_jax_key(key), shape, dtype=dtype), dev)
-    if name == "cupy":
-        import cupy
-
-        with dev:
-            return cupy.random.default_rng(_key_to_int(key)).standard_normal(shape, dtype=dtype)
-    rng = np.random.default_rng(list(key))
-    return xp.asarray(rng.standard_normal(shape, dtype=dtype_name(dtype)), device=dev)
-
+    if kind == "permutation":
+        return xp.asarray(rng.permutation(shape[0]).astype(np.int64), device=dev)
+    return xp.asarray(getattr(rng, _GENERATOR_METHOD[kind])(shape, dtype=dtype_name(dtype)), device=dev)
