@@ -189,3 +189,8 @@ def test_manual_seed_rejects_bad_seeds(bad):
 def test_set_state_rejects_garbage():
     with pytest.raises(ValueError, match="random state"):
         xpcnn.random.set_state({"seed": 1})
+
+
+def test_to_numpy_takes_lists_and_scalars():
+    np.testing.assert_array_equal(xpcnn.to_numpy([1, 2]), np.array([1, 2]))
+    assert xpcnn.to_numpy(2.5) == np.float64(2.5)

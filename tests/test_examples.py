@@ -1,0 +1,117 @@
+"""Every script in examples/ runs in ``--quick`` mode on the backend under test and writes a real picture.
+
+Each example runs as a subprocess (as a user would start it) with ``--backend``/``--device`` of this
+session (array-api-strict on its simulated ``device1``), writes its PNG into ``tmp_path``, and the test
+reads the PNG back: the pixel size the example's fixed figure size gives, and content that is not one
+flat colour. The examples that train on MNIST are skipped when the data are absent.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("skimage")
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+EXAMPLES = REPO_ROOT / "examples"
+BACKEND = os.environ.get("XPCNN_TEST_BACKEND", "numpy")
+DEVICE = os.environ.get("XPCNN_TEST_DEVICE") or ("device1" if BACKEND == "array_api_strict" else None)
+TIMEOUT_S = 600  # a quick run takes seconds on NumPy; the generous limit is for slow shared CI machines
+
+# script -> (picture it writes, needs MNIST, (height, width) in pixels)
+CASES = {
+    "feature_maps.py": ("feature_maps.png", False, (1069, 432)),
+    "augmentation.py": ("augmentation.png", False, (660, 672)),
+    "class_activation_maps.py": ("class_activation_maps.png", True, (304, 944)),
+    "autoencoder.py": ("autoencoder.png", True, (288, 1088)),
+    "train_mnist.py": ("history.png", True, (272, 720)),
+}
+
+
+def _run(script: str, out: pathlib.Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(EXAMPLES / script), "--quick", "--backend", BACKEND, "--out", str(out), *extra]
+    if DEVICE is not None:
+        cmd += ["--device", DEVICE]
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": os.pathsep.join(
+        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)}
+    result = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert result.returncode == 0, (
+        f"{' '.join(cmd)} failed with exit code {result.returncode}\n--- stdout\n{result.stdout[-4000:]}"
+        f"\n--- stderr\n{result.stderr[-4000:]}"
+    )
+    return result
+
+
+def _check_png(path: pathlib.Path, size: tuple[int, int] | None) -> None:
+    import matplotlib.image
+
+    assert path.is_file(), f"{path.name} was not written"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{path.name} is not a PNG file"
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[2] in (3, 4)
+    if size is not None:
+        assert image.shape[:2] == size, f"{path.name}: {image.shape[:2]} pixels, expected {size}"
+    else:
+        assert min(image.shape[:2]) >= 100, f"{path.name} is only {image.shape[:2]} pixels"
+    rgb = image[..., :3]
+    assert float(rgb.std()) > 0.02, f"{path.name} is (nearly) one flat colour"
+    assert len(np.unique(rgb.reshape(-1, 3), axis=0)) > 16, f"{path.name} holds almost no distinct colours"
+
+
+@pytest.mark.parametrize("script", list(CASES))
+def test_example_quick_run_writes_its_picture(script, tmp_path, request):
+    picture, needs_mnist, size = CASES[script]
+    if not (EXAMPLES / script).is_file():
+        pytest.skip(f"examples/{script} is not there")
+    extra = []
+    if needs_mnist:
+        mnist_root = request.getfixturevalue("mnist_root")  # skips when MNIST is absent
+        extra = ["--data", str(mnist_root)]
+    result = _run(script, tmp_path, *extra)
+    _check_png(tmp_path / picture, size)
+    assert str(tmp_path / picture) in result.stdout, "the example should say where it saved the picture"
+
+
+# --- docs/tutorial.md: its python blocks run, in order, as one script ---------------------------------
+
+TUTORIAL = REPO_ROOT / "docs" / "tutorial.md"
+# the tutorial's own sizes, cut down for the test; each must be in the text (else the test says so)
+TUTORIAL_EDITS = {
+    'xpcnn.set_backend("numpy")': f"xpcnn.set_backend({BACKEND!r}, device={DEVICE!r})",
+    "N_TRAIN, N_TEST = 10_000, 2_000": "N_TRAIN, N_TEST = 256, 256",
+}
+
+
+def _python_blocks(markdown: str) -> list[str]:
+    blocks, current = [], None
+    for line in markdown.splitlines():
+        if current is None and line.strip() == "```python":
+            current = []
+        elif current is not None and line.strip() == "```":
+            blocks.append("\n".join(current))
+            current = None
+        elif current is not None:
+            current.append(line)
+    return blocks
+
+
+def test_tutorial_code_runs(tmp_path, mnist_root):
+    script = "\n\n".join(_python_blocks(TUTORIAL.read_text(encoding="utf-8")))
+    for old, new in TUTORIAL_EDITS.items():
+        assert old in script, f"docs/tutorial.md no longer contains {old!r}; update TUTORIAL_EDITS"
+        script = script.replace(old, new)
+    (tmp_path / "tutorial.py").write_text(script, encoding="utf-8")
+    env = {**os.environ, "MPLBACKEND": "Agg", "XPCNN_DATA": str(mnist_root), "PYTHONPATH": os.pathsep.join(
+        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)}
+    result = subprocess.run([sys.executable, "tutorial.py"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=TIMEOUT_S)
+    assert result.returncode == 0, f"--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}"
+    for picture in ("history.png", "cam.png"):
+        assert (tmp_path / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,495 @@
+"""Plots for training curves, feature maps, filters and class activation maps.
+
+matplotlib is an optional extra (``pip install "xpcnn[examples]"``) imported only when a function runs. On
+a Linux machine without a display, and when nobody chose a matplotlib backend, the non-interactive "Agg"
+backend is selected so that scripts and CI can save PNGs. Every ``plot_*`` function creates a new figure
+through ``matplotlib.pyplot`` and returns it: save it with ``fig.savefig(path)``, show it with
+``plt.show()``, and ``plt.close(fig)`` it in loops. Arrays may come from any backend; they are copied to
+the host with ``xpcnn.to_numpy`` (this module is I/O at the edge of the library, not a hot path).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from .backend import asarray, get_backend, to_numpy
+
+__all__ = [
+    "class_activation_map",
+    "plot_class_activation_maps",
+    "plot_feature_maps",
+    "plot_filters",
+    "plot_history",
+    "plot_images",
+]
+
+_INSTALL_HINT = 'xpcnn.viz needs matplotlib: pip install "xpcnn[examples]"'
+
+
+def _pyplot() -> Any:
+    """``matplotlib.pyplot``, with Agg chosen first on a headless Linux machine that chose no backend."""
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise ImportError(f"{_INSTALL_HINT} ({exc})") from exc
+    if "matplotlib.pyplot" not in sys.modules and _headless() and _backend_unchosen(matplotlib):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _headless() -> bool:
+    return sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _backend_unchosen(matplotlib: Any) -> bool:
+    if os.environ.get("MPLBACKEND"):
+        return False
+    get = getattr(matplotlib.rcParams, "_get_backend_or_none", None)  # matplotlib >= 3.7
+    if get is not None:
+        return get() is None
+    return True
+
+
+def _numpy(x: Any) -> np.ndarray:
+    """Any backend's array, a NumPy array, a list or a scalar, on the host."""
+    if array_api_compat.is_array_api_obj(x) and not isinstance(x, np.ndarray):
+        return np.asarray(to_numpy(x))
+    return np.asarray(x)
+
+
+# --- training curves ------------------------------------------------------------------------------------
+
+def _history_dict(history: Any) -> dict[str, list[float]]:
+    logs = getattr(history, "history", history)
+    if not isinstance(logs, Mapping):
+        raise TypeError(
+            f"plot_history takes a History (from Model.fit) or a dict of lists, got {type(history).__name__}"
+        )
+    out = {}
+    for key, values in logs.items():
+        if isinstance(values, np.ndarray):
+            values = values.reshape(-1).tolist()
+        elif not isinstance(values, (list, tuple)):
+            values = [values]
+        out[str(key)] = [float(_numpy(v)) for v in values]
+    if not any(out.values()):
+        raise ValueError("plot_history: the history holds no values (was fit run for at least one epoch?)")
+    return out
+
+
+def _panel_name(key: str) -> str:
+    base = key[4:] if key.startswith("val_") else key
+    return "accuracy" if base in ("acc", "accuracy") else base
+
+
+def plot_history(history: Any, title: str | None = None) -> Any:
+    """Loss and metric curves per epoch, training and validation side by side.
+
+    ``history`` is the ``History`` returned by ``Model.fit`` or its ``.history`` dict, e.g.
+    ``{"loss": [...], "accuracy": [...], "val_loss": [...], "val_accuracy": [...], "lr": [...]}``. Each
+    metric gets one panel (loss first, then accuracy, then any other key) with the training curve solid and
+    the ``val_`` curve dashed; the learning rate gets a panel only when it changed (a schedule). Epochs are
+    numbered from 1 (from ``History.epoch`` when it is there, so a resumed run continues the axis).
+    Returns the matplotlib Figure.
+    """
+    logs = _history_dict(history)
+    for key in ("lr", "learning_rate"):
+        if key in logs and len(set(logs[key])) <= 1:
+            del logs[key]
+    panels: dict[str, list[str]] = {}
+    for key in logs:
+        panels.setdefault(_panel_name(key), []).append(key)
+    recorded = [int(e) + 1 for e in getattr(history, "epoch", None) or []]
+    order = sorted(panels, key=lambda p: (p != "loss", p != "accuracy", list(panels).index(p)))
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(order), figsize=(4.5 * len(order), 3.4), squeeze=False)
+    for ax, panel in zip(axes[0], order):
+        for key in sorted(panels[panel], key=lambda k: k.startswith("val_")):
+            values = logs[key]
+            epochs = np.asarray(recorded) if len(recorded) == len(values) else np.arange(1, len(values) + 1)
+            val = key.startswith("val_")
+            ax.plot(epochs, values, "--" if val else "-", marker="o" if len(values) < 20 else None, markersize=3,
+                    label="validation" if val else "training")
+        ax.set_title(panel)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        if len(logs[panels[panel][0]]) < 12:
+            ax.set_xticks(epochs)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# --- image grids ----------------------------------------------------------------------------------------
+
+def _host(x: Any, what: str) -> np.ndarray:
+    arr = _numpy(x)
+    if not np.issubdtype(arr.dtype, np.number) and arr.dtype != np.bool_:
+        raise TypeError(f"{what} must be numeric, got dtype {arr.dtype}")
+    return arr.astype(np.float32)
+
+
+def _grid(plt: Any, nrows: int, ncols: int, cell: float = 1.6, aspect: float = 1.0) -> tuple[Any, np.ndarray]:
+    """``nrows x ncols`` bare axes, each ``cell`` inches wide and ``cell * aspect`` (+ a title line) high."""
+    height = cell * min(max(aspect, 0.25), 4.0) + 0.25
+    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols + 0.6, height * nrows + 0.5), squeeze=False)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    return fig, axes
+
+
+def _square(count: int) -> tuple[int, int]:
+    ncols = max(1, math.ceil(math.sqrt(count)))
+    return math.ceil(count / ncols), ncols
+
+
+def plot_feature_maps(
+    maps: Any, title: str | None = None, *, cmap: str = "viridis", max_channels: int | None = None,
+) -> Any:
+    """A grid of feature maps, each panel one channel with its own colour scale.
+
+    ``maps`` is one of
+      - ``(C, H, W)``: the C maps of one sample, in a near-square grid;
+      - ``(N, C, H, W)``: one row per sample, one column per channel;
+      - a dict ``{name: (C, H, W) or (1, C, H, W)}`` (or a list of such arrays): one row per entry, labelled
+        with its name, e.g. every stage of a network (``{"conv1": ..., "relu1": ..., "pool1": ...}``);
+        the stages may differ in size and channel count.
+    ``max_channels`` keeps only the first channels of each map. Returns the matplotlib Figure.
+    """
+    if isinstance(maps, Mapping) or (isinstance(maps, Sequence) and not isinstance(maps, (str, bytes))):
+        items = list(maps.items()) if isinstance(maps, Mapping) else [(f"[{i}]", m) for i, m in enumerate(maps)]
+        if not items:
+            raise ValueError("plot_feature_maps: got no maps")
+        rows = []
+        for name, m in items:
+            arr = _host(m, f"feature map {name!r}")
+            if arr.ndim == 4 and arr.shape[0] == 1:
+                arr = arr[0]
+            if arr.ndim == 2:
+                arr = arr[None]
+            if arr.ndim != 3:
+                raise ValueError(f"plot_feature_maps: map {name!r} must be (C, H, W) or (1, C, H, W), got {arr.shape}")
+            rows.append((str(name), arr[:max_channels]))
+    else:
+        arr = _host(maps, "maps")
+        if arr.ndim == 3:
+            arr = arr[:max_channels]
+            nrows, ncols = _square(arr.shape[0])
+            plt = _pyplot()
+            fig, axes = _grid(plt, nrows, ncols, aspect=arr.shape[1] / arr.shape[2])
+            for c in range(arr.shape[0]):
+                ax = axes.flat[c]
+                ax.imshow(arr[c], cmap=cmap)
+                ax.set_title(f"channel {c}", fontsize=8)
+            for ax in axes.flat[arr.shape[0]:]:
+                ax.axis("off")
+            return _finish(fig, title)
+        if arr.ndim != 4:
+            raise ValueError(f"plot_feature_maps: maps must be (C, H, W) or (N, C, H, W), got shape {arr.shape}")
+        rows = [(f"sample {n}", arr[n, :max_channels]) for n in range(arr.shape[0])]
+    plt = _pyplot()
+    ncols = max(r.shape[0] for _, r in rows)
+    aspect = float(np.median([r.shape[1] / r.shape[2] for _, r in rows]))
+    fig, axes = _grid(plt, len(rows), ncols, aspect=aspect)
+    for i, (name, arr) in enumerate(rows):
+        for c in range(ncols):
+            ax = axes[i, c]
+            if c < arr.shape[0]:
+                ax.imshow(arr[c], cmap=cmap)
+                if i == 0 or arr.shape[0] != rows[i - 1][1].shape[0]:
+                    ax.set_title(f"channel {c}", fontsize=8)
+            else:
+                ax.axis("off")
+        axes[i, 0].set_ylabel(f"{name}\n{arr.shape[1]}x{arr.shape[2]}", fontsize=9)
+    return _finish(fig, title)
+
+
+def _finish(fig: Any, title: str | None) -> Any:
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_filters(layer: Any, title: str | None = None, *, max_filters: int = 64, cmap: str = "RdBu_r") -> Any:
+    """The kernels of a built ``Conv2D`` (or any layer with a 4-D ``params["weight"]``, or the array itself).
+
+    Single-input-channel weights ``(O, 1, kh, kw)`` are drawn in a near-square grid, one panel per filter;
+    otherwise one row per output channel and one column per input channel (at most 16 of each). Colours
+    share one symmetric scale, red positive and blue negative. At most ``max_filters`` output channels are
+    shown. Returns the matplotlib Figure.
+    """
+    weight = layer
+    params = getattr(layer, "params", None)
+    if params is not None:
+        if "weight" not in params:
+            raise ValueError(
+                f"plot_filters: {type(layer).__name__} has no weight yet; build it first (run data through the "
+                "model or call layer.build(input_shape))"
+            )
+        weight = params["weight"]
+    w = _host(weight, "weight")
+    if w.ndim != 4:
+        raise ValueError(f"plot_filters: expected a 4-D convolution weight (O, I, kh, kw), got shape {w.shape}")
+    w = w[:max_filters]
+    limit = float(np.max(np.abs(w))) or 1.0
+    plt = _pyplot()
+    out_ch, in_ch = w.shape[0], w.shape[1]
+    if in_ch == 1:
+        nrows, ncols = _square(out_ch)
+        fig, axes = _grid(plt, nrows, ncols, cell=1.2)
+        panels = [(axes.flat[o], w[o, 0], f"filter {o}") for o in range(out_ch)]
+        for ax in axes.flat[out_ch:]:
+            ax.axis("off")
+    else:
+        out_ch, in_ch = min(out_ch, 16), min(in_ch, 16)
+        fig, axes = _grid(plt, out_ch, in_ch, cell=1.0)
+        panels = [(axes[o, i], w[o, i], None) for o in range(out_ch) for i in range(in_ch)]
+        for o in range(out_ch):
+            axes[o, 0].set_ylabel(f"out {o}", fontsize=8)
+        for i in range(in_ch):
+            axes[0, i].set_title(f"in {i}", fontsize=8)
+    image = None
+    for ax, kernel, label in panels:
+        image = ax.imshow(kernel, cmap=cmap, vmin=-limit, vmax=limit)
+        if label:
+            ax.set_title(label, fontsize=8)
+    fig = _finish(fig, title or f"{type(layer).__name__ if params is not None else 'weight'} {tuple(weight.shape)}")
+    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8)
+    return fig
+
+
+def _as_images(batch: Any, what: str) -> np.ndarray:
+    """(N, C, H, W), (N, H, W) or (H, W) -> (N, H, W) grey or (N, H, W, 3) colour images on the host."""
+    arr = _host(batch, what)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim == 4:
+        if arr.shape[1] == 1:
+            arr = arr[:, 0]
+        elif arr.shape[1] == 3:
+            arr = np.moveaxis(arr, 1, -1)
+            lo, hi = arr.min(), arr.max()
+            if lo < 0.0 or hi > 1.0:  # colour images outside [0, 1]: stretch the batch's range onto it
+                arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+        else:
+            raise ValueError(f"{what}: images need 1 or 3 channels, got shape {arr.shape}")
+    if arr.ndim not in (3, 4):
+        raise ValueError(f"{what}: expected (N, C, H, W), (N, H, W) or (H, W) images, got shape {arr.shape}")
+    return arr
+
+
+def plot_images(
+    images: Any, labels: Sequence[Any] | None = None, title: str | None = None, *, ncols: int | None = None,
+    cmap: str = "gray",
+) -> Any:
+    """A grid of images: a batch ``(N, C, H, W)`` (C = 1 or 3) or ``(N, H, W)``, or a dict of batches.
+
+    A single batch is laid out ``ncols`` to a row (default: near-square), with ``labels[i]`` as titles.
+    A dict ``{name: batch}`` gives one row per entry, labelled with its name, for before/after
+    comparisons (originals vs reconstructions, one batch through several augmentations). Grey images share
+    the display range [0, 1] when all values lie in it. Returns the matplotlib Figure.
+    """
+    plt = _pyplot()
+    if isinstance(images, Mapping):
+        rows = [(str(name), _as_images(b, f"images[{name!r}]")) for name, b in images.items()]
+        if not rows:
+            raise ValueError("plot_images: got no images")
+        width = max(len(r) for _, r in rows) if ncols is None else ncols
+        fig, axes = _grid(plt, len(rows), width, cell=1.3)
+        for i, (name, batch) in enumerate(rows):
+            for j in range(width):
+                if j < len(batch):
+                    _show(axes[i, j], batch[j], cmap)
+                else:
+                    axes[i, j].axis("off")
+            axes[i, 0].set_ylabel(name, fontsize=9)
+        return _finish(fig, title)
+    batch = _as_images(images, "images")
+    if labels is not None and len(labels) != len(batch):
+        raise ValueError(f"plot_images: {len(batch)} images but {len(labels)} labels")
+    nrows, width = _square(len(batch)) if ncols is None else (math.ceil(len(batch) / ncols), ncols)
+    fig, axes = _grid(plt, nrows, width, cell=1.3)
+    for k, ax in enumerate(axes.flat):
+        if k < len(batch):
+            _show(ax, batch[k], cmap)
+            if labels is not None:
+                ax.set_title(str(labels[k]), fontsize=9)
+        else:
+            ax.axis("off")
+    return _finish(fig, title)
+
+
+def _show(ax: Any, image: np.ndarray, cmap: str) -> None:
+    if image.ndim == 3:
+        ax.imshow(image)
+    elif image.min() >= 0.0 and image.max() <= 1.0:
+        ax.imshow(image, cmap=cmap, vmin=0.0, vmax=1.0)
+    else:
+        ax.imshow(image, cmap=cmap)
+
+
+# --- class activation maps ------------------------------------------------------------------------------
+
+def _layers_of(model: Any) -> list[Any]:
+    layers = getattr(model, "layers", model)
+    try:
+        return list(layers)
+    except TypeError:
+        raise TypeError(f"class_activation_map takes a Sequential model (or a list of layers), got {model!r}") from None
+
+
+def _resize_bilinear(maps: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of ``(N, h, w)`` maps to ``out_hw`` with half-pixel centres (align_corners=False)."""
+    n, h, w = maps.shape
+    if (h, w) == tuple(out_hw):
+        return maps
+
+    def axis(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        src = np.clip((np.arange(out_size) + 0.5) * (in_size / out_size) - 0.5, 0.0, in_size - 1)
+        lo = np.floor(src).astype(np.int64)
+        hi = np.minimum(lo + 1, in_size - 1)
+        return lo, hi, (src - lo).astype(maps.dtype)
+
+    r0, r1, wr = axis(h, out_hw[0])
+    c0, c1, wc = axis(w, out_hw[1])
+    rows = maps[:, r0, :] * (1 - wr)[None, :, None] + maps[:, r1, :] * wr[None, :, None]
+    return rows[:, :, c0] * (1 - wc)[None, None, :] + rows[:, :, c1] * wc[None, None, :]
+
+
+def class_activation_map(
+    model: Any, x: Any, layer_index: int | None = None, *, classes: Any = None, normalize: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class activation maps (Zhou et al., 2016): where in each image the evidence for a class lies.
+
+    The model must end the CAM way::
+
+        ... -> layers[layer_index] (a Conv2D, giving (N, C, h, w))
+            -> shape-preserving layers, if any (ReLU, BatchNorm2D, ...)
+            -> GlobalAvgPool2D -> (Flatten / Dropout, if any) -> Dense(num_classes)
+            -> an output activation, if any (Softmax)
+
+    so that the class score is ``sum_c W[k, c] * mean(F_c)`` with ``F`` the GlobalAvgPool2D input and
+    ``W`` the Dense weight ``(num_classes, C)``. The map for class ``k`` is ``sum_c W[k, c] * F_c``,
+    upsampled bilinearly from ``(h, w)`` to the input's ``(H, W)``. ``layer_index=None`` picks the layer
+    just before the last GlobalAvgPool2D.
+
+    ``x`` is a batch ``(N, C_in, H, W)`` of any backend (moved to the current one); ``classes`` (one per
+    sample) selects the class to explain, default the predicted one. With ``normalize`` each map is scaled
+    to [0, 1]. Returns NumPy ``(maps (N, H, W), predicted labels (N,))``.
+    """
+    layers = _layers_of(model)
+    gap_indices = [i for i, layer in enumerate(layers) if type(layer).__name__ == "GlobalAvgPool2D"]
+    if layer_index is None:
+        if not gap_indices or gap_indices[-1] == 0:
+            raise ValueError("class_activation_map: the model has no GlobalAvgPool2D after a conv layer "
+                             "(see the docstring)")
+        layer_index = gap_indices[-1] - 1
+    if not -len(layers) <= layer_index < len(layers):
+        raise IndexError(
+            f"class_activation_map: layer_index {layer_index} out of range for {len(layers)} layers"
+        )
+    layer_index %= len(layers)
+    gap = next((i for i in gap_indices if i > layer_index), None)
+    if gap is None:
+        raise ValueError(
+            f"class_activation_map: no GlobalAvgPool2D after layer {layer_index} "
+            f"({type(layers[layer_index]).__name__}); the model must be ... -> Conv2D -> GlobalAvgPool2D -> Dense"
+        )
+    dense = next((i for i in range(gap + 1, len(layers)) if type(layers[i]).__name__ == "Dense"), None)
+    if dense is None:
+        raise ValueError(
+            "class_activation_map: the GlobalAvgPool2D must be followed by a Dense layer (see the docstring)"
+        )
+
+    h = asarray(x)
+    if h.ndim != 4:
+        raise ValueError(f"class_activation_map: x must be a batch (N, C, H, W), got shape {tuple(h.shape)}")
+    in_hw = (int(h.shape[2]), int(h.shape[3]))
+    target_shape = None
+    features = None
+    for i, layer in enumerate(layers):
+        h = layer.forward(h, training=False)
+        if i == layer_index:
+            target_shape = tuple(h.shape)
+        if i == gap - 1:
+            features = h
+    if features.ndim != 4 or tuple(features.shape) != target_shape:
+        raise ValueError(
+            f"class_activation_map: layer {layer_index} gives {target_shape} but GlobalAvgPool2D receives "
+            f"{tuple(features.shape)}; only shape-preserving layers may sit between them"
+        )
+    for i in range(gap + 1, dense):
+        if getattr(layers[i], "params", {}):
+            raise ValueError(f"class_activation_map: layer {i} ({type(layers[i]).__name__}) between GlobalAvgPool2D "
+                             "and Dense has parameters; the class score must be linear in the pooled features")
+    predicted = np.argmax(_numpy(h).reshape(int(h.shape[0]), -1), axis=1)
+
+    xp = get_backend().xp
+    weight = layers[dense].params["weight"]  # (num_classes, C)
+    if weight.shape[1] != features.shape[1]:
+        raise ValueError(
+            f"class_activation_map: Dense weight {tuple(weight.shape)} does not take the "
+            f"{features.shape[1]} pooled channels"
+        )
+    targets = predicted
+    if classes is not None:
+        targets = np.broadcast_to(np.asarray(classes, dtype=np.int64), predicted.shape)
+        if targets.min() < 0 or targets.max() >= weight.shape[0]:
+            raise ValueError(f"class_activation_map: classes must lie in [0, {weight.shape[0]}), got {classes!r}")
+    host_w = _numpy(weight)[targets]  # (N, C): a small gather on the host
+    w_sel = asarray(host_w)
+    n, c, fh, fw = (int(s) for s in features.shape)
+    cams = xp.matmul(w_sel[:, None, :], xp.reshape(features, (n, c, fh * fw)))  # (N, 1, h*w)
+    cams = _numpy(cams).astype(np.float32).reshape(n, fh, fw)
+    cams = _resize_bilinear(cams, in_hw)
+    if normalize:
+        lo = cams.min(axis=(1, 2), keepdims=True)
+        span = cams.max(axis=(1, 2), keepdims=True) - lo
+        cams = np.where(span > 0, (cams - lo) / np.where(span > 0, span, 1.0), 0.0).astype(np.float32)
+    return cams, predicted.astype(np.int64)
+
+
+def plot_class_activation_maps(
+    images: Any, maps: Any, predicted: Sequence[Any] | None = None, labels: Sequence[Any] | None = None,
+    title: str | None = None, *, ncols: int | None = None, alpha: float = 0.5, cmap: str = "jet",
+) -> Any:
+    """Class activation maps (from ``class_activation_map``) overlaid on their grey images.
+
+    ``images`` ``(N, 1, H, W)`` or ``(N, H, W)``, ``maps`` ``(N, H, W)``; titles read ``pred 7`` or, with
+    true ``labels``, ``pred 7 / true 7`` (red when they differ). Returns the matplotlib Figure.
+    """
+    batch = _as_images(images, "images")
+    heat = _host(maps, "maps")
+    if heat.shape[0] != batch.shape[0] or heat.shape[1:] != batch.shape[1:3]:
+        raise ValueError(f"plot_class_activation_maps: images {batch.shape} and maps {heat.shape} do not match")
+    plt = _pyplot()
+    nrows, width = _square(len(batch)) if ncols is None else (math.ceil(len(batch) / ncols), ncols)
+    fig, axes = _grid(plt, nrows, width, cell=1.4)
+    for k, ax in enumerate(axes.flat):
+        if k >= len(batch):
+            ax.axis("off")
+            continue
+        _show(ax, batch[k], "gray")
+        ax.imshow(heat[k], cmap=cmap, alpha=alpha)
+        if predicted is not None:
+            text, color = f"pred {predicted[k]}", "black"
+            if labels is not None:
+                text += f" / true {labels[k]}"
+                color = "black" if int(predicted[k]) == int(labels[k]) else "red"
+            ax.set_title(text, fontsize=8, color=color)
+    return _finish(fig, title)
