@@ -3,7 +3,7 @@
 The same layers train on NumPy, CuPy, PyTorch, JAX and array-api-strict; ``set_backend`` switches.
 """
 
-from . import random
+from . import callbacks, data, datasets, layers, losses, metrics, ops, optimizers, random, transforms
 from .backend import (
     Backend,
     BackendUnavailableError,
@@ -14,6 +14,9 @@ from .backend import (
     to_numpy,
     use_backend,
 )
+from .data import DataLoader
+from .io import load_model
+from .model import Sequential
 from .random import manual_seed
 
 __version__ = "0.1.0"
@@ -21,12 +24,24 @@ __version__ = "0.1.0"
 __all__ = [
     "Backend",
     "BackendUnavailableError",
+    "DataLoader",
+    "Sequential",
     "asarray",
     "available_backends",
+    "callbacks",
+    "data",
+    "datasets",
     "get_backend",
+    "layers",
+    "load_model",
+    "losses",
     "manual_seed",
+    "metrics",
+    "ops",
+    "optimizers",
     "random",
     "set_backend",
     "to_numpy",
+    "transforms",
     "use_backend",
 ]

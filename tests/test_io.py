@@ -1,0 +1,271 @@
+"""Saving and loading: one file at exactly the given path, atomic writes, no pickle, clear errors that leave
+the model untouched, and loading on another backend."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+
+import array_api_compat
+import numpy as np
+import pytest
+
+import xpcnn
+from xpcnn import optimizers
+from xpcnn.io import load_model, save_model
+from xpcnn.layers.activations import ReLU
+from xpcnn.layers.conv import Conv2D
+from xpcnn.layers.dense import Dense
+from xpcnn.layers.pool import MaxPool2D
+from xpcnn.layers.reshape import Flatten
+from xpcnn.metrics import TopKAccuracy
+from xpcnn.model import Sequential
+
+
+def host(a) -> np.ndarray:
+    return np.array(xpcnn.to_numpy(a), dtype=np.float64, copy=True)
+
+
+def snapshot(model: Sequential) -> dict[str, np.ndarray]:
+    return {k: host(v) for k, v in model.state_dict().items()}
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def data(n: int = 24, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 1, 8, 8)).astype(np.float32), rng.integers(0, 3, size=n).astype(np.int64)
+
+
+def make_model(classes: int = 3) -> Sequential:
+    return Sequential([Conv2D(4, 3, padding="same"), ReLU(), MaxPool2D(2), Flatten(), Dense(classes)],
+                      input_shape=(1, 8, 8))
+
+
+def trained_model() -> Sequential:
+    model = make_model()
+    model.compile("cross_entropy", optimizers.Adam(0.01, betas=(0.8, 0.9)), metrics=["accuracy", TopKAccuracy(2)])
+    model.fit(*data(), batch_size=8, epochs=2, verbose=0)
+    return model
+
+
+def test_save_and_load_model_round_trip(backend, tmp_path):
+    model = trained_model()
+    path = tmp_path / "model.xpcnn"
+    model.save(path)
+    assert sorted(os.listdir(tmp_path)) == ["model.xpcnn"]  # one file, no temp file left behind
+    loaded = load_model(path)
+    assert isinstance(loaded, Sequential) and loaded.input_shape == (1, 8, 8)
+    assert [type(layer).__name__ for layer in loaded.layers] == [type(layer).__name__ for layer in model.layers]
+    assert_same(snapshot(model), snapshot(loaded))
+    x, y = data(10, seed=3)
+    np.testing.assert_array_equal(host(loaded.predict(x)), host(model.predict(x)))
+    assert loaded.loss.name == "cross_entropy"
+    assert loaded.optimizer.get_config() == model.optimizer.get_config()
+    assert loaded.metrics_names == ["loss", "accuracy", "top_2_accuracy"]
+    assert loaded.epoch == 2 and loaded.optimizer.iterations == model.optimizer.iterations == 6
+    a, b = model.optimizer.state_dict()["state"], loaded.optimizer.state_dict()["state"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert_same({s: host(v) for s, v in a[k].items()}, {s: host(v) for s, v in b[k].items()})
+    # training continues identically in both
+    state = xpcnn.random.get_state()
+    h1 = model.fit(*data(), batch_size=8, epochs=3, initial_epoch=2, verbose=0).history
+    xpcnn.random.set_state(state)
+    h2 = loaded.fit(*data(), batch_size=8, epochs=3, initial_epoch=2, verbose=0).history
+    assert h1 == h2
+
+
+@pytest.mark.parametrize("name", ["model", "model.h5", "weights.pt", "m.npz"])
+def test_file_lands_at_exactly_the_given_path(backend, tmp_path, name):
+    model = make_model()
+    model.save(tmp_path / name)
+    assert os.listdir(tmp_path) == [name]
+    model.save_weights(tmp_path / f"w-{name}")
+    assert sorted(os.listdir(tmp_path)) == sorted([name, f"w-{name}"])
+    with zipfile.ZipFile(tmp_path / name) as zf:  # a plain zip of .npy entries with a JSON config
+        assert "config.npy" in zf.namelist()
+    with np.load(tmp_path / name, allow_pickle=False) as npz:
+        config = json.loads(npz["config"].tobytes().decode())
+    assert config["format"] == "xpcnn.model"
+    assert config["architecture"]["layers"][0] == {
+        "class_name": "Conv2D", "config": json.loads(json.dumps(model.layers[0].get_config())),
+    }
+    assert config["architecture"]["input_shape"] == [1, 8, 8]
+    assert config["random_state"] == xpcnn.random.get_state()
+
+
+def test_uncompiled_model_and_weights_files(backend, tmp_path):
+    model = make_model()
+    model.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert not loaded.compiled
+    assert_same(snapshot(model), snapshot(loaded))
+    model.save_weights(tmp_path / "w")
+    other = make_model()
+    other.load_weights(tmp_path / "w")
+    assert_same(snapshot(model), snapshot(other))
+    third = make_model()
+    third.load_weights(tmp_path / "m")  # a full model file holds the weights too
+    assert_same(snapshot(model), snapshot(third))
+    with pytest.raises(ValueError, match="weights only"):
+        load_model(tmp_path / "w")
+    unbuilt = Sequential([Conv2D(4, 3, padding="same"), ReLU(), MaxPool2D(2), Flatten(), Dense(3)])
+    unbuilt.load_weights(tmp_path / "w")  # built from the recorded input shape
+    assert_same(snapshot(model), snapshot(unbuilt))
+
+
+def test_load_model_leaves_the_random_stream_unless_asked(backend, tmp_path):
+    model = make_model()
+    xpcnn.manual_seed(123)
+    xpcnn.random.uniform((3,))
+    saved_state = xpcnn.random.get_state()
+    model.save(tmp_path / "m")
+    xpcnn.manual_seed(7)
+    before = xpcnn.random.get_state()
+    load_model(tmp_path / "m")
+    assert xpcnn.random.get_state() == before
+    load_model(tmp_path / "m", restore_random_state=True)
+    assert xpcnn.random.get_state() == saved_state
+
+
+def test_model_saved_on_numpy_loads_on_the_session_backend(backend, tmp_path):
+    x, _ = data(9, seed=5)
+    with xpcnn.use_backend("numpy"):
+        model = trained_model()
+        expected = host(model.predict(x))
+        model.save(tmp_path / "numpy-model")
+    loaded = load_model(tmp_path / "numpy-model")
+    for v in loaded.params.values():
+        assert array_api_compat.device(v) == backend.device and v.dtype == backend.dtype
+    np.testing.assert_allclose(host(loaded.predict(x)), expected, rtol=1e-5, atol=1e-5)
+    loaded.fit(*data(), batch_size=8, epochs=3, initial_epoch=2, verbose=0)  # optimizer state usable here
+
+
+# --- damaged, foreign and mismatched files ---------------------------------------------------------------
+
+def _foreign_files(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello, not a model\n")
+    npy = tmp_path / "array.npy"
+    np.save(npy, np.arange(5))
+    plain_npz = tmp_path / "plain.npz"
+    np.savez(plain_npz, weights=np.ones(3))
+    bad_json = tmp_path / "badjson"
+    with open(bad_json, "wb") as f:
+        np.savez(f, config=np.frombuffer(b"{not json", dtype=np.uint8))
+    other_zip = tmp_path / "other.zip"
+    with zipfile.ZipFile(other_zip, "w") as zf:
+        zf.writestr("readme.txt", "a zip, but not ours")
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    return [text, npy, plain_npz, bad_json, other_zip, empty]
+
+
+def test_foreign_files_are_refused_clearly(backend, tmp_path):
+    model = make_model()
+    before = snapshot(model)
+    for path in _foreign_files(tmp_path):
+        with pytest.raises(ValueError, match="not an xpcnn|damaged|truncated|single NumPy array"):
+            load_model(path)
+        with pytest.raises(ValueError):
+            model.load_weights(path)
+    assert_same(before, snapshot(model))
+    with pytest.raises(FileNotFoundError):
+        load_model(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("keep", [0.3, 0.6, 0.95])
+def test_truncated_file_is_refused_and_model_untouched(backend, tmp_path, keep):
+    model = trained_model()
+    path = tmp_path / "m.xpcnn"
+    model.save(path)
+    raw = path.read_bytes()
+    cut = tmp_path / "cut.xpcnn"
+    cut.write_bytes(raw[: int(len(raw) * keep)])
+    target = make_model()
+    before = snapshot(target)
+    with pytest.raises(ValueError, match="damaged|truncated|not an xpcnn"):
+        load_model(cut)
+    with pytest.raises(ValueError):
+        target.load_weights(cut)
+    assert_same(before, snapshot(target))
+
+
+def test_pickled_content_is_never_executed(backend, tmp_path):
+    marker = tmp_path / "executed"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    path = tmp_path / "evil"
+    with open(path, "wb") as f:
+        np.savez(f, config=np.array([Evil()], dtype=object))
+    with pytest.raises(ValueError):
+        load_model(path)
+    assert not marker.exists()
+
+
+def test_weights_of_another_architecture_are_refused(backend, tmp_path):
+    source = make_model(classes=5)
+    source.save(tmp_path / "five")
+    source.save_weights(tmp_path / "five-w")
+    target = make_model(classes=3)
+    before = snapshot(target)
+    for path in ("five", "five-w"):
+        with pytest.raises(ValueError, match=r"another architecture.*4\.weight: expected \(3, 64\), got \(5, 64\)"):
+            target.load_weights(tmp_path / path)
+    assert_same(before, snapshot(target))
+    # same keys and shapes, but a different layer type holding them
+    square = Sequential([Flatten(), Dense(16), ReLU(), Dense(3)], input_shape=(16,))
+    square.save_weights(tmp_path / "dense")
+    conv_like = Sequential([Flatten(), Dense(16), ReLU(), Dense(3)], input_shape=(16,))
+    conv_like.load_weights(tmp_path / "dense")  # the same architecture loads
+    deeper = Sequential([Flatten(), Dense(16), ReLU(), Dense(3), ReLU(), Dense(2)], input_shape=(16,))
+    before = snapshot(deeper)
+    with pytest.raises(ValueError, match="another architecture"):
+        deeper.load_weights(tmp_path / "dense")
+    assert_same(before, snapshot(deeper))
+
+
+def test_failed_save_leaves_the_existing_file_intact(backend, tmp_path, monkeypatch):
+    import xpcnn.io as xio
+
+    model = make_model()
+    path = tmp_path / "m.xpcnn"
+    model.save(path)
+    original = path.read_bytes()
+
+    def broken_savez(f, **arrays):
+        f.write(b"PK\x03\x04 half a zip")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(xio.np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        make_model().save(path)
+    with pytest.raises(OSError, match="disk full"):
+        make_model().save_weights(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == original
+    assert os.listdir(tmp_path) == ["m.xpcnn"]
+    # a configuration that cannot be written fails before the file is touched
+    bad = make_model()
+    bad.layers[0].get_config = lambda: {"kernel": object()}
+    with pytest.raises(ValueError, match="JSON"):
+        save_model(bad, path)
+    assert path.read_bytes() == original and os.listdir(tmp_path) == ["m.xpcnn"]
+    assert_same(snapshot(model), snapshot(load_model(path)))
+
+
+def test_save_needs_a_built_model_and_an_existing_folder(backend, tmp_path):
+    with pytest.raises(ValueError, match="not built"):
+        Sequential([Dense(3)]).save(tmp_path / "m")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        make_model().save(tmp_path / "no" / "such" / "m")
+

@@ -1,0 +1,516 @@
+"""Sequential on the session's backend: building, keys, summary, compile/fit/evaluate/predict, host checks,
+state dicts (including PyTorch's), reproducibility and exact resumption from a checkpoint."""
+
+from __future__ import annotations
+
+import os
+
+import array_api_compat
+import numpy as np
+import pytest
+
+import xpcnn
+from xpcnn import optimizers
+from xpcnn.callbacks import Callback
+from xpcnn.layers.activations import ReLU
+from xpcnn.layers.conv import Conv2D
+from xpcnn.layers.dense import Dense
+from xpcnn.layers.pool import MaxPool2D
+from xpcnn.layers.reshape import Flatten
+from xpcnn.io import load_model
+from xpcnn.metrics import Accuracy, BinaryAccuracy, TopKAccuracy
+from xpcnn.model import Sequential
+
+
+def host(a) -> np.ndarray:
+    return np.array(xpcnn.to_numpy(a), dtype=np.float64, copy=True)
+
+
+def snapshot(model: Sequential) -> dict[str, np.ndarray]:
+    return {k: host(v) for k, v in model.state_dict().items()}
+
+
+def optimizer_snapshot(opt) -> dict:
+    sd = opt.state_dict()
+    return {
+        "iterations": sd["iterations"],
+        "state": {k: {s: host(a) for s, a in slots.items()} for k, slots in sd["state"].items()},
+    }
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def blobs(n: int = 96, classes: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """8x8 images whose class is the quadrant holding a bright patch: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, size=n).astype(np.int64)
+    x = 0.1 * rng.standard_normal((n, 1, 8, 8)).astype(np.float32)
+    for i, c in enumerate(y):
+        r, s = divmod(int(c), 2)
+        x[i, 0, 4 * r:4 * r + 3, 4 * s:4 * s + 3] += 1.0
+    return x, y
+
+
+def tiny_cnn(classes: int = 3, input_shape=(1, 8, 8), extra=()) -> Sequential:
+    return Sequential(
+        [Conv2D(4, 3, padding="same"), ReLU(), MaxPool2D(2), *extra, Flatten(), Dense(classes)],
+        input_shape=input_shape,
+    )
+
+
+# --- structure -------------------------------------------------------------------------------------------
+
+def test_keys_follow_torch_sequential_and_build_with_input_shape(backend):
+    model = tiny_cnn()
+    assert model.built and model.output_shape == (3,)
+    assert list(model.params) == ["0.weight", "0.bias", "4.weight", "4.bias"]
+    assert tuple(model.params["0.weight"].shape) == (4, 1, 3, 3)
+    assert tuple(model.params["4.weight"].shape) == (3, 64)
+    for v in model.params.values():
+        assert array_api_compat.device(v) == backend.device and v.dtype == backend.dtype
+
+
+def test_builds_on_first_forward_and_backward_fills_grads(backend):
+    model = Sequential([Conv2D(2, 3), ReLU(), Flatten(), Dense(4)])
+    assert not model.built
+    x = xpcnn.asarray(np.random.default_rng(0).standard_normal((5, 1, 6, 6)))
+    y = model.forward(x, training=True)
+    assert tuple(y.shape) == (5, 4) and model.input_shape == (1, 6, 6)
+    dx = model.backward(backend.xp.ones_like(y))
+    assert tuple(dx.shape) == (5, 1, 6, 6)
+    assert model.grads.keys() == model.params.keys()
+    for k, g in model.grads.items():
+        assert tuple(g.shape) == tuple(model.params[k].shape)
+
+
+def test_bad_layers_and_shapes_are_refused(backend):
+    relu = ReLU()
+    with pytest.raises(ValueError, match="same ReLU object"):
+        Sequential([Conv2D(2, 3), relu, relu])
+    with pytest.raises(TypeError, match="not a Layer"):
+        Sequential([Conv2D(2, 3), "relu"])
+    state = xpcnn.random.get_state()
+    layers = [Conv2D(2, 3), Flatten(), Dense(3)]
+    with pytest.raises(ValueError, match="layer 0"):
+        Sequential(layers, input_shape=(1, 2, 2))  # 3x3 kernel on 2x2 input
+    assert xpcnn.random.get_state() == state and not any(layer.built for layer in layers)
+
+
+def test_add_appends_and_builds(backend):
+    model = Sequential([Conv2D(2, 3, padding=1), ReLU()], input_shape=(1, 6, 6))
+    model.add(Flatten())
+    model.add(Dense(4))
+    assert model.output_shape == (4,) and list(model.params) == ["0.weight", "0.bias", "3.weight", "3.bias"]
+    lazy = Sequential()
+    lazy.add(Dense(2))
+    assert not lazy.built and tuple(lazy.predict(np.ones((3, 5), np.float32)).shape) == (3, 2)
+
+
+def test_integer_inputs_are_refused_clearly(backend):
+    model = tiny_cnn()
+    model.compile("cross_entropy", "adam")
+    x, y = blobs(8)
+    with pytest.raises(ValueError, match="floating"):
+        model.fit((x * 255).astype(np.uint8), y, verbose=0)
+    with pytest.raises(ValueError, match="floating"):
+        model.predict((x * 255).astype(np.uint8))
+
+
+def test_summary_prints_and_returns_the_table(backend, capsys):
+    model = tiny_cnn()
+    text = model.summary()
+    assert capsys.readouterr().out.strip() == text.strip()
+    assert "Conv2D" in text and "(None, 4, 8, 8)" in text and "(None, 3)" in text
+    total = 4 * 9 + 4 + 3 * 64 + 3
+    assert model.num_params == total
+    assert f"Total params: {total:,}" in text
+    assert f"Trainable params: {total:,}" in text and "Non-trainable params: 0" in text
+    with pytest.raises(ValueError, match="built"):
+        Sequential([Dense(2)]).summary()
+
+
+# --- compile / metrics -----------------------------------------------------------------------------------
+
+def test_compile_resolves_names_and_metric_keys(backend):
+    model = tiny_cnn()
+    model.compile("cross_entropy", "adam", metrics=["accuracy", "top_k_accuracy", TopKAccuracy(2)])
+    assert model.loss.name == "cross_entropy" and isinstance(model.optimizer, optimizers.Adam)
+    assert model.metrics_names == ["loss", "accuracy", "top_5_accuracy", "top_2_accuracy"]
+    with pytest.raises(ValueError, match="unknown metric"):
+        model.compile("cross_entropy", "adam", metrics=["f2"])
+    with pytest.raises(ValueError, match="unknown loss"):
+        model.compile("hinge", "adam")
+    with pytest.raises(RuntimeError, match="compile"):
+        tiny_cnn().fit(*blobs(8), verbose=0)
+    model.compile("binary_cross_entropy", "sgd", metrics=["accuracy"])
+    assert isinstance(model.metrics[0], BinaryAccuracy) and model.metrics[0].threshold == 0.0  # logits
+
+
+def test_metrics_on_device_match_numpy(backend):
+    rng = np.random.default_rng(3)
+    pred = rng.standard_normal((50, 7)).astype(np.float32)
+    labels = rng.integers(0, 7, size=50)
+    onehot = np.eye(7, dtype=np.float32)[labels]
+    p, t, oh = xpcnn.asarray(pred), xpcnn.asarray(labels), xpcnn.asarray(onehot)
+    ranks = (pred > pred[np.arange(50), labels][:, None]).sum(axis=1)
+    for metric, expected in [
+        (Accuracy(), np.mean(pred.argmax(1) == labels)),
+        (TopKAccuracy(3), np.mean(ranks < 3)),
+        (TopKAccuracy(7), 1.0),
+    ]:
+        for target in (t, oh):
+            value = metric(p, target)
+            assert value.ndim == 0 and array_api_compat.device(value) == backend.device
+            assert float(value) == pytest.approx(expected)
+    bin_pred = rng.standard_normal((40, 1)).astype(np.float32)
+    bin_true = rng.integers(0, 2, size=(40, 1))
+    value = BinaryAccuracy(threshold=0.0)(xpcnn.asarray(bin_pred), xpcnn.asarray(bin_true))
+    assert float(value) == pytest.approx(np.mean((bin_pred > 0) == (bin_true > 0.5)))
+
+
+# --- fit / evaluate / predict ----------------------------------------------------------------------------
+
+class Recorder(Callback):
+    def __init__(self):
+        super().__init__()
+        self.batches, self.epochs, self.calls = [], [], []
+
+    def on_train_begin(self, logs=None):
+        self.calls.append("train_begin")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.calls.append(f"epoch_begin {epoch}")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches.append(dict(logs))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.calls.append(f"epoch_end {epoch}")
+        self.epochs.append(dict(logs))
+
+    def on_train_end(self, logs=None):
+        self.calls.append("train_end")
+
+
+def test_fit_learns_and_fills_history(backend):
+    x, y = blobs(96)
+    model = tiny_cnn()
+    model.compile("cross_entropy", optimizers.Adam(0.02), metrics=["accuracy"])
+    rec = Recorder()
+    history = model.fit(x, y, batch_size=16, epochs=4, validation_data=blobs(48, seed=1), verbose=0,
+                        callbacks=[rec])
+    h = history.history
+    assert history is model.history
+    assert set(h) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr"}
+    assert all(len(v) == 4 for v in h.values())
+    assert all(isinstance(v, float) for vs in h.values() for v in vs)
+    assert h["loss"][-1] < h["loss"][0] and h["val_accuracy"][-1] >= 0.9
+    assert h["lr"] == [0.02] * 4
+    assert rec.calls == ["train_begin", *[f"epoch_{w} {e}" for e in range(4) for w in ("begin", "end")],
+                         "train_end"]
+    # per-batch logs: 0-d device arrays (never read by the model) and the batch size
+    assert len(rec.batches) == 4 * 6
+    for logs in rec.batches:
+        assert logs["size"] == 16
+        for key in ("loss", "accuracy"):
+            assert array_api_compat.is_array_api_obj(logs[key]) and logs[key].ndim == 0
+            assert array_api_compat.device(logs[key]) == backend.device
+    # the epoch mean is the size-weighted mean of the batch values
+    first = rec.batches[:6]
+    assert h["loss"][0] == pytest.approx(np.mean([float(b["loss"]) for b in first]), rel=1e-5)
+    assert model.epoch == 4 and model.optimizer.iterations == 24
+
+
+def test_epoch_values_are_read_once_per_epoch(backend, monkeypatch):
+    import xpcnn.model as model_module
+
+    calls = []
+    real = model_module.to_numpy
+    monkeypatch.setattr(model_module, "to_numpy", lambda a: calls.append(1) or real(a))
+    x, y = blobs(64)
+    model = tiny_cnn()
+    model.compile("cross_entropy", "adam", metrics=["accuracy"])
+    model.fit(x, y, batch_size=4, epochs=2, validation_data=blobs(16, seed=1), verbose=0)
+    # one host read of the labels per data set (before training), then ONE read per epoch for 16 batches
+    assert len(calls) == 2 + 2
+
+
+def test_fit_weights_epoch_means_by_batch_size(backend):
+    x, y = blobs(20)
+    model = tiny_cnn()
+    model.compile("cross_entropy", optimizers.SGD(0.0), metrics=["accuracy"])  # lr 0: weights fixed
+    h = model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0).history  # batches 8, 8, 4
+    ev = model.evaluate(x, y, batch_size=20)
+    assert h["loss"][0] == pytest.approx(ev["loss"], rel=1e-5)
+    assert h["accuracy"][0] == pytest.approx(ev["accuracy"])
+
+
+def test_validation_split_takes_the_last_fraction(backend):
+    x, y = blobs(40)
+    model = tiny_cnn()
+    model.compile("cross_entropy", "adam", metrics=["accuracy"])
+    h = model.fit(x, y, batch_size=8, epochs=1, validation_split=0.25, verbose=0).history
+    ev = model.evaluate(x[30:], y[30:])
+    assert h["val_loss"][0] == pytest.approx(ev["loss"], rel=1e-5)
+    assert h["val_accuracy"][0] == pytest.approx(ev["accuracy"])
+    assert model.optimizer.iterations == 4  # 30 training samples in batches of 8
+
+
+@pytest.mark.parametrize("bad", ["length", "negative", "too_large", "val_labels"])
+def test_rejected_fit_changes_nothing(backend, bad):
+    x, y = blobs(32)
+    model = tiny_cnn()
+    model.compile("cross_entropy", "adam", metrics=["accuracy"])
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)  # optimizer state exists now
+    weights, opt, rng_state = snapshot(model), optimizer_snapshot(model.optimizer), xpcnn.random.get_state()
+    y_bad, kwargs = y.copy(), {}
+    if bad == "length":
+        args, match = (x, y[:-1]), "same length"
+    elif bad == "negative":
+        y_bad[5] = -1
+        args, match = (x, y_bad), r"\[0, 3\)"
+    elif bad == "too_large":
+        y_bad[7] = 3
+        args, match = (x, y_bad), r"\[0, 3\)"
+    else:
+        args, match = (x, y), r"\[0, 3\)"
+        kwargs = {"validation_data": (x[:4], np.array([0, 1, 2, 9]))}
+    with pytest.raises(ValueError, match=match):
+        model.fit(*args, batch_size=8, epochs=2, verbose=0, **kwargs)
+    assert_same(weights, snapshot(model))
+    after = optimizer_snapshot(model.optimizer)
+    assert after["iterations"] == opt["iterations"]
+    for k in opt["state"]:
+        assert_same(opt["state"][k], after["state"][k])
+    assert xpcnn.random.get_state() == rng_state
+    assert model.epoch == 1
+
+
+def test_rejected_fit_on_unbuilt_model_leaves_it_unbuilt(backend):
+    x, y = blobs(16)
+    model = Sequential([Conv2D(2, 3), ReLU(), Flatten(), Dense(3)])
+    model.compile("cross_entropy", "adam")
+    state = xpcnn.random.get_state()
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        model.fit(x, y + 1, verbose=0)
+    assert not model.built and not any(layer.built for layer in model.layers)
+    assert xpcnn.random.get_state() == state
+
+
+def test_fit_accepts_backend_arrays_and_one_hot(backend):
+    x, y = blobs(32)
+    model = tiny_cnn()
+    model.compile("cross_entropy", optimizers.Adam(0.02), metrics=["accuracy"])
+    onehot = np.eye(3, dtype=np.float32)[y]
+    h = model.fit(xpcnn.asarray(x), xpcnn.asarray(onehot), batch_size=8, epochs=2, verbose=0).history
+    assert len(h["accuracy"]) == 2
+    with pytest.raises(ValueError, match="one-hot"):
+        model.fit(x, onehot[:, :2], verbose=0)
+
+
+def test_evaluate_and_predict(backend):
+    x, y = blobs(37)
+    model = tiny_cnn()
+    model.compile("cross_entropy", "adam", metrics=["accuracy", "top_k_accuracy"])
+    pred = model.predict(x, batch_size=10)
+    assert array_api_compat.array_namespace(pred) is backend.xp
+    assert array_api_compat.device(pred) == backend.device and tuple(pred.shape) == (37, 3)
+    np.testing.assert_allclose(host(pred), host(model.forward(xpcnn.asarray(x))), rtol=1e-5, atol=1e-6)
+    result = model.evaluate(x, y, batch_size=10)
+    assert set(result) == {"loss", "accuracy", "top_5_accuracy"}
+    assert all(isinstance(v, float) for v in result.values())
+    logits = host(pred)
+    shifted = logits - logits.max(1, keepdims=True)
+    nll = -(shifted[np.arange(37), y] - np.log(np.exp(shifted).sum(1)))
+    assert result["loss"] == pytest.approx(nll.mean(), rel=1e-4)
+    assert result["accuracy"] == pytest.approx(np.mean(logits.argmax(1) == y))
+    assert result["top_5_accuracy"] == 1.0
+
+
+def test_train_on_batch_returns_device_values(backend):
+    x, y = blobs(16)
+    model = tiny_cnn()
+    model.compile("cross_entropy", optimizers.Adam(0.05), metrics=["accuracy"])
+    first = model.train_on_batch(x, y)
+    for v in first.values():
+        assert array_api_compat.device(v) == backend.device and v.ndim == 0
+    for _ in range(15):
+        logs = model.train_on_batch(x, y)
+    assert float(logs["loss"]) < float(first["loss"])
+    test = model.test_on_batch(x, y)
+    assert set(test) == {"loss", "accuracy"}
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        model.train_on_batch(x, y + 3)
+
+
+def test_stop_training_ends_the_epoch(backend):
+    class StopAfterTwo(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1:
+                self.model.stop_training = True
+
+    x, y = blobs(64)
+    model = tiny_cnn()
+    model.compile("cross_entropy", "adam")
+    h = model.fit(x, y, batch_size=8, epochs=5, callbacks=[StopAfterTwo()], verbose=0)
+    assert len(h.history["loss"]) == 1 and model.optimizer.iterations == 2
+
+
+def test_binary_cross_entropy_with_flat_targets(backend):
+    x, y = blobs(48, classes=2)
+    model = tiny_cnn(classes=1)
+    model.compile("binary_cross_entropy", optimizers.Adam(0.02), metrics=["accuracy"])
+    h = model.fit(x, y, batch_size=8, epochs=3, verbose=0).history  # y (N,) -> (N, 1)
+    assert h["accuracy"][-1] >= 0.9
+    with pytest.raises(ValueError, match="0/1"):
+        model.fit(x, y * 2, verbose=0)
+
+
+# --- state dicts -----------------------------------------------------------------------------------------
+
+def test_state_dict_round_trip_and_errors(backend):
+    model, other = tiny_cnn(), tiny_cnn()
+    sd = model.state_dict()
+    assert list(sd) == ["0.weight", "0.bias", "4.weight", "4.bias"]
+    other.load_state_dict({k: xpcnn.to_numpy(v) for k, v in sd.items()})
+    assert_same(snapshot(model), snapshot(other))
+    before = snapshot(other)
+    bad_shape = dict(sd, **{"4.weight": np.zeros((4, 64), np.float32)})
+    with pytest.raises(ValueError, match=r"4\.weight: expected \(3, 64\), got \(4, 64\)"):
+        other.load_state_dict(bad_shape)
+    missing = {k: v for k, v in sd.items() if k != "0.bias"}
+    with pytest.raises(ValueError, match=r"missing keys \['0\.bias'\]"):
+        other.load_state_dict(missing)
+    with pytest.raises(ValueError, match=r"unexpected keys \['7\.weight'\]"):
+        other.load_state_dict({**sd, "7.weight": np.zeros(3, np.float32)})
+    assert_same(before, snapshot(other))
+    # state_dict values are copies: training does not change a dict taken before
+    model.compile("cross_entropy", "adam")
+    model.fit(*blobs(16), verbose=0)
+    assert_same(before, {k: host(v) for k, v in sd.items()})
+
+
+def _torch_models():
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+    plain = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(6 * 2 * 2, 5),
+    )
+    return torch, plain
+
+
+def test_torch_state_dict_loads_and_predicts_the_same(backend):
+    torch, tmodel = _torch_models()
+    model = Sequential(
+        [Conv2D(4, 3, padding=1), ReLU(), MaxPool2D(2), Conv2D(6, 3, padding=1), ReLU(), MaxPool2D(2),
+         Flatten(), Dense(5)],
+        input_shape=(1, 8, 8),
+    )
+    model.load_state_dict(tmodel.state_dict())
+    x = np.random.default_rng(0).standard_normal((7, 1, 8, 8)).astype(np.float32)
+    with torch.no_grad():
+        expected = tmodel(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(host(model.predict(x)), expected, rtol=1e-4, atol=1e-5)
+    assert list(model.state_dict()) == list(tmodel.state_dict())
+
+
+def test_torch_state_dict_with_batchnorm(backend):
+    torch, _ = _torch_models()
+    from xpcnn.layers.normalization import BatchNorm2D
+
+    nn = torch.nn
+    tmodel = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(4 * 4 * 4, 3),
+    )
+    tmodel.train()
+    with torch.no_grad():  # non-trivial running statistics and affine parameters
+        for i in range(3):
+            tmodel(torch.randn(16, 1, 8, 8) * (i + 1) + i)
+        tmodel[1].weight.uniform_(0.5, 1.5)
+        tmodel[1].bias.uniform_(-0.5, 0.5)
+    tmodel.eval()
+    model = Sequential([Conv2D(4, 3, padding=1), BatchNorm2D(), ReLU(), MaxPool2D(2), Flatten(), Dense(3)],
+                       input_shape=(1, 8, 8))
+    sd = tmodel.state_dict()
+    assert "1.num_batches_tracked" in sd
+    model.load_state_dict(sd)
+    assert list(model.state_dict()) == [k for k in sd if not k.endswith("num_batches_tracked")]
+    x = np.random.default_rng(1).standard_normal((6, 1, 8, 8)).astype(np.float32)
+    with torch.no_grad():
+        expected = tmodel(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(host(model.predict(x)), expected, rtol=1e-4, atol=1e-5)
+    text = model.summary(print_fn=lambda s: None)
+    assert "Non-trainable params: 8" in text
+
+
+# --- reproducibility -------------------------------------------------------------------------------------
+
+def _dropout_layers():
+    try:
+        from xpcnn.layers.dropout import Dropout
+    except ImportError:
+        return ()
+    return (Dropout(0.25),)
+
+
+def _run(seed: int, epochs: int = 2):
+    xpcnn.manual_seed(seed)
+    model = tiny_cnn(extra=_dropout_layers())
+    model.compile("cross_entropy", optimizers.Adam(0.01), metrics=["accuracy"])
+    history = model.fit(*blobs(40), batch_size=8, epochs=epochs, validation_split=0.2, verbose=0)
+    return model, history.history
+
+
+def test_same_seed_same_run(backend):
+    m1, h1 = _run(5)
+    m2, h2 = _run(5)
+    assert h1 == h2
+    assert_same(snapshot(m1), snapshot(m2))
+    m3, h3 = _run(6)
+    assert h3["loss"] != h1["loss"]
+
+
+def test_resumed_run_continues_exactly(backend, tmp_path):
+    full, h_full = _run(11, epochs=2)
+    # the same run, interrupted after epoch 1 and resumed from its checkpoint
+    xpcnn.manual_seed(11)
+    model = tiny_cnn(extra=_dropout_layers())
+    model.compile("cross_entropy", optimizers.Adam(0.01), metrics=["accuracy"])
+    x, y = blobs(40)
+    h1 = model.fit(x, y, batch_size=8, epochs=1, validation_split=0.2, verbose=0).history
+    model.save(tmp_path / "ckpt.xpcnn")
+    xpcnn.manual_seed(999)  # whatever happens in between
+    resumed = load_model(tmp_path / "ckpt.xpcnn", restore_random_state=True)
+    assert resumed.epoch == 1
+    h2 = resumed.fit(x, y, batch_size=8, epochs=2, validation_split=0.2, verbose=0, initial_epoch=1).history
+    assert {k: v[0] for k, v in h1.items()} == {k: v[0] for k, v in h_full.items()}
+    assert {k: v[0] for k, v in h2.items()} == {k: v[1] for k, v in h_full.items()}
+    assert_same(snapshot(full), snapshot(resumed))
+    assert resumed.optimizer.iterations == full.optimizer.iterations == 8
+
+
+def test_library_callbacks_drive_a_real_fit(backend, tmp_path):
+    from xpcnn.callbacks import CSVLogger, EarlyStopping, ModelCheckpoint, StepLR, TerminateOnNaN
+
+    x, y = blobs(48)
+    model = tiny_cnn()
+    model.compile("cross_entropy", optimizers.Adam(0.02), metrics=["accuracy"])
+    stop = EarlyStopping(monitor="val_loss", patience=0, restore_best_weights=True)
+    ckpt = ModelCheckpoint(tmp_path / "ckpt-{epoch:02d}.xpcnn", monitor="val_loss")
+    h = model.fit(x, y, batch_size=8, epochs=4, validation_split=0.25, verbose=0, callbacks=[
+        stop, ckpt, CSVLogger(tmp_path / "log.csv"), StepLR(step_size=1, gamma=0.5), TerminateOnNaN(check_every=2),
+    ]).history
+    epochs = len(h["loss"])
+    assert h["lr"] == [0.02 * 0.5**e for e in range(epochs)]
+    assert sorted(os.listdir(tmp_path)) == sorted([f"ckpt-{e + 1:02d}.xpcnn" for e in range(epochs)] + ["log.csv"])
+    last = load_model(tmp_path / f"ckpt-{epochs:02d}.xpcnn")
+    assert last.epoch == epochs and last.optimizer.iterations == 5 * epochs
+    assert len((tmp_path / "log.csv").read_text().splitlines()) == epochs + 1

@@ -1,0 +1,357 @@
+"""Saving and loading models: ONE file, a zip of ``.npy`` arrays plus a JSON ``config`` entry.
+
+The file is what ``np.savez`` writes to a file object (so the name is kept exactly as given, whatever its
+extension) and it is read back with ``np.load(..., allow_pickle=False)``: loading never executes anything.
+The ``config`` entry (UTF-8 JSON stored as a uint8 array) holds the architecture (layer class names, their
+``get_config()`` and the input shape), the compile configuration (loss, optimizer, metrics), the epoch
+count, the ``xpcnn.random`` state and the names of the arrays that hold the weights, buffers and optimizer
+state. Writes go to a temporary file in the destination folder, then ``os.replace``: a failed save leaves an
+existing file intact, and readers never see half a file.
+
+Arrays are stored on the host in their own dtype; loading rebuilds the model on the CURRENT backend and
+device, so a model trained on one backend predicts the same on another.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from . import losses as losses_module
+from . import metrics as metrics_module
+from . import optimizers as optimizers_module
+from . import random
+from .backend import get_backend, to_numpy
+from .model import Sequential
+
+__all__ = ["load_model", "load_weights", "save_model", "save_weights"]
+
+FORMAT_MODEL = "xpcnn.model"
+FORMAT_WEIGHTS = "xpcnn.weights"
+FORMAT_VERSION = 1
+
+_LAYER_MODULES = ("conv", "dense", "activations", "pool", "reshape", "normalization", "dropout", "upsampling")
+
+
+def _import_layer_modules() -> None:
+    """Import every layer module so that their classes are registered for ``get_layer_class``."""
+    for name in _LAYER_MODULES:
+        module = f"xpcnn.layers.{name}"
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+# --- writing ----------------------------------------------------------------------------------------------
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _atomic_savez(path: Any, config: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``config`` (as JSON) and ``arrays`` with ``np.savez`` to a temp file, then rename it to ``path``."""
+    path = os.fspath(path)
+    try:
+        text = json.dumps(config, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"cannot save to {path}: the configuration is not JSON-serialisable ({exc})") from exc
+    entries = {"config": np.frombuffer(text.encode("utf-8"), dtype=np.uint8), **arrays}
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot save to {path}: the folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot save to {path}: it is a directory")
+    mode = os.stat(path).st_mode & 0o777 if os.path.isfile(path) else 0o666 & ~_umask()
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **entries)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+class _ArrayTable:
+    """Collects host arrays under short names ``a0, a1, ...``; the config refers to them by name."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def add(self, value: Any) -> str:
+        name = f"a{len(self.arrays)}"
+        self.arrays[name] = np.ascontiguousarray(to_numpy(value))
+        return name
+
+
+def _require_built(model: Sequential, what: str) -> None:
+    if not isinstance(model, Sequential):
+        raise TypeError(f"{what} takes an xpcnn Sequential model, got {type(model).__name__}")
+    if not model.built:
+        raise ValueError(f"{what}: the model is not built yet (no weights); pass input_shape=... or run a batch")
+
+
+def _base_config(kind: str, model: Sequential) -> dict[str, Any]:
+    from . import __version__
+
+    backend = get_backend()
+    return {
+        "format": kind,
+        "version": FORMAT_VERSION,
+        "xpcnn_version": __version__,
+        "saved_from": {"backend": backend.name, "device": str(backend.device)},
+        "architecture": model.get_config(),
+    }
+
+
+def _metric_config(metric: Any) -> dict[str, Any]:
+    cls = type(metric)
+    if getattr(metrics_module, cls.__name__, None) is cls:
+        return {"class_name": cls.__name__, "config": metric.get_config()}
+    return {"class_name": None, "name": getattr(metric, "name", repr(metric))}
+
+
+def save_model(model: Sequential, path: Any) -> None:
+    """Write the whole model to ONE file at exactly ``path`` (see the module docstring)."""
+    _require_built(model, "save")
+    table = _ArrayTable()
+    config = _base_config(FORMAT_MODEL, model)
+    config["weights"] = {key: table.add(value) for key, value in _weights(model).items()}
+    config["compile"] = None
+    config["optimizer_state"] = None
+    if model.compiled:
+        config["compile"] = {
+            "loss": {"name": model.loss.name, "config": model.loss.get_config()},
+            "optimizer": model.optimizer.get_config(),
+            "metrics": [_metric_config(m) for m in model.metrics],
+        }
+        state = model.optimizer.state_dict()
+        config["optimizer_state"] = {
+            "iterations": int(state["iterations"]),
+            "steps": {k: int(v) for k, v in state.get("steps", {}).items()},
+            "state": {key: {slot: table.add(arr) for slot, arr in slots.items()}
+                      for key, slots in state["state"].items()},
+        }
+    config["epoch"] = int(model.epoch)
+    config["random_state"] = random.get_state()
+    _atomic_savez(path, config, table.arrays)
+
+
+def save_weights(model: Sequential, path: Any) -> None:
+    """Write parameters and buffers (with the architecture, for checks) to ONE file at exactly ``path``."""
+    _require_built(model, "save_weights")
+    table = _ArrayTable()
+    config = _base_config(FORMAT_WEIGHTS, model)
+    config["weights"] = {key: table.add(value) for key, value in _weights(model).items()}
+    _atomic_savez(path, config, table.arrays)
+
+
+def _weights(model: Sequential) -> dict[str, Any]:
+    out = {}
+    for i, layer in enumerate(model.layers):
+        for k, v in (*layer.params.items(), *layer.buffers.items()):
+            out[f"{i}.{k}"] = v
+    return out
+
+
+# --- reading ----------------------------------------------------------------------------------------------
+
+def _read(path: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The JSON config and the arrays of an xpcnn file, or a ValueError saying why it is not one."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such file: {path}")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic.startswith(b"\x93NUMPY"):
+        raise ValueError(f"{path} holds a single NumPy array (.npy), not an xpcnn model/weights file")
+    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        raise ValueError(f"{path} is not an xpcnn model/weights file (not a zip archive written by xpcnn; "
+                         f"it starts with {magic!r})")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except Exception as exc:  # BadZipFile when the end of the archive is missing
+        raise ValueError(f"{path} is damaged or truncated: not a readable xpcnn model/weights file "
+                         f"({type(exc).__name__}: {exc})") from exc
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} holds a single NumPy array, not an xpcnn model/weights file")
+    try:
+        with loaded:
+            arrays = {name: loaded[name] for name in loaded.files}
+    except Exception as exc:  # BadZipFile, CRC errors, EOFError, zlib errors on a truncated file
+        raise ValueError(f"{path} is damaged or truncated ({type(exc).__name__}: {exc})") from exc
+    raw = arrays.pop("config", None)
+    if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
+        raise ValueError(f"{path} is a NumPy .npz archive but not an xpcnn file (it has no xpcnn config entry)")
+    try:
+        config = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: the config entry is not valid JSON; the file is damaged ({exc})") from exc
+    if not isinstance(config, dict) or config.get("format") not in (FORMAT_MODEL, FORMAT_WEIGHTS):
+        raise ValueError(f"{path} is not an xpcnn model/weights file (unknown format "
+                         f"{config.get('format') if isinstance(config, dict) else None!r})")
+    version = config.get("version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(f"{path} was written in file format version {version!r}; this xpcnn reads up to "
+                         f"{FORMAT_VERSION}: upgrade xpcnn")
+    return config, arrays
+
+
+def _array(arrays: Mapping[str, np.ndarray], name: Any, path: str) -> np.ndarray:
+    if not isinstance(name, str) or name not in arrays:
+        raise ValueError(f"{path}: the config names array {name!r}, which the file does not hold (damaged file)")
+    return arrays[name]
+
+
+def _weights_from(config: Mapping[str, Any], arrays: Mapping[str, np.ndarray], path: str) -> dict[str, np.ndarray]:
+    weights = config.get("weights")
+    if not isinstance(weights, dict):
+        raise ValueError(f"{path}: no weights table in the config (damaged file)")
+    return {str(key): _array(arrays, name, path) for key, name in weights.items()}
+
+
+def _layer_classes(config: Mapping[str, Any]) -> list[str] | None:
+    try:
+        return [str(spec["class_name"]) for spec in config["architecture"]["layers"]]
+    except (KeyError, TypeError):
+        return None
+
+
+def load_weights(model: Sequential, path: Any) -> None:
+    """Load parameters and buffers saved by ``save_weights`` or ``save`` into ``model``.
+
+    The file must come from the same architecture (layer types holding weights, keys and shapes); else a
+    ValueError says what differs and the model is left untouched. An unbuilt model is built with the input
+    shape recorded in the file.
+    """
+    if not isinstance(model, Sequential):
+        raise TypeError(f"load_weights takes an xpcnn Sequential model, got {type(model).__name__}")
+    path = os.fspath(path)
+    config, arrays = _read(path)
+    weights = _weights_from(config, arrays, path)
+    saved_classes = _layer_classes(config)
+    if saved_classes is not None:
+        diffs = []
+        for i in sorted({int(k.split(".", 1)[0]) for k in weights if k.split(".", 1)[0].isdigit()}):
+            saved = saved_classes[i] if i < len(saved_classes) else None
+            current = type(model.layers[i]).__name__ if i < len(model.layers) else None
+            if saved != current:
+                diffs.append(f"layer {i} is {saved} in the file but {current} in the model")
+        if diffs:
+            raise ValueError(f"{path} holds weights of another architecture: " + "; ".join(diffs))
+    if model.built:
+        _load_state(model, weights, path)
+        return
+    arch = config.get("architecture")
+    shape = arch.get("input_shape") if isinstance(arch, dict) else None
+    if shape is None:
+        raise ValueError(f"load_weights: the model is not built and {path} records no input shape; build it first")
+    snapshot = [copy.deepcopy(layer.__dict__) for layer in model.layers]
+    random_state = random.get_state()
+    try:
+        model.build(tuple(shape))
+        _load_state(model, weights, path)
+    except BaseException:
+        for layer, state in zip(model.layers, snapshot):
+            layer.__dict__.clear()
+            layer.__dict__.update(state)
+        model.input_shape = model.output_shape = None
+        raise
+    finally:
+        random.set_state(random_state)
+
+
+def _load_state(model: Sequential, weights: Mapping[str, np.ndarray], path: str) -> None:
+    try:
+        model.load_state_dict(weights)
+    except ValueError as exc:
+        raise ValueError(f"{path}: weights of another architecture: {exc}") from exc
+
+
+def load_model(path: Any, restore_random_state: bool = False) -> Sequential:
+    """Rebuild a model saved with ``model.save(path)`` on the CURRENT backend and device.
+
+    Weights, buffers, the compile configuration, the optimizer state and the epoch count are restored.
+    With ``restore_random_state=True`` the global ``xpcnn.random`` stream continues exactly where it was
+    when the model was saved, so ``fit(..., initial_epoch=model.epoch)`` resumes an interrupted run
+    exactly; otherwise loading leaves the random stream as it was.
+    """
+    path = os.fspath(path)
+    config, arrays = _read(path)
+    if config["format"] != FORMAT_MODEL:
+        raise ValueError(f"{path} holds weights only (written by save_weights); build the model and call "
+                         "model.load_weights(path), or save with model.save(path)")
+    random_state = random.get_state()
+    try:
+        arch = config["architecture"]
+        model = Sequential.from_config(arch)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{path}: cannot rebuild the architecture ({type(exc).__name__}: {exc})") from exc
+    finally:
+        random.set_state(random_state)  # fresh initial weights must not move the user's random stream
+    if not model.built:
+        raise ValueError(f"{path}: the saved architecture has no input shape")
+    _load_state(model, _weights_from(config, arrays, path), path)
+    compile_config = config.get("compile")
+    if compile_config:
+        try:
+            loss = _rebuild_loss(compile_config["loss"])
+            optimizer = optimizers_module.get(dict(compile_config["optimizer"]))
+            metrics = [m for m in (_rebuild_metric(spec) for spec in compile_config.get("metrics", [])) if m]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"{path}: cannot rebuild the compile configuration ({exc})") from exc
+        model.compile(loss, optimizer, metrics)
+        opt_state = config.get("optimizer_state")
+        if opt_state:
+            try:
+                state = {
+                    "config": optimizer.get_config(),
+                    "iterations": int(opt_state["iterations"]),
+                    "steps": {k: int(v) for k, v in opt_state.get("steps", {}).items()},
+                    "state": {key: {slot: _array(arrays, name, path) for slot, name in slots.items()}
+                              for key, slots in opt_state["state"].items()},
+                }
+                optimizer.load_state_dict(state, params=model.params)
+            except (KeyError, TypeError, AttributeError) as exc:
+                raise ValueError(f"{path}: the optimizer state is damaged ({exc})") from exc
+    model.epoch = int(config.get("epoch", 0))
+    if restore_random_state:
+        random.set_state(config["random_state"])
+    return model
+
+
+def _rebuild_loss(spec: Mapping[str, Any]) -> Any:
+    loss = losses_module.get(spec["name"])
+    cfg = spec.get("config") or {}
+    return type(loss)(**cfg) if cfg else loss
+
+
+def _rebuild_metric(spec: Mapping[str, Any]) -> Any:
+    name = spec.get("class_name")
+    if name is None:
+        import warnings
+
+        warnings.warn(f"the saved model used a custom metric {spec.get('name')!r}, which cannot be restored; "
+                      "compile again to use it", RuntimeWarning, stacklevel=3)
+        return None
+    cls = getattr(metrics_module, name, None)
+    if not isinstance(cls, type) or not issubclass(cls, metrics_module.Metric):
+        raise ValueError(f"unknown metric class {name!r}")
+    return cls(**(spec.get("config") or {}))
