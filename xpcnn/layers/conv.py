@@ -107,6 +107,11 @@ class Conv2D(_ConvBase):
     def _op_args(self) -> dict[str, Any]:
         return {"stride": self.stride, "padding": self.padding, "dilation": self.dilation, "groups": self.groups}
 
+    #: Whether ``backward`` computes the input gradient. A model may set this to False on a layer whose
+    #: input gradient nobody reads (its first layer, fed with data): ``backward`` then returns None and
+    #: skips a third of the layer's backward work (PyTorch skips it for inputs without ``requires_grad``).
+    input_grad: bool = True
+
     def _forward(self, x: Any, training: bool) -> Any:
         weight = self.params["weight"]
         if training:
@@ -115,7 +120,9 @@ class Conv2D(_ConvBase):
 
     def _backward(self, dy: Any) -> Any:
         x, weight = self._cache
-        dx, dw, db = conv_ops.conv2d_backward(dy, x, weight, bias=self.use_bias, **self._op_args())
+        dx, dw, db = conv_ops.conv2d_backward(
+            dy, x, weight, bias=self.use_bias, input_grad=self.input_grad, **self._op_args()
+        )
         self._set_grads(dw, db)
         return dx
 

@@ -64,6 +64,18 @@ class MaxPool2D(_WindowPool2D):
     _pool = staticmethod(pool_ops.max_pool2d)
     _pool_backward = staticmethod(pool_ops.max_pool2d_backward)
 
+    def _forward(self, x: Any, training: bool) -> Any:
+        if not training:
+            return self._pool(x, **self._op_args())
+        # the positions of the maxima, found while x is hot: backward then never reads x again
+        y, indices = self._pool(x, **self._op_args(), return_indices=True)
+        self._cache = (x, indices)
+        return y
+
+    def _backward(self, dy: Any) -> Any:
+        x, indices = self._cache
+        return self._pool_backward(dy, x, **self._op_args(), indices=indices)
+
 
 class AvgPool2D(_WindowPool2D):
     """Window means ``(N, C, H, W)`` -> ``(N, C, OH, OW)``; zero padding counts in the mean, as in

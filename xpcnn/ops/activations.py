@@ -11,6 +11,8 @@ from typing import Any
 
 import array_api_compat
 
+from ._select import keep_where
+
 __all__ = [
     "elu",
     "elu_backward",
@@ -29,15 +31,14 @@ __all__ = [
 
 
 def relu(x: Any) -> Any:
-    """max(x, 0)."""
+    """max(x, 0): one elementwise ``maximum`` (NaN propagates), no mask."""
     xp = array_api_compat.array_namespace(x)
-    return xp.where(x <= 0, 0.0, x)
+    return xp.maximum(x, 0.0)
 
 
 def relu_backward(dy: Any, y: Any) -> Any:
-    """dy where the output ``y`` is positive, else 0."""
-    xp = array_api_compat.array_namespace(dy, y)
-    return xp.where(y > 0, dy, 0.0)
+    """dy where the output ``y`` is positive, else 0 (branch-free on NumPy, see ``_select``)."""
+    return keep_where(y > 0, dy)
 
 
 def leaky_relu(x: Any, negative_slope: float = 0.01) -> Any:

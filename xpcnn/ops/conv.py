@@ -2,7 +2,7 @@
 
 Shapes follow PyTorch: ``conv2d`` weight ``(out, in/groups, kh, kw)``; ``conv2d_transpose`` weight
 ``(in, out/groups, kh, kw)``. The transposed convolution *is* the input gradient of a convolution, so both
-ops share ``_input_grad`` and ``_weight_grad``.
+ops share ``_forward`` and ``_backward``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import array_api_compat
+import array_api_extra as xpx
 
+from . import _strided
 from .windows import Pads, as_pair, col2im, conv_output_hw, im2col, pad2d, resolve_padding, unpad2d
 
 __all__ = ["conv2d", "conv2d_backward", "conv2d_transpose", "conv2d_transpose_backward"]
@@ -48,51 +50,211 @@ def _geometry(
     return stride, pads, dilation, out_hw
 
 
-def _forward(x: Any, weight: Any, stride, pads, dilation, out_hw, groups: int) -> Any:
-    """y[n, g*Og+o] = W[g, o, :] @ cols[n, g, :, :] : one broadcast matmul over batch and groups."""
+# --- the column algorithm ------------------------------------------------------------------------------
+#
+# Callers see NCHW, but the GEMMs run batch-last: ``x`` is viewed as ``(C, H, W, N)`` (a free axis
+# permutation) and padded once, the windows of a band of output rows become the column matrix
+# ``(C*kh*kw, rows*OW*N)`` (``im2col`` in the ``"CHWN"`` layout makes that a reshape, no copy), and one GEMM
+# per group and band gives ``(O, rows*OW*N)``, the band's slab of the batch-last output ``(O, OH, OW, N)``.
+# The output is returned as the NCHW view of that result: values and shape are NCHW, memory is batch-last,
+# which the next convolution reads again without a transpose. With the batch innermost every window row
+# is one contiguous run of ``OW*N`` values, so window copies, col2im, pooling and activations stream instead
+# of stepping through short image rows, and a band of rows is a contiguous slab of every array involved.
+# On NumPy the output rows are cut into bands whose columns stay in cache (``_band_rows``): the matrices
+# meet the BLAS while hot, and the weight gradient recomputes each band's columns rather than keeping the
+# column matrix of the whole batch in memory. Other namespaces take all rows in one band (one large op).
+
+_BAND_BYTES = 4 * 2**20  # column bytes per band on NumPy: cache-resident between im2col and the GEMM
+_LAYOUT = "CHWN"
+
+
+def _band_rows(like: Any, rows: int, bytes_per_row: int) -> int:
+    """Output rows per band: cache-sized on NumPy (at least one), all ``rows`` on every other namespace."""
+    if not array_api_compat.is_numpy_namespace(array_api_compat.array_namespace(like)):
+        return rows
+    return max(1, min(rows, _BAND_BYTES // max(bytes_per_row, 1)))
+
+
+def _itemsize(x: Any) -> int:
+    return array_api_compat.array_namespace(x).finfo(x.dtype).bits // 8
+
+
+def _batch_last(x: Any) -> Any:
+    """``(N, C, H, W)`` -> ``(C, H, W, N)``: a view, no data moves."""
+    return array_api_compat.array_namespace(x).permute_dims(x, (1, 2, 3, 0))
+
+
+def _batch_first(x: Any) -> Any:
+    """``(C, H, W, N)`` -> ``(N, C, H, W)``: a view, no data moves."""
+    return array_api_compat.array_namespace(x).permute_dims(x, (3, 0, 1, 2))
+
+
+def _input_rows(r0: int, r1: int, kernel: int, stride: int, dilation: int) -> slice:
+    """The padded-input rows that output rows ``r0:r1`` read."""
+    return slice(r0 * stride, (r1 - 1) * stride + (kernel - 1) * dilation + 1)
+
+
+def _band_columns(
+    x_pad: Any, r0: int, r1: int, kernel, stride, dilation, out_w: int, groups: int, slot: str,
+) -> Any:
+    """Output rows ``r0:r1`` of a padded batch-last input ``(C, Hp, Wp, N)`` as the column matrix
+    ``(groups, C/groups*kh*kw, (r1-r0)*OW*N)``."""
+    xp = array_api_compat.array_namespace(x_pad)
+    c, n = x_pad.shape[0], x_pad.shape[3]
+    band = x_pad[:, _input_rows(r0, r1, kernel[0], stride[0], dilation[0]), :, :]
+    cols = im2col(band, kernel, stride, dilation, (r1 - r0, out_w), layout=_LAYOUT, scratch=slot)
+    return xp.reshape(cols, (groups, (c // groups) * kernel[0] * kernel[1], (r1 - r0) * out_w * n))
+
+
+def _rows(a: Any, r0: int, r1: int, groups: int) -> Any:
+    """Rows ``r0:r1`` of batch-last ``(C, H, W, N)`` as ``(groups, C/groups, rows*W*N)`` (a view where the
+    memory is batch-last)."""
+    xp = array_api_compat.array_namespace(a)
+    c, _, w, n = a.shape
+    return xp.reshape(a[:, r0:r1, :, :], (groups, c // groups, (r1 - r0) * w * n))
+
+
+def _store_rows(
+    out: Any, r0: int, r1: int, a: Any, b: Any, bias: Any, shape: tuple[int, int, int, int],
+) -> Any:
+    """``out[:, r0:r1] = a @ b (+ bias)`` for a batch-last ``out`` of ``shape`` (created by the first band),
+    ``a @ b`` being ``(groups, C/groups, rows*W*N)``; returns the updated ``out``. A band that covers every
+    row becomes the output itself. NumPy writes the product straight into the slab (``_strided.matmul_rows``).
+    """
+    xp = array_api_compat.array_namespace(a, b)
+    if _strided.supports(xp):
+        return _strided.matmul_rows(out, r0, r1, a, b, bias, shape)
+    band = xp.matmul(a, b)
+    if bias is not None:
+        band = band + bias
+    c, h, w, n = shape
+    band = xp.reshape(band, (c, r1 - r0, w, n))
+    if r0 == 0 and r1 == h:
+        return band
+    if out is None:
+        out = xp.empty(shape, dtype=band.dtype, device=array_api_compat.device(band))
+    return xpx.at(out, (slice(None), slice(r0, r1), slice(None), slice(None))).set(band)
+
+
+def _forward(x: Any, weight: Any, stride, pads, dilation, out_hw, groups: int, bias: Any = None) -> Any:
+    """y[n, g*Og+o] = W[g, o, :] @ cols[g, :, n]: one GEMM per group and band of output rows."""
     xp = array_api_compat.array_namespace(x, weight)
     n, c = x.shape[0], x.shape[1]
     o, kh, kw = weight.shape[0], weight.shape[2], weight.shape[3]
-    cols = im2col(pad2d(x, pads), (kh, kw), stride, dilation, out_hw)
-    cols = xp.reshape(cols, (n, groups, (c // groups) * kh * kw, out_hw[0] * out_hw[1]))
+    oh, ow = out_hw
     w = xp.reshape(weight, (groups, o // groups, (c // groups) * kh * kw))
-    return xp.reshape(xp.matmul(w, cols), (n, o, *out_hw))
+    b = None if bias is None else xp.reshape(bias, (groups, o // groups, 1))
+    x_pad = pad2d(_batch_last(x), pads, layout=_LAYOUT)
+    step = _band_rows(x, oh, c * kh * kw * ow * n * _itemsize(x))
+    y = None
+    for r0 in range(0, oh, step):
+        r1 = min(oh, r0 + step)
+        cols = _band_columns(x_pad, r0, r1, (kh, kw), stride, dilation, ow, groups, "cols")
+        y = _store_rows(y, r0, r1, w, cols, b, (o, oh, ow, n))
+    return _batch_first(y)
 
 
-def _weight_grad(x: Any, dy: Any, weight_shape, stride, pads, dilation, groups: int) -> Any:
-    """dW[g] = sum_n dy[n, g] @ cols[n, g]^T."""
-    xp = array_api_compat.array_namespace(x, dy)
-    n, c = x.shape[0], x.shape[1]
-    o, kh, kw = weight_shape[0], weight_shape[2], weight_shape[3]
-    out_hw = (dy.shape[2], dy.shape[3])
-    cols = im2col(pad2d(x, pads), (kh, kw), stride, dilation, out_hw)
-    cols = xp.reshape(cols, (n, groups, (c // groups) * kh * kw, out_hw[0] * out_hw[1]))
-    g = xp.reshape(dy, (n, groups, o // groups, out_hw[0] * out_hw[1]))
-    dw = xp.sum(xp.matmul(g, xp.matrix_transpose(cols)), axis=0)
-    return xp.reshape(dw, tuple(weight_shape))
+def _flipped_transposed(weight: Any, groups: int) -> Any:
+    """``(O, C/g, kh, kw)`` -> ``(g, C/g, O/g*kh*kw)``: the kernel of the input gradient as a correlation."""
+    xp = array_api_compat.array_namespace(weight)
+    o, cg, kh, kw = weight.shape
+    w = xp.flip(xp.reshape(weight, (groups, o // groups, cg, kh, kw)), axis=(3, 4))
+    return xp.reshape(xp.permute_dims(w, (0, 2, 1, 3, 4)), (groups, cg, (o // groups) * kh * kw))
 
 
-def _input_grad(dy: Any, weight: Any, in_hw: tuple[int, int], stride, pads, dilation, groups: int) -> Any:
-    """dx = col2im(W^T @ dy): the adjoint of ``_forward`` for an input of spatial size ``in_hw``."""
-    xp = array_api_compat.array_namespace(dy, weight)
-    n, o, oh, ow = dy.shape
-    cg, kh, kw = weight.shape[1], weight.shape[2], weight.shape[3]
-    w = xp.reshape(weight, (groups, o // groups, cg * kh * kw))
-    g = xp.reshape(dy, (n, groups, o // groups, oh * ow))
-    dcols = xp.reshape(xp.matmul(xp.matrix_transpose(w), g), (n, groups * cg, kh * kw, oh, ow))
-    padded_hw = (in_hw[0] + pads[0] + pads[1], in_hw[1] + pads[2] + pads[3])
-    return unpad2d(col2im(dcols, padded_hw, (kh, kw), stride, dilation), pads)
+def _correlation_input(dy_b: Any, in_hw, kernel, stride, pads, dilation) -> Any:
+    """Batch-last ``dy`` zero-dilated by the stride and padded (or cropped) so that a stride-1 correlation
+    with the flipped kernel yields exactly the ``in_hw`` input gradient."""
+    xp = array_api_compat.array_namespace(dy_b)
+    o, oh, ow, n = dy_b.shape
+    if stride != (1, 1):
+        dh, dw = (oh - 1) * stride[0] + 1, (ow - 1) * stride[1] + 1
+        dilated = xp.zeros((o, dh, dw, n), dtype=dy_b.dtype, device=array_api_compat.device(dy_b))
+        every = (slice(None), slice(None, None, stride[0]), slice(None, None, stride[1]), slice(None))
+        dy_b = xpx.at(dilated, every).set(dy_b)
+        oh, ow = dh, dw
+    reach = ((kernel[0] - 1) * dilation[0], (kernel[1] - 1) * dilation[1])
+    top, left = reach[0] - pads[0], reach[1] - pads[2]
+    bottom, right = in_hw[0] + pads[0] - oh, in_hw[1] + pads[2] - ow
+    crop = (max(-top, 0), max(-bottom, 0), max(-left, 0), max(-right, 0))
+    if any(crop):
+        dy_b = dy_b[:, crop[0] : oh - crop[1], crop[2] : ow - crop[3], :]
+    return pad2d(dy_b, (max(top, 0), max(bottom, 0), max(left, 0), max(right, 0)), layout=_LAYOUT)
 
 
-def _bias_grad(dy: Any) -> Any:
-    return array_api_compat.array_namespace(dy).sum(dy, axis=(0, 2, 3))
+def _use_correlation(x_channels: int, dy_channels: int, stride) -> bool:
+    """Input gradient as a correlation of ``dy`` (windows of dy_channels*kh*kw values per pixel of x) when
+    that moves less data than col2im of the weight-transposed columns (x_channels*kh*kw per pixel of dy)."""
+    return stride == (1, 1) and dy_channels <= 2 * x_channels
 
 
-def _add_bias(y: Any, bias: Any) -> Any:
-    if bias is None:
-        return y
-    xp = array_api_compat.array_namespace(y, bias)
-    return y + xp.reshape(bias, (1, bias.shape[0], 1, 1))
+def _backward(
+    dy: Any, x: Any, weight: Any, stride, pads, dilation, groups: int, *, x_shape=None, weight_shape=None,
+    bias: bool = False, route: str | None = None,
+) -> tuple[Any, Any, Any]:
+    """``(dx, dw, db)`` of ``_forward``, band by band (``db`` is None unless ``bias``).
+
+    ``x=None`` skips the weight gradient (then ``x_shape`` gives the input's shape), ``weight=None`` skips the
+    input gradient (then ``weight_shape`` gives the weight's); the skipped gradient comes back as None.
+    dw[g] = sum over bands of dy[g] @ cols[g]^T, each band's columns recomputed while hot. dx by ``route``:
+    ``"col2im"`` (W^T @ dy, summed back over the windows) or ``"correlation"`` (the windows of the
+    zero-dilated, padded ``dy`` times the flipped kernel: one im2col and one GEMM per band of input rows, no
+    scatter-add); None picks the route that moves less data.
+    """
+    xp = array_api_compat.array_namespace(*(a for a in (dy, x, weight) if a is not None))
+    n, c, h, w_in = tuple(x.shape) if x is not None else tuple(x_shape)
+    o, cg, kh, kw = tuple(weight.shape) if weight is not None else tuple(weight_shape)
+    oh, ow = dy.shape[2], dy.shape[3]
+    kernel, size = (kh, kw), _itemsize(dy)
+    if route is None:
+        route = "correlation" if _use_correlation(c, o, stride) else "col2im"
+    if route not in ("col2im", "correlation"):
+        raise ValueError(f"conv2d_backward: route must be 'col2im' or 'correlation', got {route!r}")
+    dy_b = _batch_last(dy)
+    dw = db = dx = dx_pad = None
+    col2im_dx = weight is not None and route == "col2im"
+    if col2im_dx:
+        w_t = xp.matrix_transpose(xp.reshape(weight, (groups, o // groups, cg * kh * kw)))
+        padded_hw = (h + pads[0] + pads[1], w_in + pads[2] + pads[3])
+    if x is not None or bias or col2im_dx:  # one pass over bands of output rows
+        x_pad = pad2d(_batch_last(x), pads, layout=_LAYOUT) if x is not None else None
+        step = _band_rows(dy, oh, c * kh * kw * ow * n * size)
+        for r0 in range(0, oh, step):
+            r1 = min(oh, r0 + step)
+            g = _rows(dy_b, r0, r1, groups)  # (groups, O/g, rows*OW*N)
+            if bias:
+                part = xp.sum(g, axis=2)
+                db = part if db is None else db + part
+            if x_pad is not None:
+                cols = _band_columns(x_pad, r0, r1, kernel, stride, dilation, ow, groups, "cols")
+                part = xp.matmul(g, xp.matrix_transpose(cols))
+                dw = part if dw is None else dw + part
+            if col2im_dx:
+                dcols = xp.reshape(xp.matmul(w_t, g), (c, kh * kw, r1 - r0, ow, n))
+                in_rows = _input_rows(r0, r1, kh, stride[0], dilation[0])
+                band_hw = (in_rows.stop - in_rows.start, padded_hw[1])
+                if (in_rows.start, in_rows.stop) == (0, padded_hw[0]):  # one band: the result itself
+                    dx_pad = col2im(dcols, band_hw, kernel, stride, dilation, layout=_LAYOUT)
+                else:
+                    band = col2im(dcols, band_hw, kernel, stride, dilation, layout=_LAYOUT, scratch="dx band")
+                    if dx_pad is None:
+                        dx_pad = xp.zeros((c, *padded_hw, n), dtype=dy.dtype, device=array_api_compat.device(dy))
+                    dx_pad = xpx.at(dx_pad, (slice(None), in_rows, slice(None), slice(None))).add(band)
+        if col2im_dx:
+            dx = unpad2d(dx_pad, pads, layout=_LAYOUT)
+    if weight is not None and route == "correlation":  # bands of input rows
+        w_corr = _flipped_transposed(weight, groups)
+        dy_pad = _correlation_input(dy_b, (h, w_in), kernel, stride, pads, dilation)
+        step = _band_rows(dy, h, o * kh * kw * w_in * n * size)
+        for q0 in range(0, h, step):
+            q1 = min(h, q0 + step)
+            dcols = _band_columns(dy_pad, q0, q1, kernel, (1, 1), dilation, w_in, groups, "dycols")
+            dx = _store_rows(dx, q0, q1, w_corr, dcols, None, (c, h, w_in, n))
+    if dw is not None:
+        dw = xp.reshape(dw, (o, cg, kh, kw))
+    if db is not None:
+        db = xp.reshape(db, (o,))
+    return (None if dx is None else _batch_first(dx)), dw, db
 
 
 def conv2d(
@@ -105,20 +267,21 @@ def conv2d(
     _check_operands("conv2d", x, weight, groups, in_axis=1)
     kernel = (weight.shape[2], weight.shape[3])
     stride, pads, dilation, out_hw = _geometry("conv2d", (x.shape[2], x.shape[3]), kernel, stride, padding, dilation)
-    return _add_bias(_forward(x, weight, stride, pads, dilation, out_hw, groups), bias)
+    return _forward(x, weight, stride, pads, dilation, out_hw, groups, bias)
 
 
 def conv2d_backward(
     dy: Any, x: Any, weight: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1,
-    bias: bool = True,
+    bias: bool = True, *, input_grad: bool = True,
 ) -> tuple[Any, Any, Any]:
-    """Gradients ``(dx, dweight, dbias)`` of ``conv2d`` for output gradient ``dy``; dbias is None without bias."""
+    """Gradients ``(dx, dweight, dbias)`` of ``conv2d`` for output gradient ``dy``; dbias is None without bias,
+    dx is None with ``input_grad=False`` (not computed: for an input nobody differentiates, like the data)."""
     kernel = (weight.shape[2], weight.shape[3])
     in_hw = (x.shape[2], x.shape[3])
     stride, pads, dilation, _ = _geometry("conv2d", in_hw, kernel, stride, padding, dilation)
-    dx = _input_grad(dy, weight, in_hw, stride, pads, dilation, groups)
-    dw = _weight_grad(x, dy, weight.shape, stride, pads, dilation, groups)
-    return dx, dw, (_bias_grad(dy) if bias else None)
+    if not input_grad:
+        return _backward(dy, x, None, stride, pads, dilation, groups, weight_shape=tuple(weight.shape), bias=bias)
+    return _backward(dy, x, weight, stride, pads, dilation, groups, bias=bias)
 
 
 def _transpose_geometry(
@@ -152,7 +315,11 @@ def conv2d_transpose(
     """
     _check_operands("conv2d_transpose", x, weight, groups, in_axis=0)
     stride, pads, dilation, out_hw = _transpose_geometry(x, weight, stride, padding, output_padding, dilation)
-    return _add_bias(_input_grad(x, weight, out_hw, stride, pads, dilation, groups), bias)
+    x_shape = (x.shape[0], weight.shape[1] * groups, *out_hw)
+    y = _backward(x, None, weight, stride, pads, dilation, groups, x_shape=x_shape)[0]
+    if bias is None:
+        return y
+    return y + array_api_compat.array_namespace(y, bias).reshape(bias, (1, bias.shape[0], 1, 1))
 
 
 def conv2d_transpose_backward(
@@ -163,5 +330,6 @@ def conv2d_transpose_backward(
     stride, pads, dilation, _ = _transpose_geometry(x, weight, stride, padding, output_padding, dilation)
     in_hw = (x.shape[2], x.shape[3])
     dx = _forward(dy, weight, stride, pads, dilation, in_hw, groups)
-    dw = _weight_grad(dy, x, weight.shape, stride, pads, dilation, groups)
-    return dx, dw, (_bias_grad(dy) if bias else None)
+    dw = _backward(x, dy, None, stride, pads, dilation, groups, weight_shape=tuple(weight.shape))[1]
+    db = array_api_compat.array_namespace(dy).sum(dy, axis=(0, 2, 3)) if bias else None
+    return dx, dw, db

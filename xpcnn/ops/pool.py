@@ -3,9 +3,14 @@
 Numerics follow ``torch.nn.functional``: floor mode, max pooling pads with -inf and sends each window's
 gradient to its FIRST maximum (row-major over the window, like ``argmax``), average pooling counts the
 padding (``count_include_pad=True``), ``stride`` defaults to the kernel size and ``padding`` may be at most
-half the kernel. Windows are gathered as ``(N, C, kh*kw, OH, OW)``: by strided slices in general
-(``windows.im2col``), by a reshape when the windows tile the input exactly (stride == kernel, no padding),
-which is what makes large kernels cheap. Backward ops take the forward's input ``x``, as PyTorch's do.
+half the kernel. No window array is ever built: a pool is an elementwise maximum (or sum) over the kh*kw
+strided views of the padded input, one per window offset, and its backward writes one strided slice per
+offset back (a plain ``set`` when the windows tile the input exactly, an ``add`` when they overlap or leave
+pixels out). Backward ops take the forward's input ``x``, as PyTorch's do; ``max_pool2d_backward`` also
+takes what the forward can hand over instead: the positions of the maxima (``return_indices=True``, what
+``MaxPool2D`` keeps, so that its backward never reads ``x`` again) or the output ``y``. A window holding NaN
+outputs NaN and passes no gradient. NumPy fast paths (``_strided``) find the maxima's positions and route
+the gradient without ``where``; tests/test_fast_paths.py holds them equal to the generic code.
 """
 
 from __future__ import annotations
@@ -14,8 +19,11 @@ import math
 from typing import Any, NamedTuple
 
 import array_api_compat
+import array_api_extra as xpx
 
-from .windows import Pads, as_pair, col2im, conv_output_hw, im2col, pad2d, unpad2d
+from . import _strided
+from ._select import keep_where
+from .windows import Pads, as_pair, conv_output_hw, pad2d, unpad2d, window_slices
 
 __all__ = [
     "PoolGeometry",
@@ -95,26 +103,36 @@ def _geometry_of(op: str, x: Any, kernel_size: Any, stride: Any, padding: Any) -
 
 # --- windows and their adjoint ------------------------------------------------------------------------
 
-def _gather_windows(x: Any, geometry: PoolGeometry, fill: float) -> Any:
-    """``(N, C, H, W)`` -> ``(N, C, kh*kw, OH, OW)``, window offsets row-major, padding set to ``fill``."""
-    xp = array_api_compat.array_namespace(x)
-    (kh, kw), (oh, ow) = geometry.kernel, geometry.out_hw
-    if geometry.tiles_input:
-        n, c = x.shape[0], x.shape[1]
-        tiles = xp.reshape(x[:, :, : oh * kh, : ow * kw], (n, c, oh, kh, ow, kw))
-        return xp.reshape(xp.permute_dims(tiles, (0, 1, 3, 5, 2, 4)), (n, c, kh * kw, oh, ow))
-    return im2col(pad2d(x, geometry.pads, fill), geometry.kernel, geometry.stride, _NO_DILATION, geometry.out_hw)
+def _windows(x_padded: Any, geometry: PoolGeometry) -> list[Any]:
+    """The ``kh*kw`` strided views ``(N, C, OH, OW)`` of a padded input, one per window offset (row-major)."""
+    slices = window_slices(geometry.kernel, geometry.stride, _NO_DILATION, geometry.out_hw)
+    return [x_padded[:, :, hs, ws] for hs, ws in slices]
 
 
-def _scatter_windows(cols: Any, geometry: PoolGeometry) -> Any:
-    """Adjoint of ``_gather_windows``: ``(N, C, kh*kw, OH, OW)`` summed back into ``(N, C, H, W)``."""
-    xp = array_api_compat.array_namespace(cols)
+def _scatter(pieces: list[Any], like: Any, geometry: PoolGeometry) -> Any:
+    """Adjoint of ``_windows``: ``pieces[k] (N, C, OH, OW)`` summed back into the input ``like (N, C, H, W)``.
+
+    A strided ``set`` per offset where the windows tile the padded input exactly (each pixel in exactly one
+    window: no zeros, no additions), else a strided ``add`` per offset into zeros, then the padding cropped.
+    The result takes ``like``'s memory layout where the backend allows (``zeros_like``/``empty_like``).
+    """
+    xp = array_api_compat.array_namespace(like)
     (kh, kw), (oh, ow), (h, w) = geometry.kernel, geometry.out_hw, geometry.in_hw
-    if geometry.tiles_input:
-        n, c = cols.shape[0], cols.shape[1]
-        tiles = xp.permute_dims(xp.reshape(cols, (n, c, kh, kw, oh, ow)), (0, 1, 4, 2, 5, 3))
-        return pad2d(xp.reshape(tiles, (n, c, oh * kh, ow * kw)), (0, h - oh * kh, 0, w - ow * kw))
-    return unpad2d(col2im(cols, geometry.padded_hw, geometry.kernel, geometry.stride, _NO_DILATION), geometry.pads)
+    slices = window_slices(geometry.kernel, geometry.stride, _NO_DILATION, geometry.out_hw)
+    device = array_api_compat.device(like)
+    if geometry.tiles_input and (oh * kh, ow * kw) == (h, w):
+        out = xp.empty_like(like, dtype=pieces[0].dtype, device=device)
+        for piece, (hs, ws) in zip(pieces, slices):
+            out = xpx.at(out, (slice(None), slice(None), hs, ws)).set(piece)
+        return out
+    if any(geometry.pads):
+        n, c = like.shape[0], like.shape[1]
+        out = xp.zeros((n, c, *geometry.padded_hw), dtype=pieces[0].dtype, device=device)
+    else:
+        out = xp.zeros_like(like, dtype=pieces[0].dtype, device=device)
+    for piece, (hs, ws) in zip(pieces, slices):
+        out = xpx.at(out, (slice(None), slice(None), hs, ws)).add(piece)
+    return unpad2d(out, geometry.pads)
 
 
 def _first_max_mask(values: Any, axis: int) -> Any:
@@ -129,35 +147,98 @@ def _first_max_mask(values: Any, axis: int) -> Any:
 
 # --- local pooling ------------------------------------------------------------------------------------
 
-def max_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Any:
-    """Window maxima of ``x (N, C, H, W)`` -> ``(N, C, OH, OW)``; padding counts as -inf."""
-    geometry = _geometry_of("max_pool2d", x, kernel_size, stride, padding)
-    xp = array_api_compat.array_namespace(x)
-    return xp.max(_gather_windows(x, geometry, -math.inf), axis=2)
+def _max_of(windows: list[Any]) -> Any:
+    xp = array_api_compat.array_namespace(windows[0])
+    if len(windows) == 1:
+        return xp.asarray(windows[0], copy=True)
+    y = xp.maximum(windows[0], windows[1])
+    for window in windows[2:]:
+        y = xp.maximum(y, window)
+    return y
 
 
-def max_pool2d_backward(dy: Any, x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Any:
-    """Input gradient of ``max_pool2d``: each ``dy`` goes to its window's first maximum in ``x``."""
+def _offset_dtype(xp: Any, count: int) -> Any:
+    return xp.uint8 if count < 255 else xp.int32
+
+
+def _first_max_offsets(windows: list[Any], y: Any) -> Any:
+    """For each output, the offset (row-major in the window) of the first window value equal to the maximum
+    ``y``; ``len(windows)`` where none is (a window holding NaN)."""
+    xp = array_api_compat.array_namespace(y)
+    count, device = len(windows), array_api_compat.device(y)
+    if _strided.supports(xp):
+        fast = _strided.first_max_offsets(windows, y)
+        if fast is not None:
+            return fast
+    dtype = _offset_dtype(xp, count)
+    offsets = xp.full(tuple(y.shape), count, dtype=dtype, device=device)
+    for k in reversed(range(count)):  # the first hit is written last
+        offsets = xp.where(windows[k] == y, xp.asarray(k, dtype=dtype, device=device), offsets)
+    return offsets
+
+
+def max_pool2d(
+    x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, *, return_indices: bool = False,
+) -> Any:
+    """Window maxima of ``x (N, C, H, W)`` -> ``(N, C, OH, OW)``; padding counts as -inf; NaN propagates.
+
+    An elementwise maximum over the ``kh*kw`` strided views of the (padded) input: no window array is built.
+    With ``return_indices=True`` the result is ``(y, offsets)``: ``offsets (N, C, OH, OW)`` (uint8 for
+    windows of fewer than 255 pixels, else int32) holds the row-major position inside its window of each
+    output's first maximum, ``kh*kw`` where the window holds NaN. ``max_pool2d_backward`` accepts them in
+    place of re-reading ``x``.
+    """
     geometry = _geometry_of("max_pool2d", x, kernel_size, stride, padding)
-    xp = array_api_compat.array_namespace(dy, x)
-    winners = _first_max_mask(_gather_windows(x, geometry, -math.inf), axis=2)
-    return _scatter_windows(xp.where(winners, xp.expand_dims(dy, axis=2), 0.0), geometry)
+    windows = _windows(pad2d(x, geometry.pads, -math.inf), geometry)
+    y = _max_of(windows)
+    if not return_indices:
+        return y
+    return y, _first_max_offsets(windows, y)
+
+
+def max_pool2d_backward(
+    dy: Any, x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, *, y: Any = None,
+    indices: Any = None,
+) -> Any:
+    """Input gradient of ``max_pool2d``: each ``dy`` goes to its window's first maximum in ``x`` (row-major);
+    a window holding NaN passes no gradient.
+
+    ``indices``, the offsets from ``max_pool2d(..., return_indices=True)`` for this ``x``, spare reading ``x``
+    again (then only its shape is used); else ``y``, the forward's output, spares recomputing the maxima.
+    """
+    geometry = _geometry_of("max_pool2d", x, kernel_size, stride, padding)
+    if indices is None:
+        windows = _windows(pad2d(x, geometry.pads, -math.inf), geometry)
+        indices = _first_max_offsets(windows, _max_of(windows) if y is None else y)
+    xp = array_api_compat.array_namespace(dy, indices)
+    if geometry.tiles_input and _strided.supports(xp):
+        dx = _strided.max_pool_backward_tiles(dy, x, indices, geometry.kernel, geometry.out_hw)
+        if dx is not None:
+            return dx
+    device = array_api_compat.device(indices)
+    pieces = [
+        keep_where(indices == xp.asarray(k, dtype=indices.dtype, device=device), dy)
+        for k in range(geometry.kernel[0] * geometry.kernel[1])
+    ]
+    return _scatter(pieces, x, geometry)
 
 
 def avg_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Any:
     """Window means of ``x (N, C, H, W)`` -> ``(N, C, OH, OW)``; zero padding counts in the mean."""
     geometry = _geometry_of("avg_pool2d", x, kernel_size, stride, padding)
-    xp = array_api_compat.array_namespace(x)
-    return xp.mean(_gather_windows(x, geometry, 0.0), axis=2)
+    windows = _windows(pad2d(x, geometry.pads, 0.0), geometry)
+    total = windows[0]
+    for window in windows[1:]:
+        total = total + window
+    return total / len(windows)
 
 
 def avg_pool2d_backward(dy: Any, x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Any:
     """Input gradient of ``avg_pool2d``: ``dy / (kh*kw)`` spread over each window (only ``x.shape`` is read)."""
     geometry = _geometry_of("avg_pool2d", x, kernel_size, stride, padding)
-    xp = array_api_compat.array_namespace(dy)
-    (kh, kw), (n, c) = geometry.kernel, dy.shape[:2]
-    share = xp.expand_dims(dy / (kh * kw), axis=2)
-    return _scatter_windows(xp.broadcast_to(share, (n, c, kh * kw, *geometry.out_hw)), geometry)
+    (kh, kw) = geometry.kernel
+    share = dy / (kh * kw)
+    return _scatter([share] * (kh * kw), x, geometry)
 
 
 # --- global pooling -----------------------------------------------------------------------------------
@@ -186,4 +267,4 @@ def global_max_pool2d_backward(dy: Any, x: Any) -> Any:
     xp = array_api_compat.array_namespace(dy, x)
     n, c, h, w = x.shape
     winners = _first_max_mask(xp.reshape(x, (n, c, h * w)), axis=2)
-    return xp.reshape(xp.where(winners, xp.expand_dims(dy, axis=2), 0.0), (n, c, h, w))
+    return xp.reshape(keep_where(winners, xp.expand_dims(dy, axis=2)), (n, c, h, w))

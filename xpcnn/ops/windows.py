@@ -1,9 +1,11 @@
 """Sliding windows over NCHW images: the one home of conv/pool index arithmetic.
 
 ``im2col`` gathers the kh*kw shifted strided views of a padded image (one strided slice per kernel offset,
-never a Python loop over pixels); ``col2im`` is its adjoint, adding each offset's slice back with
-``array_api_extra.at``. Padding is always a 4-tuple ``(top, bottom, left, right)`` so that TensorFlow's
-asymmetric "same" padding needs no special case downstream.
+never a Python loop over pixels; on NumPy one ``as_strided`` view copied once, see ``_strided``);
+``col2im`` is its adjoint, adding each offset's slice back with ``array_api_extra.at``. Both work on NCHW
+images and on the convolution's internal batch-last layout ``(C, H, W, N)`` (``layout="CHWN"``).
+Padding is always a 4-tuple ``(top, bottom, left, right)`` so that TensorFlow's asymmetric "same" padding
+needs no special case downstream.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from typing import Any
 import array_api_compat
 import array_api_extra as xpx
 
+from . import _strided
+
 Pads = tuple[int, int, int, int]
 
 __all__ = [
+    "LAYOUTS",
     "Pads",
     "as_pair",
     "check_padding",
@@ -93,22 +98,52 @@ def conv_output_hw(
     )  # type: ignore[return-value]
 
 
-def pad2d(x: Any, pads: Pads, value: float = 0.0) -> Any:
-    """Pad the last two axes of an NCHW array (no-op when all pads are zero)."""
+LAYOUTS = ("NCHW", "CHWN")
+
+
+def _check_layout(op: str, layout: str) -> None:
+    if layout not in LAYOUTS:
+        raise ValueError(f"{op}: layout must be one of {LAYOUTS}, got {layout!r}")
+
+
+def _spatial(layout: str, hs: Any, ws: Any) -> tuple[Any, ...]:
+    """The index of a 4-D array of ``layout`` that applies ``hs, ws`` to its height and width axes."""
+    full = slice(None)
+    return (full, full, hs, ws) if layout == "NCHW" else (full, hs, ws, full)
+
+
+def pad2d(x: Any, pads: Pads, value: float = 0.0, layout: str = "NCHW") -> Any:
+    """Pad the height and width axes of a 4-D array with ``value`` (no-op when all pads are zero).
+
+    ``layout`` names the axes: ``"NCHW"`` (height and width last) or ``"CHWN"`` (the convolution's internal
+    batch-last layout). A filled array with the input written into its interior: one pass, C-contiguous.
+    """
+    _check_layout("pad2d", layout)
     if not any(pads):
         return x
-    top, bottom, left, right = pads
     xp = array_api_compat.array_namespace(x)
-    return xpx.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=value, xp=xp)
+    top, bottom, left, right = pads
+    if layout == "NCHW":
+        a, b, h, w = x.shape
+        shape = (a, b, h + top + bottom, w + left + right)
+    else:
+        a, h, w, b = x.shape
+        shape = (a, h + top + bottom, w + left + right, b)
+    interior = _spatial(layout, slice(top, top + h), slice(left, left + w))
+    if _strided.supports(xp):
+        return _strided.pad2d(x, shape, interior, value)
+    out = xp.full(shape, value, dtype=x.dtype, device=array_api_compat.device(x))
+    return xpx.at(out, interior).set(x)
 
 
-def unpad2d(x: Any, pads: Pads) -> Any:
-    """Crop what ``pad2d`` added: the adjoint of zero padding."""
+def unpad2d(x: Any, pads: Pads, layout: str = "NCHW") -> Any:
+    """Crop what ``pad2d`` added: the adjoint of zero padding (a view)."""
+    _check_layout("unpad2d", layout)
     if not any(pads):
         return x
     top, bottom, left, right = pads
-    h, w = x.shape[-2], x.shape[-1]
-    return x[..., top : h - bottom, left : w - right]
+    h, w = (x.shape[2], x.shape[3]) if layout == "NCHW" else (x.shape[1], x.shape[2])
+    return x[_spatial(layout, slice(top, h - bottom), slice(left, w - right))]
 
 
 def window_slices(
@@ -123,24 +158,63 @@ def window_slices(
     ]
 
 
-def im2col(
+def _im2col_generic(
     x_padded: Any, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
-    out_hw: tuple[int, int],
+    out_hw: tuple[int, int], layout: str = "NCHW",
 ) -> Any:
-    """Windows of ``(N, C, Hp, Wp)`` as ``(N, C, kh*kw, OH, OW)``: one strided slice per kernel offset."""
+    """The Array API implementation of ``im2col``: one strided slice per kernel offset, stacked."""
     xp = array_api_compat.array_namespace(x_padded)
     slices = window_slices(kernel, stride, dilation, out_hw)
-    return xp.stack([x_padded[:, :, hs, ws] for hs, ws in slices], axis=2)
+    return xp.stack([x_padded[_spatial(layout, hs, ws)] for hs, ws in slices], axis=2 if layout == "NCHW" else 1)
+
+
+def im2col(
+    x_padded: Any, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
+    out_hw: tuple[int, int], layout: str = "NCHW", scratch: str | None = None,
+) -> Any:
+    """The windows of a padded image, kernel offsets (row-major over kh, kw) on a new axis.
+
+    ``layout="NCHW"``: ``(N, C, Hp, Wp)`` -> ``(N, C, kh*kw, OH, OW)``.
+    ``layout="CHWN"``: ``(C, Hp, Wp, N)`` -> ``(C, kh*kw, OH, OW, N)``, which reshapes without a copy into the
+    ``(C*kh*kw, OH*OW*N)`` column matrix of the convolution's GEMM; with the batch innermost every window
+    row is one contiguous run of ``OW*N`` values, which is what makes the copy fast.
+    NumPy takes one strided view and copies it once (``_strided.im2col``); every other namespace stacks
+    one strided slice per kernel offset. Both give the same array.
+
+    ``scratch``: the caller consumes the result before its next request with the same name on this thread
+    (the columns of one GEMM) and never returns it; NumPy may then write it into a reused buffer instead of
+    fresh memory.
+    """
+    _check_layout("im2col", layout)
+    if _strided.supports(array_api_compat.array_namespace(x_padded)):
+        return _strided.im2col(x_padded, kernel, stride, dilation, out_hw, layout, scratch)
+    return _im2col_generic(x_padded, kernel, stride, dilation, out_hw, layout)
 
 
 def col2im(
     cols: Any, padded_hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
-    dilation: tuple[int, int],
+    dilation: tuple[int, int], layout: str = "NCHW", scratch: str | None = None,
 ) -> Any:
-    """Adjoint of ``im2col``: ``(N, C, kh*kw, OH, OW)`` summed back into ``(N, C, Hp, Wp)``."""
+    """Adjoint of ``im2col``: the windows summed back into the padded image.
+
+    ``layout="NCHW"``: ``(N, C, kh*kw, OH, OW)`` -> ``(N, C, Hp, Wp)``; ``layout="CHWN"``:
+    ``(C, kh*kw, OH, OW, N)`` -> ``(C, Hp, Wp, N)``. One strided ``array_api_extra.at(...).add`` per kernel
+    offset (functional on JAX); on NumPy the same additions as in-place slice ``+=``
+    (``_strided.col2im``). ``scratch`` as in ``im2col``.
+    """
+    _check_layout("col2im", layout)
     xp = array_api_compat.array_namespace(cols)
-    n, c, _, oh, ow = cols.shape
-    out = xp.zeros((n, c, *padded_hw), dtype=cols.dtype, device=array_api_compat.device(cols))
-    for k, (hs, ws) in enumerate(window_slices(kernel, stride, dilation, (oh, ow))):
-        out = xpx.at(out, (slice(None), slice(None), hs, ws)).add(cols[:, :, k, :, :])
+    if layout == "NCHW":
+        a, b, _, oh, ow = cols.shape
+        shape = (a, b, *padded_hw)
+    else:
+        a, _, oh, ow, b = cols.shape
+        shape = (a, *padded_hw, b)
+    slices = window_slices(kernel, stride, dilation, (oh, ow))
+    targets = [_spatial(layout, hs, ws) for hs, ws in slices]
+    if _strided.supports(xp):
+        return _strided.col2im(cols, shape, targets, layout, scratch)
+    out = xp.zeros(shape, dtype=cols.dtype, device=array_api_compat.device(cols))
+    for k, target in enumerate(targets):
+        out = xpx.at(out, target).add(cols[:, :, k, ...] if layout == "NCHW" else cols[:, k, ...])
     return out

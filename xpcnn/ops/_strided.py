@@ -1,0 +1,186 @@
+"""NumPy fast paths of the window operations: strided views, in-place updates and reused buffers.
+
+Each function here is a second implementation (DESIGN.md rule 8) of one step of ``windows``, ``conv`` or
+``pool``; the caller asks ``supports(xp)`` first (NumPy only) and falls back to its generic Array API code
+when the answer is no or the function returns None. ``tests/test_fast_paths.py`` checks every one against
+the generic code, bit for bit.
+
+* ``im2col``: the generic code stacks ``kh*kw`` strided slices, one array operation per kernel offset; here
+  the windows are one 6-D ``as_strided`` view of the padded input, materialised by one copy (into a reused
+  buffer when the caller names a ``scratch`` slot).
+* ``col2im``: the generic code adds each offset's slice with ``array_api_extra.at`` (functional where arrays
+  are immutable); the same additions, in the same order, as in-place slice ``+=``.
+* ``pad2d``: a filled array and one slice assignment, without ``at``'s bookkeeping.
+* ``matmul_rows``: a band of a convolution's batch-last output written by the GEMM straight into its slab of
+  the output (``matmul(..., out=)``, bias added in place), where the generic code computes the band and
+  copies it in.
+* ``first_max_offsets``: each pooling window's first maximum by branch-free uint8 arithmetic, where the
+  generic code uses ``where`` (NumPy's ``where`` branches per element, and pooling masks are as good as
+  random, so it runs at the speed of branch mispredictions).
+* ``max_pool_backward_tiles``: for windows that tile the input, the gradient selected branch-free (as in
+  ``_select``) straight into each offset's strided slots of the result (``bitwise_and(..., out=)``), where
+  the generic code builds one piece per offset and then sets it.
+
+CuPy has ``as_strided`` and writeable arrays too, so most of this would carry over; it is left to the generic
+path until it can be tested on a GPU. This module and ``_select`` are the only ones in ``xpcnn.ops`` that
+import NumPy. Nothing here is public API: ``__all__`` is empty, so that the benchmark profiler charges this
+time to the calling op.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from ._select import UINT_OF
+
+__all__: list[str] = []
+
+
+def supports(xp: Any) -> bool:
+    """Whether the fast paths apply to this namespace (NumPy)."""
+    return array_api_compat.is_numpy_namespace(xp)
+
+
+# --- reused buffers ----------------------------------------------------------------------------------
+
+_local = threading.local()
+_KEEP_BYTES = 64 * 2**20  # larger requests (a huge batch in one band) get fresh memory, not a kept buffer
+
+
+def scratch(slot: str, shape: tuple[int, ...], dtype: Any) -> Any:
+    """An uninitialised ``shape`` array of ``dtype`` that the next request for ``slot`` on this thread reuses.
+
+    Large temporaries (a convolution's column matrices) would otherwise be fresh allocations that the C
+    allocator maps from, and gives back to, the operating system every time, paying a page fault per page;
+    one buffer per slot and thread, grown when needed, is faulted in once. The caller promises that the
+    array is dead before it asks for the same slot again on the same thread, and never returns it.
+    """
+    size, dtype = math.prod(shape), np.dtype(dtype)
+    if size * dtype.itemsize > _KEEP_BYTES:
+        return np.empty(shape, dtype=dtype)
+    pool = _local.__dict__.setdefault("pool", {})
+    buffer = pool.get((slot, dtype))
+    if buffer is None or buffer.shape[0] < size:
+        buffer = pool[(slot, dtype)] = np.empty((size,), dtype=dtype)
+    return buffer[:size].reshape(shape)
+
+
+# --- windows -----------------------------------------------------------------------------------------
+
+def im2col(
+    x_padded: Any, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
+    out_hw: tuple[int, int], layout: str, slot: str | None = None,
+) -> Any:
+    """``windows.im2col``: ``(N, C, Hp, Wp)`` -> ``(N, C, kh*kw, OH, OW)`` for ``"NCHW"``, ``(C, Hp, Wp, N)``
+    -> ``(C, kh*kw, OH, OW, N)`` for ``"CHWN"``; C-contiguous, in ``scratch(slot)`` when a slot is named."""
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
+    if layout == "NCHW":
+        a, b = x_padded.shape[0], x_padded.shape[1]
+        s0, s1, s2, s3 = x_padded.strides
+        shape, strides = (a, b, kh, kw, oh, ow), (s0, s1, dh * s2, dw * s3, sh * s2, sw * s3)
+        final = (a, b, kh * kw, oh, ow)
+    else:
+        a, b = x_padded.shape[0], x_padded.shape[3]
+        s0, s2, s3, s1 = x_padded.strides
+        shape, strides = (a, kh, kw, oh, ow, b), (s0, dh * s2, dw * s3, sh * s2, sw * s3, s1)
+        final = (a, kh * kw, oh, ow, b)
+    view = np.lib.stride_tricks.as_strided(x_padded, shape=shape, strides=strides, writeable=False)
+    if slot is None:
+        return view.copy().reshape(final)  # C order: the one materialising pass
+    out = scratch(slot, shape, x_padded.dtype)
+    out[...] = view
+    return out.reshape(final)
+
+
+def col2im(
+    cols: Any, out_shape: tuple[int, ...], targets: list[tuple[Any, ...]], layout: str, slot: str | None = None,
+) -> Any:
+    """``windows.col2im``; ``targets[k]`` indexes offset k's strided slice of the ``out_shape`` result, which
+    lives in ``scratch(slot)`` when a slot is named."""
+    if slot is None:
+        out = np.zeros(out_shape, dtype=cols.dtype)
+    else:
+        out = scratch(slot, out_shape, cols.dtype)
+        out[...] = 0
+    for k, target in enumerate(targets):
+        out[target] += cols[:, :, k] if layout == "NCHW" else cols[:, k]
+    return out
+
+
+def pad2d(x: Any, out_shape: tuple[int, ...], interior: tuple[Any, ...], value: float) -> Any:
+    """``windows.pad2d``: ``x`` written into ``out[interior]`` of an ``out_shape`` array filled with ``value``."""
+    out = np.full(out_shape, value, dtype=x.dtype)
+    out[interior] = x
+    return out
+
+
+# --- convolution -------------------------------------------------------------------------------------
+
+def matmul_rows(
+    out: Any, r0: int, r1: int, a: Any, b: Any, bias: Any, shape: tuple[int, int, int, int],
+) -> Any:
+    """``conv._store_rows``: rows ``r0:r1`` of a batch-last ``(C, H, W, N)`` array of ``shape`` (created when
+    ``out`` is None) set to ``a @ b (+ bias)``, a product of shape ``(groups, C/groups, rows*W*N)``."""
+    xp = array_api_compat.array_namespace(a, b)  # matmul through the namespace, as the generic code calls it
+    if out is None:
+        out = np.empty(shape, dtype=np.result_type(a, b))
+    slab = out[:, r0:r1].reshape((a.shape[0], a.shape[1], b.shape[2]), copy=False)  # a view, never a copy
+    xp.matmul(a, b, out=slab)
+    if bias is not None:
+        slab += bias
+    return out
+
+
+# --- max pooling -------------------------------------------------------------------------------------
+
+def first_max_offsets(windows: list[Any], y: Any) -> Any | None:
+    """``pool._first_max_offsets`` for fewer than 255 window offsets (uint8 result), else None.
+
+    Offset k scores ``count - k`` where it equals the maximum; the best score is the first hit, and
+    ``count - best`` its offset (``count`` where nothing hit: a window holding NaN)."""
+    count = len(windows)
+    if count >= 255:
+        return None
+    hit = np.empty_like(y, dtype=np.bool_)  # empty_like keeps y's memory order: no pass walks two orders
+    best = score = None
+    for k, window in enumerate(windows):
+        np.equal(window, y, out=hit)
+        score = np.multiply(hit.view(np.uint8), np.uint8(count - k), out=score)
+        best = score.copy(order="K") if best is None else np.maximum(best, score, out=best)
+    return np.subtract(np.uint8(count), best, out=best)
+
+
+def _same_layout(a: Any, like: Any) -> Any:
+    """``a``'s values in ``like``'s memory order (``like`` has a's shape)."""
+    out = np.empty_like(like, dtype=a.dtype)
+    np.copyto(out, a)
+    return out
+
+
+def max_pool_backward_tiles(
+    dy: Any, x: Any, offsets: Any, kernel: tuple[int, int], out_hw: tuple[int, int],
+) -> Any | None:
+    """``pool.max_pool2d_backward`` from the first-maximum ``offsets`` where the windows tile ``x`` (stride ==
+    kernel, no padding); None for a dtype ``_select`` has no bit pattern for."""
+    if x.dtype not in UINT_OF or dy.dtype != x.dtype:
+        return None
+    (kh, kw), (oh, ow) = kernel, out_hw
+    h, w = x.shape[2], x.shape[3]
+    if [s // dy.itemsize for s in dy.strides] != [s // offsets.itemsize for s in offsets.strides]:
+        dy = _same_layout(dy, offsets)  # one copy into the offsets' memory order beats passes walking two orders
+    dx = np.empty_like(x) if (oh * kh, ow * kw) == (h, w) else np.zeros_like(x)  # empty_like keeps x's layout
+    uint = UINT_OF[x.dtype]
+    dx_bits, dy_bits = dx.view(uint), dy.view(uint)
+    hit = np.empty_like(offsets, dtype=np.bool_)
+    word = np.empty_like(offsets, dtype=uint)
+    for k in range(kh * kw):
+        i, j = divmod(k, kw)
+        np.equal(offsets, k, out=hit)
+        np.negative(hit.view(np.uint8), dtype=uint, out=word)  # all ones where offset k takes the gradient
+        np.bitwise_and(word, dy_bits, out=dx_bits[:, :, i : oh * kh : kh, j : ow * kw : kw])
+    return dx
