@@ -120,3 +120,13 @@ def assert_on_device(array: Array, backend: xpcnn.Backend) -> None:
     assert array_api_compat.device(array) == backend.device, (
         f"array on {array_api_compat.device(array)!r}, expected the backend device {backend.device!r}"
     )
+
+
+def assert_forward_backward_on_device(layer: Layer, x: Array, backend: xpcnn.Backend) -> None:
+    """A training forward and a backward keep every array on the backend's device and dtype."""
+    y = layer.forward(x, training=True)
+    dx = layer.backward(backend.xp.ones_like(y))
+    for array in (y, dx, *layer.params.values(), *layer.grads.values()):
+        assert_on_device(array, backend)
+        assert array.dtype == backend.dtype
+    assert tuple(dx.shape) == tuple(x.shape)

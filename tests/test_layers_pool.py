@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import xpcnn
-from layer_checks import assert_matches_torch, assert_on_device, check_numerical_gradients, host, rtol_for
+from layer_checks import assert_forward_backward_on_device, assert_matches_torch, assert_on_device, check_numerical_gradients, host, rtol_for
 from xpcnn.layers.base import get_layer_class
 from xpcnn.layers.pool import AvgPool2D, GlobalAvgPool2D, GlobalMaxPool2D, MaxPool2D
 from xpcnn.ops import pool as pool_ops
@@ -140,13 +140,7 @@ def test_global_max_pool_gradient_goes_to_the_first_maximum(backend):
     ids=repr,
 )
 def test_pool_layers_keep_everything_on_the_device(backend, layer):
-    x = xpcnn.asarray(_tied((2, 3, 6, 7)))
-    y = layer.forward(x, training=True)
-    dx = layer.backward(backend.xp.ones_like(y))
-    for array in (y, dx):
-        assert_on_device(array, backend)
-        assert array.dtype == backend.dtype
-    assert tuple(dx.shape) == tuple(x.shape)
+    assert_forward_backward_on_device(layer, xpcnn.asarray(_tied((2, 3, 6, 7))), backend)
 
 
 def test_pool_shapes_config_and_repr(backend):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import xpcnn
-from layer_checks import assert_matches_torch, assert_on_device, check_numerical_gradients, host, rtol_for
+from layer_checks import assert_forward_backward_on_device, assert_matches_torch, assert_on_device, check_numerical_gradients, host, rtol_for
 from xpcnn.layers.base import get_layer_class
 from xpcnn.layers.reshape import Flatten, Reshape, ZeroPadding2D
 from xpcnn.layers.upsampling import UpSampling2D
@@ -80,13 +80,7 @@ def test_matches_torch(request, dtype_fixture, layer_class, args, shape, referen
     ids=repr,
 )
 def test_layers_keep_everything_on_the_device(backend, layer):
-    x = xpcnn.asarray(_input((2, 3, 4, 6)))
-    y = layer.forward(x, training=True)
-    dx = layer.backward(backend.xp.ones_like(y))
-    for array in (y, dx):
-        assert_on_device(array, backend)
-        assert array.dtype == backend.dtype
-    assert tuple(dx.shape) == tuple(x.shape)
+    assert_forward_backward_on_device(layer, xpcnn.asarray(_input((2, 3, 4, 6))), backend)
 
 
 def test_interpolation_matrix_rows_sum_to_one_and_stay_on_the_device(backend):
