@@ -29,13 +29,24 @@ from xpcnn.ops.activations import relu, relu_backward
 @contextlib.contextmanager
 def generic() -> Iterator[None]:
     """Switch every NumPy fast path off (the generic Array API code runs, on NumPy arrays too)."""
-    saved = (_strided.supports, _select.fast)
+    saved = (_strided.supports, _select.numpy_float)
     _strided.supports = lambda xp: False
-    _select.fast = lambda mask, a: False
+    _select.numpy_float = lambda a: False
     try:
         yield
     finally:
-        _strided.supports, _select.fast = saved
+        _strided.supports, _select.numpy_float = saved
+
+
+@contextlib.contextmanager
+def small_blocks(elements: int = 37) -> Iterator[None]:
+    """Make the cache-blocked NumPy passes (``_select.blocks``) cut even small test arrays into many slabs."""
+    saved = _select._BLOCK_ELEMENTS
+    _select._BLOCK_ELEMENTS = elements
+    try:
+        yield
+    finally:
+        _select._BLOCK_ELEMENTS = saved
 
 
 @contextlib.contextmanager
@@ -134,6 +145,19 @@ def test_im2col_col2im_pad_equal_the_generic_path(backend, layout, shape, kernel
     _same(reference[3], windows.col2im(fast_cols, padded_hw, kernel, stride, dilation, layout=layout))
 
 
+def test_blocks_cover_the_array_along_its_outermost_memory_axis():
+    a = np.zeros((3, 4, 5, 6), dtype=np.float32)
+    with small_blocks(20):
+        for x, axis in ((a, 0), (np.transpose(np.zeros((4, 5, 6, 3), np.float32), (3, 0, 1, 2)), 1)):
+            parts = _select.blocks(x, axes=(0, 1))
+            assert len(parts) > 1 and all(len(index) == axis + 1 for index in parts)
+            covered = np.zeros(x.shape, dtype=int)
+            for index in parts:
+                covered[index] += 1
+            assert (covered == 1).all()
+    assert _select.blocks(a) == [(slice(None),)]
+
+
 def test_scratch_buffers_are_reused_and_grown():
     a = _strided.scratch("test slot", (2, 3), np.float32)
     b = _strided.scratch("test slot", (3, 2), np.float32)
@@ -181,11 +205,12 @@ def test_relu_and_its_backward_keep_layout_dtype_and_specials(backend):
     x_np = _special_values((2, 3, 4, 5), np.float32)
     dy_np = _special_values((2, 3, 4, 5), np.float32, seed=2)
     outs = []
-    for run in (contextlib.nullcontext, generic):
+    for run in (contextlib.nullcontext, small_blocks, generic):
         with run():
             for x_layout in _layouts(x_np):
                 y = relu(xpcnn.asarray(x_layout))
-                outs.append((y, relu_backward(xpcnn.asarray(dy_np), y)))
+                for dy_layout in _layouts(dy_np):
+                    outs.append((y, relu_backward(xpcnn.asarray(dy_layout), y)))
     for y, dx in outs[1:]:
         _same(y, outs[0][0], exact=False)  # max(-0.0, 0) may keep either zero
         _same(dx, outs[0][1])
@@ -225,7 +250,7 @@ def test_max_pool_equals_the_generic_path(backend, shape, k, s, p):
         for x_np in _layouts(values):
             x = xpcnn.asarray(x_np)
             runs = []
-            for run in (contextlib.nullcontext, generic):
+            for run in (contextlib.nullcontext, small_blocks, generic):
                 with run():
                     y, offsets = pool.max_pool2d(x, k, s, p, return_indices=True)
                     dy = xpcnn.asarray(np.random.default_rng(3).standard_normal(tuple(y.shape)))
@@ -235,8 +260,9 @@ def test_max_pool_equals_the_generic_path(backend, shape, k, s, p):
                         pool.max_pool2d_backward(dy, x, k, s, p, y=y),
                         pool.max_pool2d_backward(dy, x, k, s, p),
                     ))
-            for fast, slow in zip(*runs):  # fast path == generic path, output by output
-                _same(fast, slow)
+            for other in runs[1:]:  # fast path (whole, in slabs) == generic path, output by output
+                for fast, slow in zip(runs[0], other):
+                    _same(fast, slow)
             grads = runs[0][3:]
             for other in grads[1:]:  # from the offsets, from y, from x alone: one gradient
                 _same(other, grads[0])

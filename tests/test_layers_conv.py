@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import xpcnn
-from layer_checks import assert_matches_torch, assert_on_device, check_numerical_gradients, rtol_for
+from layer_checks import assert_matches_torch, assert_on_device, check_numerical_gradients, host, rtol_for
 from xpcnn.layers.conv import Conv2D, Conv2DTranspose
 from xpcnn.ops.windows import resolve_padding
 
@@ -184,3 +184,39 @@ def test_backward_needs_a_training_forward_and_matching_gradient(backend):
     layer.forward(x, training=True)
     with pytest.raises(ValueError, match=r"output gradient has shape \(1, 2, 4, 4\).*\(1, 2, 3, 3\)"):
         layer.backward(xpcnn.asarray(np.ones((1, 2, 4, 4))))
+
+
+def test_conv2d_cache_and_skipped_input_gradient_change_nothing_else(backend):
+    from xpcnn.ops import conv as conv_ops
+
+    rng = np.random.default_rng(4)
+    x = xpcnn.asarray(rng.standard_normal((3, 2, 7, 6)))
+    other = xpcnn.asarray(rng.standard_normal((3, 2, 7, 6)))
+    w = xpcnn.asarray(rng.standard_normal((4, 2, 3, 3)))
+    b = xpcnn.asarray(rng.standard_normal(4))
+    args = {"stride": 1, "padding": "same"}
+    plain_y = conv_ops.conv2d(x, w, b, **args)
+    dy = xpcnn.asarray(rng.standard_normal(tuple(plain_y.shape)))
+    plain = conv_ops.conv2d_backward(dy, x, w, **args)
+    reuse: dict = {}
+    np.testing.assert_array_equal(host(conv_ops.conv2d(x, w, b, **args, cache=reuse)), host(plain_y))
+    assert reuse, "the forward leaves the padded input for the backward"
+    for got, want in zip(conv_ops.conv2d_backward(dy, x, w, **args, cache=reuse), plain):
+        np.testing.assert_array_equal(host(got), host(want))
+    stale = conv_ops.conv2d_backward(dy, other, w, **args, cache=reuse)  # a cache made for another x is ignored
+    for got, want in zip(stale, conv_ops.conv2d_backward(dy, other, w, **args)):
+        np.testing.assert_array_equal(host(got), host(want))
+    dx, dw, db = conv_ops.conv2d_backward(dy, x, w, **args, input_grad=False)
+    assert dx is None
+    np.testing.assert_array_equal(host(dw), host(plain[1]))
+    np.testing.assert_array_equal(host(db), host(plain[2]))
+
+    layer = Conv2D(4, 3, padding="same")
+    layer.forward(x, training=True)
+    full = host(layer.backward(dy))
+    grads = {k: host(v) for k, v in layer.grads.items()}
+    layer.input_grad = False  # e.g. a model's first layer: nobody reads its input gradient
+    layer.forward(x, training=True)
+    assert layer.backward(dy) is None and full.shape == (3, 2, 7, 6)
+    for k, v in layer.grads.items():
+        np.testing.assert_array_equal(host(v), grads[k])

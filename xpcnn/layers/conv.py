@@ -114,14 +114,16 @@ class Conv2D(_ConvBase):
 
     def _forward(self, x: Any, training: bool) -> Any:
         weight = self.params["weight"]
-        if training:
-            self._cache = (x, weight)
-        return conv_ops.conv2d(x, weight, self.params.get("bias"), **self._op_args())
+        if not training:
+            return conv_ops.conv2d(x, weight, self.params.get("bias"), **self._op_args())
+        reuse: dict = {}  # the op leaves the padded input here for the backward
+        self._cache = (x, weight, reuse)
+        return conv_ops.conv2d(x, weight, self.params.get("bias"), **self._op_args(), cache=reuse)
 
     def _backward(self, dy: Any) -> Any:
-        x, weight = self._cache
+        x, weight, reuse = self._cache
         dx, dw, db = conv_ops.conv2d_backward(
-            dy, x, weight, bias=self.use_bias, input_grad=self.input_grad, **self._op_args()
+            dy, x, weight, bias=self.use_bias, input_grad=self.input_grad, cache=reuse, **self._op_args()
         )
         self._set_grads(dw, db)
         return dx

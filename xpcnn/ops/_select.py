@@ -13,6 +13,7 @@ empty so that the benchmark profiler charges this time to the calling op.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import array_api_compat
@@ -23,17 +24,19 @@ __all__: list[str] = []
 UINT_OF = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64, np.dtype(np.float16): np.uint16}
 
 
-def fast(mask: Any, a: Any) -> bool:
-    """Whether the NumPy bitwise implementation applies to these operands."""
+def numpy_float(a: Any) -> bool:
+    """Whether ``a`` is a NumPy float array whose bit pattern the fast paths can mask (the one gate)."""
     return (
-        array_api_compat.is_numpy_namespace(array_api_compat.array_namespace(mask, a))
-        and isinstance(a, np.ndarray)
-        and isinstance(mask, np.ndarray)
-        and mask.dtype == np.bool_
+        isinstance(a, np.ndarray)
+        and array_api_compat.is_numpy_namespace(array_api_compat.array_namespace(a))
         and a.dtype in UINT_OF
         and a.ndim >= 1
-        and mask.ndim >= 1
     )
+
+
+def fast(mask: Any, a: Any) -> bool:
+    """Whether the NumPy bitwise implementation applies to ``where(mask, a, 0)``."""
+    return numpy_float(a) and isinstance(mask, np.ndarray) and mask.dtype == np.bool_ and mask.ndim >= 1
 
 
 def _bitwise(mask: Any, a: Any, keep_where_true: bool) -> Any:
@@ -43,6 +46,54 @@ def _bitwise(mask: Any, a: Any, keep_where_true: bool) -> Any:
     word = np.negative(ones, dtype=uint) if keep_where_true else np.subtract(ones, 1, dtype=uint)
     out = word if word.shape == np.broadcast_shapes(word.shape, a.shape) else None  # reuse the mask's memory
     return np.bitwise_and(a.view(uint), word, out=out).view(a.dtype)
+
+
+_BLOCK_ELEMENTS = 1 << 18  # per block of a blocked pass: its few arrays together stay in cache
+
+
+def blocks(a: Any, axes: tuple[int, ...] | None = None) -> list[tuple[slice, ...]]:
+    """Index tuples (leading axes only) that cut ``a`` into cache-sized slabs along its outermost memory axis
+    (among ``axes``).
+
+    A chain of elementwise passes run slab by slab reads and writes main memory once instead of once per
+    pass; the outermost axis keeps each slab contiguous (or as close to it as the layout allows)."""
+    size = math.prod(a.shape)
+    candidates = range(a.ndim) if axes is None else axes
+    axis = max(candidates, key=lambda d: (abs(a.strides[d]) if a.shape[d] > 1 else -1))
+    parts = min(a.shape[axis], max(1, size // _BLOCK_ELEMENTS))
+    if parts <= 1:
+        return [(slice(None),)]
+    cuts = [a.shape[axis] * i // parts for i in range(parts + 1)]
+    lead = (slice(None),) * axis
+    return [(*lead, slice(cuts[i], cuts[i + 1])) for i in range(parts) if cuts[i] < cuts[i + 1]]
+
+
+def same_layout(a: Any, like: Any) -> Any:
+    """NumPy: ``a``'s values in ``like``'s memory order (``like`` has a's shape)."""
+    out = np.empty_like(like, dtype=a.dtype)
+    np.copyto(out, a)
+    return out
+
+
+def keep_where_positive(y: Any, a: Any) -> Any:
+    """``where(y > 0, a, 0)`` (``y`` and ``a`` of one shape): ReLU's backward. On NumPy in cache-sized slabs,
+    the mask and the selection fused, so that main memory sees ``y`` and ``a`` read and the result written
+    once."""
+    if not (numpy_float(a) and numpy_float(y) and y.shape == a.shape and y.dtype == a.dtype):
+        return keep_where(y > 0, a)
+    uint = UINT_OF[a.dtype]
+    if [st // a.itemsize for st in a.strides] != [st // y.itemsize for st in y.strides]:
+        a = same_layout(a, y)  # one copy beats three passes walking two memory orders
+    out = np.empty_like(y)  # y's memory order
+    out_bits, a_bits = out.view(uint), a.view(uint)
+    mask = np.empty_like(y, dtype=np.bool_)  # y's memory order: no pass below walks two orders
+    for index in blocks(y):
+        m = mask[index]
+        np.greater(y[index], 0, out=m)
+        word = out_bits[index]
+        np.negative(m.view(np.uint8), dtype=uint, out=word)
+        np.bitwise_and(word, a_bits[index], out=word)
+    return out
 
 
 def keep_where(mask: Any, a: Any) -> Any:

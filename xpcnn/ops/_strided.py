@@ -14,9 +14,10 @@ the generic code, bit for bit.
 * ``matmul_rows``: a band of a convolution's batch-last output written by the GEMM straight into its slab of
   the output (``matmul(..., out=)``, bias added in place), where the generic code computes the band and
   copies it in.
-* ``first_max_offsets``: each pooling window's first maximum by branch-free uint8 arithmetic, where the
-  generic code uses ``where`` (NumPy's ``where`` branches per element, and pooling masks are as good as
-  random, so it runs at the speed of branch mispredictions).
+* ``max_pool_forward``: the window maxima and each window's first maximum slab by slab (each slab of the
+  input read from main memory once), the latter by branch-free uint8 arithmetic, where the generic code
+  uses ``where`` (NumPy's ``where`` branches per element, and pooling masks are as good as random, so it
+  runs at the speed of branch mispredictions).
 * ``max_pool_backward_tiles``: for windows that tile the input, the gradient selected branch-free (as in
   ``_select``) straight into each offset's strided slots of the result (``bitwise_and(..., out=)``), where
   the generic code builds one piece per offset and then sets it.
@@ -36,7 +37,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from ._select import UINT_OF
+from ._select import UINT_OF, blocks, same_layout
 
 __all__: list[str] = []
 
@@ -138,28 +139,37 @@ def matmul_rows(
 
 # --- max pooling -------------------------------------------------------------------------------------
 
-def first_max_offsets(windows: list[Any], y: Any) -> Any | None:
-    """``pool._first_max_offsets`` for fewer than 255 window offsets (uint8 result), else None.
-
-    Offset k scores ``count - k`` where it equals the maximum; the best score is the first hit, and
-    ``count - best`` its offset (``count`` where nothing hit: a window holding NaN)."""
+def max_pool_forward(windows: list[Any], want_offsets: bool) -> tuple[Any, Any] | None:
+    """``pool.max_pool2d`` from the window views: ``(y, offsets)`` (offsets None unless ``want_offsets``), or
+    None for 255 window offsets or more. The maximum and the first-maximum offsets (``pool._first_max_offsets``)
+    are computed slab by slab along the channel or batch axis, so each slab of the input is read from main
+    memory once while its window passes run in cache; offsets by branch-free uint8 arithmetic: offset k
+    scores ``count - k`` where it equals the maximum, the best score is the first hit, ``count - best`` its
+    offset (``count`` where nothing hit: a window holding NaN)."""
     count = len(windows)
     if count >= 255:
         return None
-    hit = np.empty_like(y, dtype=np.bool_)  # empty_like keeps y's memory order: no pass walks two orders
-    best = score = None
-    for k, window in enumerate(windows):
-        np.equal(window, y, out=hit)
-        score = np.multiply(hit.view(np.uint8), np.uint8(count - k), out=score)
-        best = score.copy(order="K") if best is None else np.maximum(best, score, out=best)
-    return np.subtract(np.uint8(count), best, out=best)
-
-
-def _same_layout(a: Any, like: Any) -> Any:
-    """``a``'s values in ``like``'s memory order (``like`` has a's shape)."""
-    out = np.empty_like(like, dtype=a.dtype)
-    np.copyto(out, a)
-    return out
+    y = np.empty_like(windows[0])  # the windows' memory order
+    offsets = np.empty_like(y, dtype=np.uint8) if want_offsets else None
+    for index in blocks(y, axes=(0, 1)):
+        parts, out = [w[index] for w in windows], y[index]
+        if count == 1:
+            out[...] = parts[0]
+        else:
+            np.maximum(parts[0], parts[1], out=out)
+            for part in parts[2:]:
+                np.maximum(out, part, out=out)
+        if offsets is None:
+            continue
+        best, hit = offsets[index], np.empty_like(out, dtype=np.bool_)
+        score = np.empty_like(best)
+        for k, part in enumerate(parts):
+            np.equal(part, out, out=hit)
+            np.multiply(hit.view(np.uint8), np.uint8(count - k), out=best if k == 0 else score)
+            if k:
+                np.maximum(best, score, out=best)
+        np.subtract(np.uint8(count), best, out=best)
+    return y, offsets
 
 
 def max_pool_backward_tiles(
@@ -172,15 +182,17 @@ def max_pool_backward_tiles(
     (kh, kw), (oh, ow) = kernel, out_hw
     h, w = x.shape[2], x.shape[3]
     if [s // dy.itemsize for s in dy.strides] != [s // offsets.itemsize for s in offsets.strides]:
-        dy = _same_layout(dy, offsets)  # one copy into the offsets' memory order beats passes walking two orders
+        dy = same_layout(dy, offsets)  # one copy into the offsets' memory order beats passes walking two orders
     dx = np.empty_like(x) if (oh * kh, ow * kw) == (h, w) else np.zeros_like(x)  # empty_like keeps x's layout
     uint = UINT_OF[x.dtype]
     dx_bits, dy_bits = dx.view(uint), dy.view(uint)
-    hit = np.empty_like(offsets, dtype=np.bool_)
-    word = np.empty_like(offsets, dtype=uint)
-    for k in range(kh * kw):
-        i, j = divmod(k, kw)
-        np.equal(offsets, k, out=hit)
-        np.negative(hit.view(np.uint8), dtype=uint, out=word)  # all ones where offset k takes the gradient
-        np.bitwise_and(word, dy_bits, out=dx_bits[:, :, i : oh * kh : kh, j : ow * kw : kw])
+    for index in blocks(offsets, axes=(0, 1)):  # slab by slab: the masks stay in cache
+        part = offsets[index]
+        hit, word = np.empty_like(part, dtype=np.bool_), np.empty_like(part, dtype=uint)
+        for k in range(kh * kw):
+            i, j = divmod(k, kw)
+            np.equal(part, k, out=hit)
+            np.negative(hit.view(np.uint8), dtype=uint, out=word)  # all ones where offset k takes the gradient
+            tile = (*index, *(slice(None),) * (2 - len(index)), slice(i, oh * kh, kh), slice(j, ow * kw, kw))
+            np.bitwise_and(word, dy_bits[index], out=dx_bits[tile])
     return dx

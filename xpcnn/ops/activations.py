@@ -11,7 +11,7 @@ from typing import Any
 
 import array_api_compat
 
-from ._select import keep_where
+from ._select import keep_where_positive
 
 __all__ = [
     "elu",
@@ -37,8 +37,8 @@ def relu(x: Any) -> Any:
 
 
 def relu_backward(dy: Any, y: Any) -> Any:
-    """dy where the output ``y`` is positive, else 0 (branch-free on NumPy, see ``_select``)."""
-    return keep_where(y > 0, dy)
+    """dy where the output ``y`` is positive, else 0 (branch-free and cache-blocked on NumPy, see ``_select``)."""
+    return keep_where_positive(y, dy)
 
 
 def leaky_relu(x: Any, negative_slope: float = 0.01) -> Any:

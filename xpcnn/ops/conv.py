@@ -136,7 +136,16 @@ def _store_rows(
     return xpx.at(out, (slice(None), slice(r0, r1), slice(None), slice(None))).set(band)
 
 
-def _forward(x: Any, weight: Any, stride, pads, dilation, out_hw, groups: int, bias: Any = None) -> Any:
+def _padded(x: Any, pads: Pads, cache: dict | None) -> Any:
+    """``x`` batch-last and padded, taken from ``cache`` when the forward left it there for this very ``x``."""
+    if cache is not None and cache.get("x") is x and cache.get("pads") == pads:
+        return cache["x_pad"]
+    return pad2d(_batch_last(x), pads, layout=_LAYOUT)
+
+
+def _forward(
+    x: Any, weight: Any, stride, pads, dilation, out_hw, groups: int, bias: Any = None, cache: dict | None = None,
+) -> Any:
     """y[n, g*Og+o] = W[g, o, :] @ cols[g, :, n]: one GEMM per group and band of output rows."""
     xp = array_api_compat.array_namespace(x, weight)
     n, c = x.shape[0], x.shape[1]
@@ -145,6 +154,8 @@ def _forward(x: Any, weight: Any, stride, pads, dilation, out_hw, groups: int, b
     w = xp.reshape(weight, (groups, o // groups, (c // groups) * kh * kw))
     b = None if bias is None else xp.reshape(bias, (groups, o // groups, 1))
     x_pad = pad2d(_batch_last(x), pads, layout=_LAYOUT)
+    if cache is not None:
+        cache.update(x=x, pads=pads, x_pad=x_pad)
     step = _band_rows(x, oh, c * kh * kw * ow * n * _itemsize(x))
     y = None
     for r0 in range(0, oh, step):
@@ -190,7 +201,7 @@ def _use_correlation(x_channels: int, dy_channels: int, stride) -> bool:
 
 def _backward(
     dy: Any, x: Any, weight: Any, stride, pads, dilation, groups: int, *, x_shape=None, weight_shape=None,
-    bias: bool = False, route: str | None = None,
+    bias: bool = False, route: str | None = None, cache: dict | None = None,
 ) -> tuple[Any, Any, Any]:
     """``(dx, dw, db)`` of ``_forward``, band by band (``db`` is None unless ``bias``).
 
@@ -217,7 +228,7 @@ def _backward(
         w_t = xp.matrix_transpose(xp.reshape(weight, (groups, o // groups, cg * kh * kw)))
         padded_hw = (h + pads[0] + pads[1], w_in + pads[2] + pads[3])
     if x is not None or bias or col2im_dx:  # one pass over bands of output rows
-        x_pad = pad2d(_batch_last(x), pads, layout=_LAYOUT) if x is not None else None
+        x_pad = _padded(x, pads, cache) if x is not None else None
         step = _band_rows(dy, oh, c * kh * kw * ow * n * size)
         for r0 in range(0, oh, step):
             r1 = min(oh, r0 + step)
@@ -259,29 +270,35 @@ def _backward(
 
 def conv2d(
     x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1,
+    *, cache: dict | None = None,
 ) -> Any:
     """Cross-correlation of ``x (N, C, H, W)`` with ``weight (O, C/groups, kh, kw)`` -> ``(N, O, OH, OW)``.
 
     ``padding`` is an int, a pair, ``"valid"`` or ``"same"`` (TensorFlow placement for stride > 1).
+    ``cache``: a dict the op fills with what ``conv2d_backward`` can reuse for this ``x`` (the padded input);
+    pass the same dict there. The result is NCHW in shape and values; its memory is batch-last (see above).
     """
     _check_operands("conv2d", x, weight, groups, in_axis=1)
     kernel = (weight.shape[2], weight.shape[3])
     stride, pads, dilation, out_hw = _geometry("conv2d", (x.shape[2], x.shape[3]), kernel, stride, padding, dilation)
-    return _forward(x, weight, stride, pads, dilation, out_hw, groups, bias)
+    return _forward(x, weight, stride, pads, dilation, out_hw, groups, bias, cache)
 
 
 def conv2d_backward(
     dy: Any, x: Any, weight: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1,
-    bias: bool = True, *, input_grad: bool = True,
+    bias: bool = True, *, input_grad: bool = True, cache: dict | None = None,
 ) -> tuple[Any, Any, Any]:
     """Gradients ``(dx, dweight, dbias)`` of ``conv2d`` for output gradient ``dy``; dbias is None without bias,
-    dx is None with ``input_grad=False`` (not computed: for an input nobody differentiates, like the data)."""
+    dx is None with ``input_grad=False`` (not computed: for an input nobody differentiates, like the data).
+    ``cache``: the dict given to ``conv2d`` for this ``x``, if any."""
     kernel = (weight.shape[2], weight.shape[3])
     in_hw = (x.shape[2], x.shape[3])
     stride, pads, dilation, _ = _geometry("conv2d", in_hw, kernel, stride, padding, dilation)
     if not input_grad:
-        return _backward(dy, x, None, stride, pads, dilation, groups, weight_shape=tuple(weight.shape), bias=bias)
-    return _backward(dy, x, weight, stride, pads, dilation, groups, bias=bias)
+        return _backward(
+            dy, x, None, stride, pads, dilation, groups, weight_shape=tuple(weight.shape), bias=bias, cache=cache
+        )
+    return _backward(dy, x, weight, stride, pads, dilation, groups, bias=bias, cache=cache)
 
 
 def _transpose_geometry(

@@ -166,15 +166,21 @@ def _first_max_offsets(windows: list[Any], y: Any) -> Any:
     ``y``; ``len(windows)`` where none is (a window holding NaN)."""
     xp = array_api_compat.array_namespace(y)
     count, device = len(windows), array_api_compat.device(y)
-    if _strided.supports(xp):
-        fast = _strided.first_max_offsets(windows, y)
-        if fast is not None:
-            return fast
     dtype = _offset_dtype(xp, count)
     offsets = xp.full(tuple(y.shape), count, dtype=dtype, device=device)
     for k in reversed(range(count)):  # the first hit is written last
         offsets = xp.where(windows[k] == y, xp.asarray(k, dtype=dtype, device=device), offsets)
     return offsets
+
+
+def _max_and_offsets(windows: list[Any], want_offsets: bool) -> tuple[Any, Any]:
+    """The window maxima and (if wanted, else None) the first maxima's offsets."""
+    if _strided.supports(array_api_compat.array_namespace(windows[0])):
+        fast = _strided.max_pool_forward(windows, want_offsets)
+        if fast is not None:
+            return fast
+    y = _max_of(windows)
+    return y, (_first_max_offsets(windows, y) if want_offsets else None)
 
 
 def max_pool2d(
@@ -189,11 +195,8 @@ def max_pool2d(
     place of re-reading ``x``.
     """
     geometry = _geometry_of("max_pool2d", x, kernel_size, stride, padding)
-    windows = _windows(pad2d(x, geometry.pads, -math.inf), geometry)
-    y = _max_of(windows)
-    if not return_indices:
-        return y
-    return y, _first_max_offsets(windows, y)
+    y, offsets = _max_and_offsets(_windows(pad2d(x, geometry.pads, -math.inf), geometry), return_indices)
+    return (y, offsets) if return_indices else y
 
 
 def max_pool2d_backward(
@@ -209,7 +212,7 @@ def max_pool2d_backward(
     geometry = _geometry_of("max_pool2d", x, kernel_size, stride, padding)
     if indices is None:
         windows = _windows(pad2d(x, geometry.pads, -math.inf), geometry)
-        indices = _first_max_offsets(windows, _max_of(windows) if y is None else y)
+        indices = _max_and_offsets(windows, True)[1] if y is None else _first_max_offsets(windows, y)
     xp = array_api_compat.array_namespace(dy, indices)
     if geometry.tiles_input and _strided.supports(xp):
         dx = _strided.max_pool_backward_tiles(dy, x, indices, geometry.kernel, geometry.out_hw)
