@@ -174,3 +174,22 @@ def test_batch_norm_traces_under_jit_without_host_syncs(backend):
     y = eager.forward(x, training=True)
     for traced, expected in zip(jax.jit(step)(x), (y, eager.backward(y), eager.buffers["running_var"])):
         np.testing.assert_allclose(host(traced), host(expected), rtol=1e-5, atol=1e-6)
+
+
+def test_backward_from_the_forward_statistics_equals_the_recomputed_one(backend64):
+    from xpcnn.ops import normalization as norm_ops
+
+    rng = np.random.default_rng(6)
+    x, other = (xpcnn.asarray(_input((4, 3, 5, 2), seed)) for seed in (1, 2))
+    weight, bias = xpcnn.asarray(rng.standard_normal(3)), xpcnn.asarray(rng.standard_normal(3))
+    stats = (xpcnn.asarray(np.zeros(3)), xpcnn.asarray(np.ones(3)))
+    dy = xpcnn.asarray(rng.standard_normal((4, 3, 5, 2)))
+    reuse: dict = {}
+    norm_ops.batch_norm(x, weight, bias, *stats, True, cache=reuse)
+    assert reuse, "a training forward leaves its batch statistics for the backward"
+    cached = norm_ops.batch_norm_backward(dy, x, weight, cache=reuse)
+    for got, want in zip(cached, norm_ops.batch_norm_backward(dy, x, weight)):
+        np.testing.assert_allclose(host(got), host(want), rtol=1e-12, atol=1e-12)
+    stale = norm_ops.batch_norm_backward(dy, other, weight, cache=reuse)  # made for another x: ignored
+    for got, want in zip(stale, norm_ops.batch_norm_backward(dy, other, weight)):
+        np.testing.assert_array_equal(host(got), host(want))

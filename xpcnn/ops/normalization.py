@@ -47,12 +47,14 @@ def _batch_moments(x: Any) -> tuple[Any, Any]:
 
 def batch_norm(
     x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any, training: bool,
-    momentum: float = 0.1, eps: float = 1e-5,
+    momentum: float = 0.1, eps: float = 1e-5, *, cache: dict | None = None,
 ) -> tuple[Any, Any, Any]:
     """``(y, running_mean, running_var)``: y = weight * (x - mean) / sqrt(var + eps) + bias.
 
     In training the statistics come from the batch and the returned running statistics are new arrays;
-    otherwise the running statistics normalise and come back unchanged.
+    otherwise the running statistics normalise and come back unchanged. ``cache``: a dict that a training
+    call fills with what ``batch_norm_backward`` reuses for this ``x`` (the batch mean and 1/std, per channel,
+    as PyTorch saves them); pass the same dict there.
     """
     xp = array_api_compat.array_namespace(x, weight, bias, running_mean, running_var)
     if training:
@@ -62,27 +64,41 @@ def batch_norm(
         count = _values_per_channel(tuple(x.shape))
         running_mean = running_mean * (1.0 - momentum) + mean * momentum
         running_var = running_var * (1.0 - momentum) + var * (momentum * count / (count - 1))
+        if cache is not None:
+            cache.update(x=x, eps=eps, mean=mean, inv_std=1.0 / xp.sqrt(var + eps))
     else:
         var = running_var
         centered = x - _per_channel(running_mean, x.ndim)
-    scale = weight / xp.sqrt(var + eps)
-    y = centered * _per_channel(scale, x.ndim) + _per_channel(bias, x.ndim)
+    y = centered  # a temporary of this op: scaled and shifted in place (JAX rebinds instead)
+    y *= _per_channel(weight / xp.sqrt(var + eps), x.ndim)
+    y += _per_channel(bias, x.ndim)
     return y, running_mean, running_var
 
 
-def batch_norm_backward(dy: Any, x: Any, weight: Any, eps: float = 1e-5) -> tuple[Any, Any, Any]:
-    """Gradients ``(dx, dweight, dbias)`` of training-mode ``batch_norm`` (batch statistics, recomputed from x).
+def batch_norm_backward(
+    dy: Any, x: Any, weight: Any, eps: float = 1e-5, *, cache: dict | None = None,
+) -> tuple[Any, Any, Any]:
+    """Gradients ``(dx, dweight, dbias)`` of training-mode ``batch_norm``: batch statistics taken from
+    ``cache`` when the forward left them there for this very ``x``, else recomputed from ``x``.
 
-    dx = weight / std * (dy - mean(dy) - x_hat * mean(dy * x_hat)), the means taken per channel.
+    With x_hat = (x - mean) / std and k = weight / std per channel:
+    dx = k * (dy - mean(dy) - x_hat * mean(dy * x_hat)), written as ``dy * k - (centered * a + b)`` with
+    per-channel a, b, so that the full-size passes are few.
     """
     xp = array_api_compat.array_namespace(dy, x, weight)
     axes, ndim = _reduced_axes(x.ndim), x.ndim
-    _, centered = _batch_moments(x)
-    inv_std = 1.0 / xp.sqrt(xp.mean(centered * centered, axis=axes) + eps)
-    x_hat = centered * _per_channel(inv_std, ndim)
+    if cache is not None and cache.get("x") is x and cache.get("eps") == eps:
+        centered, inv_std = x - _per_channel(cache["mean"], ndim), cache["inv_std"]
+    else:
+        _, centered = _batch_moments(x)
+        inv_std = 1.0 / xp.sqrt(xp.mean(centered * centered, axis=axes) + eps)
     dbias = xp.sum(dy, axis=axes)
-    dweight = xp.sum(dy * x_hat, axis=axes)
+    dweight = xp.sum(dy * centered, axis=axes) * inv_std
     count = _values_per_channel(tuple(x.shape))
-    correction = (_per_channel(dbias, ndim) + x_hat * _per_channel(dweight, ndim)) / count
-    dx = (dy - correction) * _per_channel(weight * inv_std, ndim)
+    k = weight * inv_std
+    dx = dy * _per_channel(k, ndim)
+    correction = centered  # a temporary of this op: updated in place (JAX rebinds instead)
+    correction *= _per_channel(k * inv_std * dweight / count, ndim)
+    correction += _per_channel(k * dbias / count, ndim)
+    dx -= correction
     return dx, dweight, dbias
