@@ -415,7 +415,8 @@ def print_header(report: dict[str, Any]) -> None:
           f"{m.get('memory_gb', '?')} GB, {m['platform']}; load average {m.get('loadavg')}")
     print(f"  versions: python {v['python']}, numpy {v.get('numpy')}, torch {v.get('torch')}, "
           f"xpcnn {v.get('xpcnn')} ({v.get('xpcnn_git')}), array-api-compat {v.get('array-api-compat')}")
-    print(f"  BLAS    : {bench_env.blas_summary(report['blas'])}; thread env {report['thread_env'] or 'unset'}")
+    print(f"  BLAS    : {bench_env.blas_summary(report['blas'])}; thread env {report['thread_env'] or 'unset'}; "
+          f"allocator env {report.get('allocator_env') or 'unset'}")
     print(f"  run     : xpcnn backend {s['backend']} (device {s['device']}) vs torch on {s['torch_device']}, "
           f"float32, {s['rounds']} rounds x {s['steps']} timed steps (+{s['warmup']} warm-up), "
           f"threads {s['threads'] or 'default'}"
@@ -551,6 +552,7 @@ def main(argv: list[str] | None = None) -> int:
         "versions": bench_env.versions(),
         "blas": bench_env.blas_info(),
         "thread_env": bench_env.thread_env(),
+        "allocator_env": bench_env.allocator_env(),
         "results": [],
         "profile": [],
     }

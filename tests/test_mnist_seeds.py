@@ -1,0 +1,31 @@
+"""Smoke test of ``benchmarks/mnist_seeds.py``: it trains each asked variant and seed and reports the spread."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from conftest import BACKEND
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "mnist_seeds.py"
+
+pytestmark = pytest.mark.skipif(BACKEND != "numpy", reason="the script trains on NumPy whatever the session")
+
+
+def test_runs_every_variant_and_seed_and_prints_the_means(mnist_root: pathlib.Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--variants", "he", "he-standardised", "--seeds", "0", "1",
+         "--limit", "2048", "--data", str(mnist_root)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert [(r["variant"], r["seed"]) for r in runs] == [("he", 0), ("he", 1), ("he-standardised", 0),
+                                                          ("he-standardised", 1)]
+    assert all(0.5 < r["test_accuracy"] <= 1.0 for r in runs)  # 32 steps on 2,048 images: well above chance (0.1)
+    assert runs[0]["test_accuracy"] != runs[1]["test_accuracy"]  # the seed changes the run
+    assert "mean" in proc.stdout.splitlines()[-1]
