@@ -28,6 +28,7 @@ from .backend import asarray, dtype_name, get_backend, to_numpy
 from .callbacks import CallbackList, History, ProgressBar
 from .data import DataLoader
 from .layers.base import Layer, get_layer_class
+from .layers.fusion import Step, fuse
 
 __all__ = ["Sequential"]
 
@@ -117,6 +118,7 @@ class Sequential:
         self.stop_training = False
         self.epoch = 0  # number of epochs completed by fit (saved in checkpoints)
         self.history: Any = None
+        self._steps: list[Step] | None = None  # what the latest training forward ran, for backward
         for layer in list(layers or []):
             self._check_layer(layer, len(self.layers))
             self.layers.append(layer)
@@ -217,16 +219,19 @@ class Sequential:
             if x.ndim < 2:
                 raise ValueError(f"{self.name}: expected a batch (batch axis first), got shape {tuple(x.shape)}")
             self.build(tuple(x.shape[1:]))
-        for layer in self.layers:
-            x = layer.forward(x, training=training)
+        steps = fuse(self.layers)  # ReLU + MaxPool2D run as one step (same values, fewer passes)
+        for step in steps:
+            x = step.forward(x, training=training)
+        if training:
+            self._steps = steps
         return x
 
     __call__ = forward
 
     def backward(self, dy: Array) -> Array:
         """Back-propagate the output gradient ``dy`` of the latest training forward; sets every layer's grads."""
-        for layer in reversed(self.layers):
-            dy = layer.backward(dy)
+        for step in reversed(self._steps if self._steps is not None else self.layers):
+            dy = step.backward(dy)
         return dy
 
     # --- parameters --------------------------------------------------------------------------------------
