@@ -4,7 +4,7 @@ One seed says little about a 0.3% target: this trains the classic CNN of ``examp
 1e-3, batch 64) once per variant and seed and prints the test accuracy of each run and the mean per variant,
 so that a recipe change is judged on its spread, not on a lucky seed. The README's MNIST tables come from::
 
-    python benchmarks/mnist_seeds.py --seeds 0 1 2
+    OMP_NUM_THREADS=1 python benchmarks/mnist_seeds.py --seeds 0 1 2
 
 ``--limit N`` trains on the first N images only (a smoke run).
 """
