@@ -184,10 +184,14 @@ def test_backward_from_the_forward_statistics_equals_the_recomputed_one(backend6
     weight, bias = xpcnn.asarray(rng.standard_normal(3)), xpcnn.asarray(rng.standard_normal(3))
     stats = (xpcnn.asarray(np.zeros(3)), xpcnn.asarray(np.ones(3)))
     dy = xpcnn.asarray(rng.standard_normal((4, 3, 5, 2)))
+    before = host(x), host(dy)
     reuse: dict = {}
     norm_ops.batch_norm(x, weight, bias, *stats, True, cache=reuse)
     assert reuse, "a training forward leaves its batch statistics for the backward"
     cached = norm_ops.batch_norm_backward(dy, x, weight, cache=reuse)
+    norm_ops.batch_norm(x, weight, bias, *stats, False)
+    for arg, value in zip((x, dy), before):  # the in-place updates touch the ops' own temporaries only
+        np.testing.assert_array_equal(host(arg), value)
     for got, want in zip(cached, norm_ops.batch_norm_backward(dy, x, weight)):
         np.testing.assert_allclose(host(got), host(want), rtol=1e-12, atol=1e-12)
     stale = norm_ops.batch_norm_backward(dy, other, weight, cache=reuse)  # made for another x: ignored
