@@ -48,6 +48,13 @@ def _bitwise(mask: Any, a: Any, keep_where_true: bool) -> Any:
     return np.bitwise_and(a.view(uint), word, out=out).view(a.dtype)
 
 
+def select_bits(mask: Any, a_bits: Any, out: Any, word: Any) -> None:
+    """``out = a_bits where mask else 0`` on unsigned views of float bits: the boolean mask becomes an
+    all-ones or all-zeros word (written into ``word``, which may be ``out`` itself), ANDed with ``a_bits``."""
+    np.negative(mask.view(np.uint8), dtype=word.dtype, out=word)
+    np.bitwise_and(word, a_bits, out=out)
+
+
 _BLOCK_ELEMENTS = 1 << 18  # per block of a blocked pass: its few arrays together stay in cache
 
 
@@ -90,9 +97,7 @@ def keep_where_positive(y: Any, a: Any) -> Any:
     for index in blocks(y):
         m = mask[index]
         np.greater(y[index], 0, out=m)
-        word = out_bits[index]
-        np.negative(m.view(np.uint8), dtype=uint, out=word)
-        np.bitwise_and(word, a_bits[index], out=word)
+        select_bits(m, a_bits[index], out=out_bits[index], word=out_bits[index])
     return out
 
 

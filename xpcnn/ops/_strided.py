@@ -37,7 +37,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from ._select import UINT_OF, blocks, same_layout
+from ._select import UINT_OF, blocks, same_layout, select_bits
 
 __all__: list[str] = []
 
@@ -192,7 +192,6 @@ def max_pool_backward_tiles(
         for k in range(kh * kw):
             i, j = divmod(k, kw)
             np.equal(part, k, out=hit)
-            np.negative(hit.view(np.uint8), dtype=uint, out=word)  # all ones where offset k takes the gradient
             tile = (*index, *(slice(None),) * (2 - len(index)), slice(i, oh * kh, kh), slice(j, ow * kw, kw))
-            np.bitwise_and(word, dy_bits[index], out=dx_bits[tile])
+            select_bits(hit, dy_bits[index], out=dx_bits[tile], word=word)  # the gradient where offset k won
     return dx
