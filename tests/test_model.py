@@ -225,6 +225,40 @@ def test_fit_learns_and_fills_history(backend):
     assert model.epoch == 4 and model.optimizer.iterations == 24
 
 
+class ParamsAtTrainEnd(Callback):
+    def on_train_end(self, logs=None):
+        self.params = {k: host(v) for k, v in self.model.params.items()}
+
+
+def test_fit_with_use_ema_trains_the_raw_weights_and_ends_with_the_average(backend, tmp_path):
+    def run(use_ema: bool):
+        xpcnn.manual_seed(3)
+        model = tiny_cnn()
+        model.compile("cross_entropy", optimizers.Adam(0.02, use_ema=use_ema, ema_momentum=0.9),
+                      metrics=["accuracy"])
+        at_end = ParamsAtTrainEnd()
+        history = model.fit(*blobs(64), batch_size=16, epochs=2, validation_data=blobs(32, seed=1), verbose=0,
+                            callbacks=[at_end])
+        return model, history.history, at_end.params
+
+    raw, raw_history, _ = run(use_ema=False)
+    averaged, history, at_train_end = run(use_ema=True)
+    assert history == raw_history  # the epochs train and validate the raw weights, as in Keras
+    ema = {k: host(slots["ema"]) for k, slots in averaged.optimizer.state.items()}
+    assert_same(at_train_end, ema)  # in the model before on_train_end (EarlyStopping may still restore)
+    assert_same({k: host(v) for k, v in averaged.params.items()}, ema)
+    assert any(not np.array_equal(ema[k], host(v)) for k, v in raw.params.items())
+    for key, value in averaged.params.items():  # copies: the next step must not write into the average
+        assert value is not averaged.optimizer.state[key]["ema"]
+    averaged.save(tmp_path / "ema.xpcnn")
+    loaded = load_model(tmp_path / "ema.xpcnn")
+    assert loaded.optimizer.use_ema and loaded.optimizer.ema_momentum == 0.9
+    saved_state, loaded_state = (optimizer_snapshot(m.optimizer)["state"] for m in (averaged, loaded))
+    assert saved_state.keys() == loaded_state.keys()
+    for key, slots in saved_state.items():
+        assert_same(loaded_state[key], slots)
+
+
 def test_epoch_values_are_read_once_per_epoch(backend, monkeypatch):
     import xpcnn.model as model_module
 

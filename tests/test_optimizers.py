@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import array_api_compat
+import array_api_extra as xpx
 import numpy as np
 import pytest
 
@@ -240,6 +241,8 @@ def test_load_state_dict_checks_shapes_and_keys_against_params(backend):
     (lambda: RMSprop(alpha=1.5), "alpha must be in"),
     (lambda: RMSprop(eps=-1e-8), "eps must be > 0"),
     (lambda: RMSprop(momentum=-0.9), "momentum must be >= 0"),
+    (lambda: Adam(use_ema=True, ema_momentum=1.0), r"ema_momentum must be in \[0, 1\)"),
+    (lambda: SGD(ema_momentum=-0.1), r"ema_momentum must be in \[0, 1\)"),
 ])
 def test_constructor_rejects_bad_hyperparameters(make, match):
     with pytest.raises(ValueError, match=match):
@@ -260,11 +263,73 @@ def test_get_rejects_unknown_names():
         get("adagrad")
 
 
-def test_defaults_follow_torch():
+def test_defaults_follow_torch_and_keras_ema():
+    no_ema = {"use_ema": False, "ema_momentum": 0.99}  # Keras's defaults
     assert SGD().get_config() == {"name": "sgd", "lr": 0.01, "momentum": 0.0, "nesterov": False,
-                                  "weight_decay": 0.0}
+                                  "weight_decay": 0.0, **no_ema}
     assert Adam().get_config() == {"name": "adam", "lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8,
-                                   "weight_decay": 0.0, "amsgrad": False}
+                                   "weight_decay": 0.0, "amsgrad": False, **no_ema}
     assert AdamW().weight_decay == 0.01
     assert RMSprop().get_config() == {"name": "rmsprop", "lr": 0.01, "alpha": 0.99, "eps": 1e-8, "momentum": 0.0,
-                                      "centered": False, "weight_decay": 0.0}
+                                      "centered": False, "weight_decay": 0.0, **no_ema}
+
+
+# --- moving average of the weights (use_ema) ------------------------------------------------------------
+
+@pytest.mark.parametrize(("name", "kwargs"), CASES)
+def test_ema_averages_the_updated_weights_and_leaves_the_update_alone(backend64, name, kwargs):
+    params, grads = host_data(missing={2: "0.bias"})
+    plain = run(get(name, **kwargs), on_backend(params), grads)
+    opt = get(name, **kwargs, use_ema=True, ema_momentum=0.6)
+    current = on_backend(params)
+    expected: dict[str, np.ndarray] = {}
+    for step_grads in grads:  # the EMA by hand: the first step's weights, then a 0.6/0.4 blend after each step
+        current = opt.step(current, {key: xpcnn.asarray(g) for key, g in step_grads.items()})
+        for key in step_grads:
+            now = xpcnn.to_numpy(current[key])
+            expected[key] = now.copy() if key not in expected else 0.6 * expected[key] + 0.4 * now
+    for key, value in plain.items():  # averaging never feeds back into the optimisation
+        np.testing.assert_array_equal(xpcnn.to_numpy(current[key]), xpcnn.to_numpy(value), err_msg=key)
+    averaged = opt.averaged_params(current)
+    assert averaged.keys() == current.keys()
+    for key, want in expected.items():
+        np.testing.assert_allclose(xpcnn.to_numpy(averaged[key]), want, rtol=1e-12, atol=1e-12, err_msg=key)
+        assert array_api_compat.device(averaged[key]) == backend64.device
+        assert averaged[key] is not opt.state[key]["ema"]
+
+
+def test_averaged_params_are_copies_and_unaveraged_entries_come_back_as_given(backend):
+    params, grads = host_data()
+    opt = Adam(lr=0.1, use_ema=True)
+    current = run(opt, on_backend(params), grads[:2])
+    extra = xpcnn.asarray(np.ones(3))
+    averaged = opt.averaged_params({**current, "9.weight": extra})
+    assert averaged["9.weight"] is extra
+    before = xpcnn.to_numpy(opt.state["0.weight"]["ema"]).copy()
+    if array_api_compat.is_writeable_array(averaged["0.weight"]):
+        xpx.at(averaged["0.weight"])[...].set(0.0)  # writing into the copy must not reach the optimizer's average
+    np.testing.assert_array_equal(xpcnn.to_numpy(opt.state["0.weight"]["ema"]), before)
+    assert Adam(lr=0.1).averaged_params(current) == current  # without use_ema: the weights themselves
+
+
+def test_ema_state_round_trips_and_resumes_identically(backend64):
+    params, grads = host_data()
+    straight = get("adam", lr=0.1, use_ema=True, ema_momentum=0.5)
+    run(straight, on_backend(params), grads)
+    first = get("adam", lr=0.1, use_ema=True, ema_momentum=0.5)
+    halfway = run(first, on_backend(params), grads[:2])
+    resumed = Adam()
+    resumed.load_state_dict(through_host(first.state_dict()), params=halfway)
+    assert resumed.use_ema and resumed.ema_momentum == 0.5
+    final = run(resumed, halfway, grads[2:])
+    for key, value in straight.averaged_params(final).items():
+        np.testing.assert_array_equal(xpcnn.to_numpy(resumed.averaged_params(final)[key]), xpcnn.to_numpy(value))
+
+
+def test_ema_state_without_its_buffer_is_rejected(backend):
+    state, _ = saved_adam()
+    state = {**state, "config": {**state["config"], "use_ema": True}}
+    opt = Adam(lr=0.5)
+    with pytest.raises(ValueError, match=r"has buffers \['exp_avg', 'exp_avg_sq'\], expected \['ema', "):
+        opt.load_state_dict(state)
+    assert opt.use_ema is False and opt.state == {}

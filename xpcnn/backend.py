@@ -23,6 +23,7 @@ __all__ = [
     "KNOWN_BACKENDS",
     "asarray",
     "available_backends",
+    "copy_array",
     "get_backend",
     "set_backend",
     "to_device",
@@ -242,6 +243,13 @@ def to_numpy(x: Any) -> np.ndarray:
     if type(x).__module__.startswith("array_api_strict"):
         return np.array(np.from_dlpack(x))  # it refuses __array__ off its default device
     return np.asarray(x)
+
+
+def copy_array(x: Any) -> Any:
+    """An independent copy of an array of any backend, on its own device: nothing that later writes into
+    ``x`` in place (an optimizer step, say) can reach it."""
+    xp = array_api_compat.array_namespace(x)
+    return xp.asarray(x, copy=True, device=array_api_compat.device(x))
 
 
 def to_device(x: Any, device: Any) -> Any:

@@ -30,6 +30,8 @@ from typing import Any
 
 import array_api_compat
 
+from .backend import copy_array
+
 __all__ = [
     "CSVLogger",
     "Callback",
@@ -260,8 +262,7 @@ def _snapshot(state: Any) -> Any:
     if isinstance(state, (list, tuple)):
         return type(state)(_snapshot(v) for v in state)
     if array_api_compat.is_array_api_obj(state):
-        xp = array_api_compat.array_namespace(state)
-        return xp.asarray(state, copy=True)
+        return copy_array(state)
     return state
 
 

@@ -24,7 +24,7 @@ from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
 from . import random
-from .backend import asarray, dtype_name, get_backend, to_numpy
+from .backend import asarray, copy_array, dtype_name, get_backend, to_numpy
 from .callbacks import CallbackList, History, ProgressBar
 from .data import DataLoader
 from .layers.base import Layer, get_layer_class
@@ -91,12 +91,6 @@ def _reshape(a: Any, shape: tuple[int, ...]) -> Any:
     if isinstance(a, np.ndarray):
         return a.reshape(shape)
     return array_api_compat.array_namespace(a).reshape(a, shape)
-
-
-def _copy(a: Array) -> Array:
-    """An independent copy of a backend array on its own device (NumPy arrays are written in place)."""
-    xp = array_api_compat.array_namespace(a)
-    return xp.asarray(a, copy=True, device=array_api_compat.device(a))
 
 
 class Sequential:
@@ -269,9 +263,9 @@ class Sequential:
         out: dict[str, Array] = {}
         for i, layer in enumerate(self.layers):
             for k, v in layer.params.items():
-                out[f"{i}.{k}"] = _copy(v)
+                out[f"{i}.{k}"] = copy_array(v)
             for k, v in layer.buffers.items():
-                out[f"{i}.{k}"] = _copy(v)
+                out[f"{i}.{k}"] = copy_array(v)
         return out
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -579,6 +573,8 @@ class Sequential:
         ``x``/``y``: NumPy arrays, lists, or arrays of the current backend. ``validation_split`` holds out
         the LAST fraction of the samples (before shuffling), like Keras; ``validation_data=(x_val, y_val)``
         takes precedence. ``verbose``: 0 silent, 1 progress bar, 2 one line per epoch.
+        With an optimizer that averages the weights (``use_ema=True``) the epochs train and validate the
+        raw weights, and the model holds the averaged ones when ``fit`` returns (Keras's behaviour).
         Raises ValueError before anything changes when x and y differ in length or labels are out of range.
         """
         self._require_compiled("fit")
@@ -654,6 +650,8 @@ class Sequential:
             cbs.on_epoch_end(epoch, epoch_logs)
             if self.stop_training:
                 break
+        if self.optimizer.use_ema:  # as in Keras, before on_train_end (EarlyStopping may restore weights)
+            self.set_params(self.optimizer.averaged_params(self.params))
         cbs.on_train_end(dict(epoch_logs))
         return history
 

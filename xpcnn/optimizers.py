@@ -4,6 +4,11 @@
 on a parameter's first step, on its device and dtype. Updates are in place where the backend allows (NumPy,
 CuPy, torch, array-api-strict) and functional on JAX, so always rebind to the returned dict. Step counts are
 Python ints and hyper-parameters Python floats: a step never reads an array value back to the host.
+
+Every optimizer can also keep an exponential moving average of the weights, as Keras's ``use_ema``
+(``ema = ema_momentum * ema + (1 - ema_momentum) * p`` after each step, ``ema = p`` after the first):
+``averaged_params`` gives it, and ``Sequential.fit`` leaves it in the model when training ends. Averaging the
+last hundred or so steps smooths the noise of the final mini-batches out of the weights.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any, ClassVar
 import array_api_compat
 import array_api_extra as xpx
 
-from .backend import asarray
+from .backend import asarray, copy_array
 
 __all__ = ["OPTIMIZERS", "SGD", "Adam", "AdamW", "Optimizer", "RMSprop", "get"]
 
@@ -48,9 +53,7 @@ def _zeros_like(p: Array) -> Array:
 
 def _owned_copy(buffer: Any, dtype: Any) -> Array:
     """``buffer`` on the current backend and device, copied so that no two optimizers share memory."""
-    arr = asarray(buffer, dtype=dtype)
-    xp = array_api_compat.array_namespace(arr)
-    return xp.asarray(arr, copy=True, device=array_api_compat.device(arr))
+    return copy_array(asarray(buffer, dtype=dtype))
 
 
 class Optimizer:
@@ -62,12 +65,15 @@ class Optimizer:
 
     name: ClassVar[str]
 
-    def __init__(self, lr: float, weight_decay: float) -> None:
+    def __init__(self, lr: float, weight_decay: float, use_ema: bool = False, ema_momentum: float = 0.99) -> None:
         owner = type(self).__name__
         _require(lr >= 0.0, f"{owner}: lr must be >= 0, got {lr}")
         _require(weight_decay >= 0.0, f"{owner}: weight_decay must be >= 0, got {weight_decay}")
+        _require(0.0 <= ema_momentum < 1.0, f"{owner}: ema_momentum must be in [0, 1), got {ema_momentum}")
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
+        self.use_ema = bool(use_ema)
+        self.ema_momentum = float(ema_momentum)
         self.iterations = 0
         self.state: dict[str, dict[str, Array]] = {}
         self._steps: dict[str, int] = {}  # per parameter, like torch: a step without its gradient skips it
@@ -82,10 +88,23 @@ class Optimizer:
                 continue
             slots = self.state.get(key)
             if slots is None:
-                slots = self.state[key] = {name: _zeros_like(p) for name in self._slot_names()}
-            self._steps[key] = self._steps.get(key, 0) + 1
-            updated[key] = self._update(p, grad, slots, self._steps[key])
+                slots = self.state[key] = {name: _zeros_like(p) for name in self._all_slot_names()}
+            step = self._steps[key] = self._steps.get(key, 0) + 1
+            updated[key] = self._update(p, grad, slots, step)
+            if self.use_ema:
+                momentum = self.ema_momentum if step > 1 else 0.0
+                _set_slot(slots, "ema", momentum * slots["ema"] + (1.0 - momentum) * updated[key])
         return updated
+
+    def averaged_params(self, params: Mapping[str, Array]) -> dict[str, Array]:
+        """``params`` with each entry the optimizer has averaged replaced by a copy of its moving average
+        (``use_ema``); entries never stepped, or every entry without ``use_ema``, come back as given."""
+        averaged = dict(params)
+        for key in params:
+            ema = self.state.get(key, {}).get("ema")
+            if ema is not None:
+                averaged[key] = copy_array(ema)
+        return averaged
 
     def get_config(self) -> dict[str, Any]:
         """The constructor's arguments plus ``name``, JSON-friendly: ``get(config)`` rebuilds the optimizer."""
@@ -124,7 +143,7 @@ class Optimizer:
             fresh = type(self)(**config)
         except TypeError as exc:
             raise ValueError(f"{owner}: bad hyper-parameters for {self.name!r}: {exc}") from exc
-        slot_names = set(fresh._slot_names())
+        slot_names = set(fresh._all_slot_names())
         buffers = {}
         for key, slots in state["state"].items():
             _require(set(slots) == slot_names,
@@ -154,6 +173,9 @@ class Optimizer:
         raise NotImplementedError
 
     # --- shared pieces ------------------------------------------------------------------------------------
+    def _all_slot_names(self) -> tuple[str, ...]:
+        return self._slot_names() + (("ema",) if self.use_ema else ())
+
     @classmethod
     def _hyperparameter_names(cls) -> list[str]:
         return list(inspect.signature(cls).parameters)
@@ -175,8 +197,8 @@ class SGD(Optimizer):
     name = "sgd"
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(lr, weight_decay)
+                 weight_decay: float = 0.0, use_ema: bool = False, ema_momentum: float = 0.99) -> None:
+        super().__init__(lr, weight_decay, use_ema, ema_momentum)
         _require(momentum >= 0.0, f"SGD: momentum must be >= 0, got {momentum}")
         _require(not nesterov or momentum > 0.0, "SGD: nesterov=True needs momentum > 0")
         self.momentum = float(momentum)
@@ -200,8 +222,9 @@ class Adam(Optimizer):
     decoupled_weight_decay: ClassVar[bool] = False
 
     def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, amsgrad: bool = False) -> None:
-        super().__init__(lr, weight_decay)
+                 weight_decay: float = 0.0, amsgrad: bool = False, use_ema: bool = False,
+                 ema_momentum: float = 0.99) -> None:
+        super().__init__(lr, weight_decay, use_ema, ema_momentum)
         owner = type(self).__name__
         _require(len(betas) == 2 and all(0.0 <= b < 1.0 for b in betas),
                  f"{owner}: betas must be two numbers in [0, 1), got {betas}")
@@ -237,8 +260,9 @@ class AdamW(Adam):
     decoupled_weight_decay = True
 
     def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.01, amsgrad: bool = False) -> None:
-        super().__init__(lr, betas, eps, weight_decay, amsgrad)
+                 weight_decay: float = 0.01, amsgrad: bool = False, use_ema: bool = False,
+                 ema_momentum: float = 0.99) -> None:
+        super().__init__(lr, betas, eps, weight_decay, amsgrad, use_ema, ema_momentum)
 
 
 class RMSprop(Optimizer):
@@ -247,8 +271,9 @@ class RMSprop(Optimizer):
     name = "rmsprop"
 
     def __init__(self, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8, momentum: float = 0.0,
-                 centered: bool = False, weight_decay: float = 0.0) -> None:
-        super().__init__(lr, weight_decay)
+                 centered: bool = False, weight_decay: float = 0.0, use_ema: bool = False,
+                 ema_momentum: float = 0.99) -> None:
+        super().__init__(lr, weight_decay, use_ema, ema_momentum)
         _require(0.0 <= alpha < 1.0, f"RMSprop: alpha must be in [0, 1), got {alpha}")
         _require(eps > 0.0, f"RMSprop: eps must be > 0, got {eps}")
         _require(momentum >= 0.0, f"RMSprop: momentum must be >= 0, got {momentum}")
