@@ -29,3 +29,14 @@ def test_runs_every_variant_and_seed_and_prints_the_means(mnist_root: pathlib.Pa
     assert all(0.5 < r["test_accuracy"] <= 1.0 for r in runs)  # 32 steps on 2,048 images: well above chance (0.1)
     assert runs[0]["test_accuracy"] != runs[1]["test_accuracy"]  # the seed changes the run
     assert "mean" in proc.stdout.splitlines()[-1]
+
+
+def test_learning_rate_and_weight_average_are_options(mnist_root: pathlib.Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--variants", "he", "--seeds", "0", "--lr", "2e-3", "--ema", "0.9",
+         "--limit", "1024", "--data", str(mnist_root)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (run,) = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert (run["lr"], run["ema"]) == (2e-3, 0.9) and 0.3 < run["test_accuracy"] <= 1.0
