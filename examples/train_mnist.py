@@ -15,8 +15,9 @@ Examples::
     python examples/train_mnist.py --quick                          # seconds: 2,000 training images
 
 The test set is evaluated after every epoch (the validation curves, of the weights being trained). At the
-end the script prints the test accuracy of the model ``fit`` returned and the wall time, saves the model to ``<out>/mnist_cnn.xpcnn`` (reload it with
-``xpcnn.load_model``) and the loss/accuracy curves to ``<out>/history.png``.
+end the script prints the test accuracy of the model ``fit`` returned and the wall time, saves the model to
+``<out>/mnist_cnn.xpcnn`` (reload it with ``xpcnn.load_model``) and the loss/accuracy curves to
+``<out>/history.png``.
 """
 
 from __future__ import annotations

@@ -115,3 +115,10 @@ def test_tutorial_code_runs(tmp_path, mnist_root):
     assert result.returncode == 0, f"--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}"
     for picture in ("history.png", "cam.png"):
         assert (tmp_path / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_mnist_reports_the_averaged_weights_it_was_asked_for(tmp_path, mnist_root):
+    """``--quick`` trains without the average by default; asked for, the average is what gets scored."""
+    result = _run("train_mnist.py", tmp_path, "--data", str(mnist_root), "--ema", "0.9")
+    assert "(weights averaged with momentum 0.9)" in result.stdout
+    assert (tmp_path / "mnist_cnn.xpcnn").is_file()

@@ -248,8 +248,10 @@ def test_fit_with_use_ema_trains_the_raw_weights_and_ends_with_the_average(backe
     assert_same(at_train_end, ema)  # in the model before on_train_end (EarlyStopping may still restore)
     assert_same({k: host(v) for k, v in averaged.params.items()}, ema)
     assert any(not np.array_equal(ema[k], host(v)) for k, v in raw.params.items())
-    for key, value in averaged.params.items():  # copies: the next step must not write into the average
-        assert value is not averaged.optimizer.state[key]["ema"]
+    averaged.train_on_batch(*blobs(16, seed=2))  # the next step writes into the weights, not into the average
+    for key, value in averaged.params.items():
+        want = 0.9 * ema[key] + 0.1 * host(value)
+        np.testing.assert_allclose(host(averaged.optimizer.state[key]["ema"]), want, rtol=1e-5, atol=1e-6)
     averaged.save(tmp_path / "ema.xpcnn")
     loaded = load_model(tmp_path / "ema.xpcnn")
     assert loaded.optimizer.use_ema and loaded.optimizer.ema_momentum == 0.9
@@ -257,6 +259,23 @@ def test_fit_with_use_ema_trains_the_raw_weights_and_ends_with_the_average(backe
     assert saved_state.keys() == loaded_state.keys()
     for key, slots in saved_state.items():
         assert_same(loaded_state[key], slots)
+    before = snapshot(loaded)
+    loaded.fit(*blobs(16), epochs=loaded.epoch, initial_epoch=loaded.epoch, verbose=0)  # no step: no swap
+    assert_same(snapshot(loaded), before)
+
+
+def test_early_stopping_restores_its_raw_best_weights_after_the_average(backend):
+    from xpcnn.callbacks import EarlyStopping
+
+    def run(use_ema: bool) -> dict:
+        xpcnn.manual_seed(4)
+        model = tiny_cnn()
+        model.compile("cross_entropy", optimizers.Adam(0.02, use_ema=use_ema), metrics=["accuracy"])
+        model.fit(*blobs(64), batch_size=16, epochs=3, verbose=0,
+                  callbacks=[EarlyStopping(monitor="loss", patience=5, restore_best_weights=True)])
+        return snapshot(model)
+
+    assert_same(run(use_ema=True), run(use_ema=False))
 
 
 def test_epoch_values_are_read_once_per_epoch(backend, monkeypatch):

@@ -326,10 +326,41 @@ def test_ema_state_round_trips_and_resumes_identically(backend64):
         np.testing.assert_array_equal(xpcnn.to_numpy(resumed.averaged_params(final)[key]), xpcnn.to_numpy(value))
 
 
-def test_ema_state_without_its_buffer_is_rejected(backend):
-    state, _ = saved_adam()
-    state = {**state, "config": {**state["config"], "use_ema": True}}
-    opt = Adam(lr=0.5)
-    with pytest.raises(ValueError, match=r"has buffers \['exp_avg', 'exp_avg_sq'\], expected \['ema', "):
-        opt.load_state_dict(state)
-    assert opt.use_ema is False and opt.state == {}
+def test_ema_switched_on_midway_starts_from_the_weights_then_and_off_drops_it(backend64):
+    params, grads = host_data()
+    opt = Adam(lr=0.1)
+    current = run(opt, on_backend(params), grads[:2])
+    opt.use_ema = True  # e.g. on a run resumed from a state saved without averaging
+    current = run(opt, current, grads[2:3])
+    expected = {key: xpcnn.to_numpy(v).copy() for key, v in current.items()}
+    current = run(opt, current, grads[3:4])
+    for key, value in opt.averaged_params(current).items():
+        want = 0.99 * expected[key] + 0.01 * xpcnn.to_numpy(current[key])
+        np.testing.assert_allclose(xpcnn.to_numpy(value), want, rtol=1e-12, atol=1e-12, err_msg=key)
+    opt.use_ema = False
+    assert opt.averaged_params(current) == current
+    run(opt, current, grads[4:])
+    assert all("ema" not in slots for slots in opt.state.values())
+    Adam().load_state_dict(opt.state_dict())  # loads back: no buffer is left that its config does not expect
+
+
+def test_state_with_an_average_loads_into_either_setting(backend):
+    params, grads = host_data()
+    opt = Adam(lr=0.1, use_ema=True)
+    run(opt, on_backend(params), grads[:2])
+    state = opt.state_dict()
+    state_off = {**state, "config": {**state["config"], "use_ema": False}}
+    plain = Adam()
+    plain.load_state_dict(state_off)
+    assert not plain.use_ema and all("ema" not in slots for slots in plain.state.values())
+    averaging = Adam()
+    averaging.load_state_dict(state)
+    assert averaging.use_ema and all("ema" in slots for slots in averaging.state.values())
+
+
+def test_states_saved_before_the_average_existed_still_load(backend):
+    state, params = saved_adam()
+    config = {k: v for k, v in state["config"].items() if k not in ("use_ema", "ema_momentum")}
+    opt = Adam(lr=0.5, use_ema=True)
+    opt.load_state_dict({**state, "config": config}, params=params)
+    assert opt.lr == 1e-3 and not opt.use_ema and opt.ema_momentum == 0.99 and opt.iterations == 1

@@ -574,7 +574,8 @@ class Sequential:
         the LAST fraction of the samples (before shuffling), like Keras; ``validation_data=(x_val, y_val)``
         takes precedence. ``verbose``: 0 silent, 1 progress bar, 2 one line per epoch.
         With an optimizer that averages the weights (``use_ema=True``) the epochs train and validate the
-        raw weights, and the model holds the averaged ones when ``fit`` returns (Keras's behaviour).
+        raw weights, and the model holds the averaged ones when a ``fit`` that took a step returns (Keras's
+        behaviour; batch-norm running statistics stay those gathered with the raw weights).
         Raises ValueError before anything changes when x and y differ in length or labels are out of range.
         """
         self._require_compiled("fit")
@@ -625,6 +626,7 @@ class Sequential:
         self.stop_training = False
         cbs.on_train_begin({})
         epoch_logs: dict[str, float] = {}
+        trained = False
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch, {})
             sums, seen = None, 0
@@ -632,6 +634,7 @@ class Sequential:
                 size = int(xb.shape[0])
                 cbs.on_train_batch_begin(step, {"size": size})
                 logs = self._train_step(xb, yb)
+                trained = True
                 sums = self._accumulate(sums, logs, size)
                 seen += size
                 cbs.on_train_batch_end(step, {**logs, "size": size})
@@ -650,7 +653,7 @@ class Sequential:
             cbs.on_epoch_end(epoch, epoch_logs)
             if self.stop_training:
                 break
-        if self.optimizer.use_ema:  # as in Keras, before on_train_end (EarlyStopping may restore weights)
+        if trained and self.optimizer.use_ema:  # as in Keras, before on_train_end (EarlyStopping may restore)
             self.set_params(self.optimizer.averaged_params(self.params))
         cbs.on_train_end(dict(epoch_logs))
         return history

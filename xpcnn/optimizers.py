@@ -6,9 +6,10 @@ CuPy, torch, array-api-strict) and functional on JAX, so always rebind to the re
 Python ints and hyper-parameters Python floats: a step never reads an array value back to the host.
 
 Every optimizer can also keep an exponential moving average of the weights, as Keras's ``use_ema``
-(``ema = ema_momentum * ema + (1 - ema_momentum) * p`` after each step, ``ema = p`` after the first):
-``averaged_params`` gives it, and ``Sequential.fit`` leaves it in the model when training ends. Averaging the
-last hundred or so steps smooths the noise of the final mini-batches out of the weights.
+(``ema = p`` after a parameter's first averaged step, ``ema = ema_momentum * ema + (1 - ema_momentum) * p``
+after each later one): ``averaged_params`` gives it, and ``Sequential.fit`` leaves it in the model when
+training ends. Averaging the last hundred or so steps smooths the noise of the final mini-batches out of the
+weights. ``use_ema`` may be switched on or off between steps: the average (re)starts from the weights then.
 """
 
 from __future__ import annotations
@@ -88,18 +89,24 @@ class Optimizer:
                 continue
             slots = self.state.get(key)
             if slots is None:
-                slots = self.state[key] = {name: _zeros_like(p) for name in self._all_slot_names()}
-            step = self._steps[key] = self._steps.get(key, 0) + 1
-            updated[key] = self._update(p, grad, slots, step)
-            if self.use_ema:
-                momentum = self.ema_momentum if step > 1 else 0.0
-                _set_slot(slots, "ema", momentum * slots["ema"] + (1.0 - momentum) * updated[key])
+                slots = self.state[key] = {name: _zeros_like(p) for name in self._slot_names()}
+            self._steps[key] = self._steps.get(key, 0) + 1
+            updated[key] = self._update(p, grad, slots, self._steps[key])
+            if not self.use_ema:
+                slots.pop("ema", None)
+            elif "ema" not in slots:
+                slots["ema"] = copy_array(updated[key])
+            else:
+                m = self.ema_momentum
+                _set_slot(slots, "ema", m * slots["ema"] + (1.0 - m) * updated[key])
         return updated
 
     def averaged_params(self, params: Mapping[str, Array]) -> dict[str, Array]:
         """``params`` with each entry the optimizer has averaged replaced by a copy of its moving average
         (``use_ema``); entries never stepped, or every entry without ``use_ema``, come back as given."""
         averaged = dict(params)
+        if not self.use_ema:
+            return averaged
         for key in params:
             ema = self.state.get(key, {}).get("ema")
             if ema is not None:
@@ -143,11 +150,12 @@ class Optimizer:
             fresh = type(self)(**config)
         except TypeError as exc:
             raise ValueError(f"{owner}: bad hyper-parameters for {self.name!r}: {exc}") from exc
-        slot_names = set(fresh._all_slot_names())
+        slot_names = set(fresh._slot_names())
         buffers = {}
         for key, slots in state["state"].items():
-            _require(set(slots) == slot_names,
-                     f"{owner}: parameter {key!r} has buffers {sorted(slots)}, expected {sorted(slot_names)}")
+            _require(set(slots) - {"ema"} == slot_names,
+                     f"{owner}: parameter {key!r} has buffers {sorted(slots)}, expected {sorted(slot_names)}"
+                     f" (and 'ema' with use_ema)")
             _require(params is None or key in params, f"{owner}: state for unknown parameter {key!r}")
             like = params[key] if params is not None else next(iter(slots.values()), None)
             for name, buffer in slots.items():
@@ -155,7 +163,8 @@ class Optimizer:
                          f"{owner}: buffer {name!r} of {key!r} has shape {tuple(buffer.shape)}, "
                          f"expected {tuple(like.shape)}")
             dtype = params[key].dtype if params is not None else None
-            buffers[key] = {name: _owned_copy(buffer, dtype) for name, buffer in slots.items()}
+            buffers[key] = {name: _owned_copy(buffer, dtype) for name, buffer in slots.items()
+                            if name != "ema" or fresh.use_ema}
         iterations = int(state["iterations"])
         steps = state.get("steps", {})
         for arg in self._hyperparameter_names():
@@ -173,9 +182,6 @@ class Optimizer:
         raise NotImplementedError
 
     # --- shared pieces ------------------------------------------------------------------------------------
-    def _all_slot_names(self) -> tuple[str, ...]:
-        return self._slot_names() + (("ema",) if self.use_ema else ())
-
     @classmethod
     def _hyperparameter_names(cls) -> list[str]:
         return list(inspect.signature(cls).parameters)
