@@ -16,30 +16,28 @@ SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "mnist_see
 pytestmark = pytest.mark.skipif(BACKEND != "numpy", reason="the script trains on NumPy whatever the session")
 
 
-def test_runs_every_variant_and_seed_and_prints_the_means(mnist_root: pathlib.Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--variants", "he", "he-standardised", "--seeds", "0", "1",
-         "--limit", "2048", "--data", str(mnist_root)],
-        capture_output=True, text=True, timeout=600,
-    )
+def run_script(mnist_root: pathlib.Path, *args: str) -> tuple[list[dict], str]:
+    """The script's JSON line per run, and its whole output."""
+    proc = subprocess.run([sys.executable, str(SCRIPT), *args, "--data", str(mnist_root)],
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    runs = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")], proc.stdout
+
+
+def test_runs_every_variant_and_seed_and_prints_the_means(mnist_root: pathlib.Path) -> None:
+    runs, stdout = run_script(mnist_root, "--variants", "he", "he-standardised", "--seeds", "0", "1",
+                              "--limit", "2048")
     assert [(r["variant"], r["seed"]) for r in runs] == [("he", 0), ("he", 1), ("he-standardised", 0),
                                                           ("he-standardised", 1)]
     assert all(0.5 < r["test_accuracy"] <= 1.0 for r in runs)  # 32 steps on 2,048 images: well above chance (0.1)
     assert runs[0]["test_accuracy"] != runs[1]["test_accuracy"]  # the seed changes the run
-    assert "mean" in proc.stdout.splitlines()[-1]
+    assert "mean" in stdout.splitlines()[-1]
 
 
 def test_learning_rate_and_weight_average_are_options(mnist_root: pathlib.Path) -> None:
     def one_run(ema: str) -> dict:
-        proc = subprocess.run(
-            [sys.executable, str(SCRIPT), "--variants", "he", "--seeds", "0", "--lr", "2e-3", "--ema", ema,
-             "--limit", "1024", "--data", str(mnist_root)],
-            capture_output=True, text=True, timeout=600,
-        )
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        (run,) = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+        (run,), _ = run_script(mnist_root, "--variants", "he", "--seeds", "0", "--lr", "2e-3", "--ema", ema,
+                               "--limit", "1024")
         return run
 
     averaged, raw = one_run("0.9"), one_run("0")

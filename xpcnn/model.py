@@ -626,7 +626,7 @@ class Sequential:
         self.stop_training = False
         cbs.on_train_begin({})
         epoch_logs: dict[str, float] = {}
-        trained = False
+        first_iteration = self.optimizer.iterations
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch, {})
             sums, seen = None, 0
@@ -634,7 +634,6 @@ class Sequential:
                 size = int(xb.shape[0])
                 cbs.on_train_batch_begin(step, {"size": size})
                 logs = self._train_step(xb, yb)
-                trained = True
                 sums = self._accumulate(sums, logs, size)
                 seen += size
                 cbs.on_train_batch_end(step, {**logs, "size": size})
@@ -653,6 +652,7 @@ class Sequential:
             cbs.on_epoch_end(epoch, epoch_logs)
             if self.stop_training:
                 break
+        trained = self.optimizer.iterations > first_iteration
         if trained and self.optimizer.use_ema:  # as in Keras, before on_train_end (EarlyStopping may restore)
             self.set_params(self.optimizer.averaged_params(self.params))
         cbs.on_train_end(dict(epoch_logs))
