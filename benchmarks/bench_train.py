@@ -2,6 +2,7 @@
 
     python benchmarks/bench_train.py                      # numpy backend vs torch CPU, 5 rounds
     python benchmarks/bench_train.py --models mnist --batch-sizes 64 --rounds 3 --steps 10
+    python benchmarks/bench_train.py --configs mnist:256 cifar:128   # chosen model and batch pairs
     python benchmarks/bench_train.py --backend cupy       # vs torch on CUDA
     python benchmarks/bench_train.py --profile            # where an xpcnn training step spends its time
     python benchmarks/bench_train.py --quick              # tiny smoke run (tests use it; numbers meaningless)
@@ -24,7 +25,8 @@ inference peak excludes training). The summary per model and batch is the median
 framework's images/s and the median of the per-round ratios xpcnn/torch (> 1: xpcnn is faster). Both use
 every usable core: ``torch.set_num_threads(cores)``, NumPy's BLAS its default (all cores); ``--threads N``
 pins both to N (torch threads and OMP/OPENBLAS/MKL_NUM_THREADS). Results go to
-``benchmarks/results/<date>-<machine>-<backend>[-profile|-quick].json`` unless ``--json`` names a file.
+``benchmarks/results/<date>-<machine>-<backend>[-profile|-quick].json`` unless ``--json`` names a file; the
+file is rewritten after every configuration, so a run stopped by a time limit keeps what it measured.
 
 ``--profile`` instead times xpcnn training steps with every op wrapped (see ``bench_profile.py``) and prints
 ms/step and % of the step by category (matmul, im2col, col2im, padding, pooling, ..., other).
@@ -394,6 +396,8 @@ def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def configs(args: argparse.Namespace) -> list[tuple[str, int]]:
+    if args.configs:
+        return args.configs
     out = []
     for model in args.models:
         sizes = args.batch_sizes or bench_models.MODELS[model]["batch_sizes"]
@@ -442,7 +446,7 @@ def print_summary(entry: dict[str, Any]) -> None:
     print(flush=True)
 
 
-def run_compare(args: argparse.Namespace, report: dict[str, Any]) -> None:
+def run_compare(args: argparse.Namespace, report: dict[str, Any], save: Any) -> None:
     probe_shuffle = None
     for model, batch in configs(args):
         rounds = []
@@ -462,6 +466,7 @@ def run_compare(args: argparse.Namespace, report: dict[str, Any]) -> None:
         entry = {"model": model, "batch_size": batch, "layers": bench_models.describe(model),
                  "rounds": rounds, "summary": summarise(rounds)}
         report["results"].append(entry)
+        save()  # after every configuration: a run stopped by a time limit keeps what it measured
         print_summary(entry)
     train = [e["summary"]["train"]["ratio"] for e in report["results"] if "train" in e["summary"]]
     if train:
@@ -470,7 +475,7 @@ def run_compare(args: argparse.Namespace, report: dict[str, Any]) -> None:
                           for e in report["results"]))
 
 
-def run_profile(args: argparse.Namespace, report: dict[str, Any]) -> None:
+def run_profile(args: argparse.Namespace, report: dict[str, Any], save: Any) -> None:
     import bench_profile
 
     for model, batch in configs(args):
@@ -478,6 +483,7 @@ def run_profile(args: argparse.Namespace, report: dict[str, Any]) -> None:
         prof = res["profile"]
         report["profile"].append({"model": model, "batch_size": batch, **prof,
                                   "rss_peak_train_mb": res.get("rss_peak_train_mb")})
+        save()
         print(f"== profile: {model} batch {batch}, xpcnn backend {res['backend']}, mean over {prof['steps']} steps")
         before, after = prof["step_ms_plain_runs"]
         print(f"   step {prof['step_ms_profiled']:.2f} ms profiled; unprofiled {before:.2f} ms before, {after:.2f} ms "
@@ -485,6 +491,14 @@ def run_profile(args: argparse.Namespace, report: dict[str, Any]) -> None:
         print(bench_profile.format_table(prof["categories"], prof["step_ms_profiled"]))
         print(bench_profile.format_functions(prof["functions"]))
         print(flush=True)
+
+
+def _config(text: str) -> tuple[str, int]:
+    model, _, batch = text.partition(":")
+    if model not in bench_models.MODELS or not batch.isdigit() or int(batch) < 1:
+        raise argparse.ArgumentTypeError(f"expected MODEL:BATCH with MODEL in {sorted(bench_models.MODELS)} "
+                                         f"and BATCH >= 1, got {text!r}")
+    return model, int(batch)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -497,6 +511,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="models to run (default: all; --quick: mnist)")
     p.add_argument("--batch-sizes", nargs="+", type=int, default=None,
                    help="batch sizes for every model (default: per model, mnist 64 256, cifar 128)")
+    p.add_argument("--configs", nargs="+", type=_config, default=None, metavar="MODEL:BATCH",
+                   help="model and batch pairs, e.g. mnist:256 cifar:128 (instead of --models x --batch-sizes)")
     p.add_argument("--rounds", type=int, default=None, help=f"A/B rounds (default {DEFAULTS['rounds']})")
     p.add_argument("--steps", type=int, default=None, help=f"timed steps per worker (default {DEFAULTS['steps']})")
     p.add_argument("--warmup", type=int, default=None, help=f"warm-up steps per worker (default {DEFAULTS['warmup']})")
@@ -546,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {
             "backend": args.backend, "device": args.device, "torch_device": args.torch_device, "dtype": "float32",
             "rounds": args.rounds, "steps": args.steps, "warmup": args.warmup, "models": args.models,
-            "batch_sizes": args.batch_sizes, "quick": args.quick, "seed": SEED, "threads": args.threads,
+            "batch_sizes": args.batch_sizes, "configs": configs(args), "quick": args.quick, "seed": SEED, "threads": args.threads,
         },
         "machine": bench_env.machine_info(),
         "versions": bench_env.versions(),
@@ -557,34 +573,31 @@ def main(argv: list[str] | None = None) -> int:
         "profile": [],
     }
     print_header(report)
+
+    def save() -> pathlib.Path:
+        report["elapsed_s"] = round((datetime.datetime.now().astimezone() - started).total_seconds(), 1)
+        try:
+            report["machine"]["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
+        except OSError:
+            pass
+        device_name = next((r["torch"].get("device_name") for e in report["results"] for r in e["rounds"]
+                            if r["torch"].get("device_name")), None)
+        if device_name:
+            report["machine"]["gpu"] = device_name
+        path = pathlib.Path(args.json) if args.json else HERE / "results" / (
+            f"{started.date().isoformat()}-{machine_tag(args, report['machine'], device_name)}-{args.backend}"
+            + ("-profile" if args.profile else "") + ("-quick" if args.quick else "") + ".json"
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        return path
+
     try:
-        if args.profile:
-            run_profile(args, report)
-        else:
-            run_compare(args, report)
+        (run_profile if args.profile else run_compare)(args, report, save)
     except WorkerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    report["elapsed_s"] = round((datetime.datetime.now().astimezone() - started).total_seconds(), 1)
-    try:
-        report["machine"]["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        pass
-
-    device_name = next((r["torch"].get("device_name") for e in report["results"] for r in e["rounds"]
-                        if r["torch"].get("device_name")), None)
-    if device_name:
-        report["machine"]["gpu"] = device_name
-    if args.json:
-        path = pathlib.Path(args.json)
-    else:
-        suffix = ("-profile" if args.profile else "") + ("-quick" if args.quick else "")
-        path = HERE / "results" / (
-            f"{started.date().isoformat()}-{machine_tag(args, report['machine'], device_name)}-{args.backend}{suffix}.json"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    print(f"results written to {path}")
+    print(f"results written to {save()}")
     return 0
 
 

@@ -13,6 +13,7 @@ import sys
 import pytest
 
 pytest.importorskip("torch", reason="the benchmark compares against PyTorch")
+pytestmark = pytest.mark.serial  # its workers use every core
 
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train.py"
 

@@ -13,7 +13,8 @@ from conftest import BACKEND
 
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "mnist_seeds.py"
 
-pytestmark = pytest.mark.skipif(BACKEND != "numpy", reason="the script trains on NumPy whatever the session")
+pytestmark = [pytest.mark.skipif(BACKEND != "numpy", reason="the script trains on NumPy whatever the session"),
+              pytest.mark.slow, pytest.mark.serial]
 
 
 def run_script(mnist_root: pathlib.Path, *args: str) -> tuple[list[dict], str]:

@@ -34,6 +34,7 @@ def classic_cnn() -> Sequential:
     ], input_shape=(1, 28, 28))
 
 
+@pytest.mark.slow
 def test_classic_cnn_learns_mnist(backend, mnist_root):
     n_train, n_test, target = BUDGETS.get(backend.name, DEFAULT_BUDGET)
     (x_train, y_train), (x_test, y_test) = load_mnist(mnist_root / "mnist", download=False, progress=False)
