@@ -1,7 +1,8 @@
 """One test session per backend: ``nox -l`` lists them, plain ``nox`` runs every one (CuPy skips without a GPU).
 
 Each session installs xpcnn with its test extra (PyTorch CPU is the oracle) and runs pytest with
-``XPCNN_TEST_BACKEND`` set; results land in ``reports/<session>.xml`` for CI's summary.
+``XPCNN_TEST_BACKEND`` set, over every core with pytest-xdist and then the ``serial`` tests alone; results
+land in ``reports/<session>[-serial].xml`` for CI's summary.
 """
 
 from __future__ import annotations
@@ -32,12 +33,15 @@ def _env(backend: str, device: str | None = None) -> dict[str, str]:
 
 
 def _pytest(session: nox.Session, backend: str, device: str | None = None) -> None:
+    """The tests over every core with pytest-xdist, then those marked ``serial`` (they start processes that
+    use every core themselves) alone."""
     label = session.name + (f"-{device}" if device else "")
     REPORTS.mkdir(exist_ok=True)
-    session.run(
-        "python", "-m", "pytest", f"--junitxml={REPORTS / (label + '.xml')}", *session.posargs,
-        env=_env(backend, device),
-    )
+    env = _env(backend, device)
+    pytest = ("python", "-m", "pytest", *session.posargs)
+    session.run(*pytest, "-n", "auto", "-m", "not serial", f"--junitxml={REPORTS / (label + '.xml')}", env=env)
+    session.run(*pytest, "-m", "serial", f"--junitxml={REPORTS / (label + '-serial.xml')}", env=env,
+                success_codes=[0, 5])  # 5: nothing selected
 
 
 @nox.session(name="tests-numpy")

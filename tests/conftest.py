@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import pathlib
+from collections.abc import Iterator
 
 import pytest
 
 import xpcnn
+from xpcnn.training import Trainer
 
 BACKEND = os.environ.get("XPCNN_TEST_BACKEND", "numpy")
 DEVICE = os.environ.get("XPCNN_TEST_DEVICE") or None
@@ -24,6 +26,8 @@ if BACKEND == "jax":
     jax.config.update("jax_enable_x64", True)  # float64 checks, as a JAX user would enable them
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+#: test modules that train whole models: on JAX each of their tests runs with compiled and with eager steps
+MODEL_LEVEL_MODULES = {"test_model", "test_callbacks", "test_io", "test_no_host_sync", "test_mnist_training"}
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -65,3 +69,23 @@ def mnist_root() -> pathlib.Path:
     if not (root / "mnist").is_dir():
         pytest.skip(f"MNIST not found under {root} (set XPCNN_DATA to the folder that holds mnist/)")
     return root
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if (BACKEND == "jax" and "compile_jit" in metafunc.fixturenames
+            and metafunc.module.__name__ in MODEL_LEVEL_MODULES):
+        metafunc.parametrize("compile_jit", ["jit", "eager"], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def compile_jit(request: pytest.FixtureRequest) -> Iterator[str]:
+    """``compile``'s default ``jit="auto"`` compiles on JAX; the "eager" variant makes the default False, so
+    the same model-level test also checks the eager steps there."""
+    mode = getattr(request, "param", "auto")
+    defaults = Trainer.compile.__defaults__
+    if mode == "eager":
+        Trainer.compile.__defaults__ = (*defaults[:-1], False)
+    try:
+        yield mode
+    finally:
+        Trainer.compile.__defaults__ = defaults

@@ -4,6 +4,9 @@
 on a parameter's first step, on its device and dtype. Updates are in place where the backend allows (NumPy,
 CuPy, torch, array-api-strict) and functional on JAX, so always rebind to the returned dict. Step counts are
 Python ints and hyper-parameters Python floats: a step never reads an array value back to the host.
+``apply`` is the same update as a function of explicit state (parameters, buffers, step numbers, learning
+rate in; new parameters and buffers out), which is what a training step compiled with ``jax.jit`` calls, with
+the step numbers and the learning rate as traced 0-d arrays so that neither change forces a new trace.
 
 Every optimizer can also keep an exponential moving average of the weights, as Keras's ``use_ema``
 (``ema = p`` after a parameter's first averaged step, ``ema = ema_momentum * ema + (1 - ema_momentum) * p``
@@ -47,6 +50,13 @@ def _set_slot(slots: dict[str, Array], name: str, value: Array) -> Array:
     return slots[name]
 
 
+def _sqrt(value: Any) -> Any:
+    """Square root of a Python float (exact as before) or of a 0-d array (a step number traced by a jit)."""
+    if isinstance(value, float):
+        return math.sqrt(value)
+    return array_api_compat.array_namespace(value).sqrt(value)
+
+
 def _zeros_like(p: Array) -> Array:
     xp = array_api_compat.array_namespace(p)
     return xp.zeros(p.shape, dtype=p.dtype, device=array_api_compat.device(p))
@@ -81,17 +91,39 @@ class Optimizer:
 
     def step(self, params: dict[str, Array], grads: dict[str, Array]) -> dict[str, Array]:
         """Updated ``params`` (same keys); entries without a gradient come back unchanged."""
-        self.iterations += 1
-        updated = dict(params)
+        steps = self.next_steps([key for key in params if grads.get(key) is not None])
+        updated, state = self.apply(params, grads, self.state, steps, self.lr)
+        self.commit(state, steps)
+        return updated
+
+    # --- the step as a function of explicit state (what a compiled training step calls) ----------------
+    def next_steps(self, keys: list[str]) -> dict[str, int]:
+        """The per-parameter step numbers (from 1) that the coming update of ``keys`` will use."""
+        return {key: self._steps.get(key, 0) + 1 for key in keys}
+
+    def init_state(self, params: Mapping[str, Array]) -> dict[str, dict[str, Array]]:
+        """The state with zero buffers for every parameter that has none yet (as the first step would make
+        them), so that a compiled step sees the same structure from its first call on."""
+        state = dict(self.state)
+        for key, p in params.items():
+            if key not in state:
+                state[key] = {name: _zeros_like(p) for name in self._slot_names()}
+        return state
+
+    def apply(self, params: Mapping[str, Array], grads: Mapping[str, Array],
+              state: Mapping[str, dict[str, Array]], steps: Mapping[str, Any], lr: Any
+              ) -> tuple[dict[str, Array], dict[str, dict[str, Array]]]:
+        """One update as a function: the new parameters and the new state, from the current ones, the
+        gradients, each parameter's step number (``next_steps``) and the learning rate. Step numbers and
+        ``lr`` may be Python numbers or 0-d arrays (traced under ``jax.jit``). Buffers are still written in
+        place where the backend allows, as in ``step``; ``self`` is not changed."""
+        updated, new_state = dict(params), dict(state)
         for key, p in params.items():
             grad = grads.get(key)
             if grad is None:
                 continue
-            slots = self.state.get(key)
-            if slots is None:
-                slots = self.state[key] = {name: _zeros_like(p) for name in self._slot_names()}
-            self._steps[key] = self._steps.get(key, 0) + 1
-            updated[key] = self._update(p, grad, slots, self._steps[key])
+            slots = dict(state[key]) if key in state else {name: _zeros_like(p) for name in self._slot_names()}
+            updated[key] = self._update(p, grad, slots, steps[key], lr)
             if not self.use_ema:
                 slots.pop("ema", None)
             elif "ema" not in slots:
@@ -99,7 +131,14 @@ class Optimizer:
             else:
                 m = self.ema_momentum
                 _set_slot(slots, "ema", m * slots["ema"] + (1.0 - m) * updated[key])
-        return updated
+            new_state[key] = slots
+        return updated, new_state
+
+    def commit(self, state: dict[str, dict[str, Array]], steps: Mapping[str, int]) -> None:
+        """Take the state an ``apply`` returned, and count the step."""
+        self.state = state
+        self._steps.update(steps)
+        self.iterations += 1
 
     def averaged_params(self, params: Mapping[str, Array]) -> dict[str, Array]:
         """``params`` with each entry the optimizer has averaged replaced by a copy of its moving average
@@ -177,7 +216,7 @@ class Optimizer:
     def _slot_names(self) -> tuple[str, ...]:
         raise NotImplementedError
 
-    def _update(self, p: Array, grad: Array, slots: dict[str, Array], step: int) -> Array:
+    def _update(self, p: Array, grad: Array, slots: dict[str, Array], step: Any, lr: Any) -> Array:
         """The updated ``p``; writes its buffers through ``_set_slot``. ``step`` counts from 1."""
         raise NotImplementedError
 
@@ -213,12 +252,12 @@ class SGD(Optimizer):
     def _slot_names(self) -> tuple[str, ...]:
         return ("momentum_buffer",) if self.momentum else ()
 
-    def _update(self, p: Array, grad: Array, slots: dict[str, Array], step: int) -> Array:
+    def _update(self, p: Array, grad: Array, slots: dict[str, Array], step: Any, lr: Any) -> Array:
         grad = self._with_l2(p, grad)
         if self.momentum:
             buf = self._momentum(slots, self.momentum, grad)
             grad = grad + self.momentum * buf if self.nesterov else buf
-        return _write(p, p - self.lr * grad)
+        return _write(p, p - lr * grad)
 
 
 class Adam(Optimizer):
@@ -242,21 +281,21 @@ class Adam(Optimizer):
     def _slot_names(self) -> tuple[str, ...]:
         return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if self.amsgrad else ())
 
-    def _update(self, p: Array, grad: Array, slots: dict[str, Array], step: int) -> Array:
+    def _update(self, p: Array, grad: Array, slots: dict[str, Array], step: Any, lr: Any) -> Array:
         xp = array_api_compat.array_namespace(p, grad)
         beta1, beta2 = self.betas
         decayed = p  # AdamW's decay joins the single write of p below
         if not self.decoupled_weight_decay:
             grad = self._with_l2(p, grad)
         elif self.weight_decay:
-            decayed = p * (1.0 - self.lr * self.weight_decay)
+            decayed = p * (1.0 - lr * self.weight_decay)
         # the same forms as torch's exp_avg.lerp_ and exp_avg_sq.mul_().addcmul_()
         m = _set_slot(slots, "exp_avg", slots["exp_avg"] + (1.0 - beta1) * (grad - slots["exp_avg"]))
         v = _set_slot(slots, "exp_avg_sq", beta2 * slots["exp_avg_sq"] + (1.0 - beta2) * (grad * grad))
         if self.amsgrad:
             v = _set_slot(slots, "max_exp_avg_sq", xp.maximum(slots["max_exp_avg_sq"], v))
-        denom = xp.sqrt(v) / math.sqrt(1.0 - beta2**step) + self.eps
-        return _write(p, decayed - self.lr / (1.0 - beta1**step) * (m / denom))
+        denom = xp.sqrt(v) / _sqrt(1.0 - beta2**step) + self.eps
+        return _write(p, decayed - lr / (1.0 - beta1**step) * (m / denom))
 
 
 class AdamW(Adam):
@@ -292,7 +331,7 @@ class RMSprop(Optimizer):
         return (("square_avg",) + (("momentum_buffer",) if self.momentum else ())
                 + (("grad_avg",) if self.centered else ()))
 
-    def _update(self, p: Array, grad: Array, slots: dict[str, Array], step: int) -> Array:
+    def _update(self, p: Array, grad: Array, slots: dict[str, Array], step: Any, lr: Any) -> Array:
         xp = array_api_compat.array_namespace(p, grad)
         grad = self._with_l2(p, grad)
         alpha = self.alpha
@@ -305,7 +344,7 @@ class RMSprop(Optimizer):
         direction = grad / (xp.sqrt(square_avg) + self.eps)
         if self.momentum:
             direction = self._momentum(slots, self.momentum, direction)
-        return _write(p, p - self.lr * direction)
+        return _write(p, p - lr * direction)
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {cls.name: cls for cls in (SGD, Adam, AdamW, RMSprop)}

@@ -9,7 +9,9 @@ weights on every backend.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,7 @@ import numpy as np
 from .backend import dtype_name, get_backend
 
 __all__ = [
+    "advance",
     "bernoulli",
     "get_state",
     "host_generator",
@@ -24,10 +27,12 @@ __all__ = [
     "normal",
     "permutation",
     "set_state",
+    "traced_counter",
     "uniform",
 ]
 
 _state: dict[str, int | None] = {"seed": None, "counter": 0}
+_traced: dict[str, Any] = {"counter": None, "drawn": 0}
 
 
 def manual_seed(seed: int) -> None:
@@ -58,11 +63,37 @@ def _seed() -> int:
     return int(_state["seed"])
 
 
-def _next_key() -> tuple[int, int]:
+def _next_key() -> tuple[int, Any]:
     seed = _seed()
+    if _traced["counter"] is not None:  # inside a compiled step: the counter is an input of the step
+        drawn = _traced["drawn"]
+        _traced["drawn"] = drawn + 1
+        return seed, _traced["counter"] + drawn
     counter = int(_state["counter"])
     _state["counter"] = counter + 1
     return seed, counter
+
+
+@contextlib.contextmanager
+def traced_counter(counter: Any) -> Iterator[Callable[[], int]]:
+    """Draws inside the block take the keys ``(seed, counter + i)`` for the i-th draw, ``counter`` being a
+    value traced by ``jax.jit``, and leave the stream where it is; the yielded function tells how many draws
+    the block made. A compiled step runs its body in this block once, when traced, and then moves the stream
+    on by that many draws per call (``advance``): the same keys, hence the same dropout masks, as eager JAX.
+    """
+    if _traced["counter"] is not None:
+        raise RuntimeError("xpcnn.random.traced_counter blocks do not nest")
+    _traced["counter"], _traced["drawn"] = counter, 0
+    try:
+        yield lambda: int(_traced["drawn"])
+    finally:
+        _traced["counter"], _traced["drawn"] = None, 0
+
+
+def advance(draws: int) -> None:
+    """Move the stream on by ``draws`` keys (what a compiled step drew), as if they had been drawn here."""
+    _seed()
+    _state["counter"] = int(_state["counter"]) + int(draws)
 
 
 def _key_to_int(key: tuple[int, int]) -> int:

@@ -1,0 +1,178 @@
+"""The training, test and prediction steps as functions of explicit state, run eagerly or compiled by JAX.
+
+``train_step(model, state, x, y)`` is one optimisation step with everything it changes passed in and handed
+back: parameters, buffers (batch-norm statistics), optimizer buffers, the per-parameter step numbers and the
+learning rate (``TrainState``); the random stream comes in as a counter. The model object only serves as the
+program (its layers' forward and backward). ``StepFunctions`` runs these steps for a compiled model: eagerly
+on every backend, where the state is the model's and the optimizer's own and results are those of the layer
+code run directly, or under ``jax.jit`` on JAX, where the whole step (forward, loss, backward, update,
+weight average, metrics and the epoch sums) is one XLA program, traced once per input shape.
+
+Under the jit nothing is read back to the host: the step numbers, the learning rate and the random counter
+enter as traced scalars, so schedules and dropout never force a new trace. A new trace happens for a new
+batch shape (the smaller last batch), when the optimizer's buffers change structure (the first step of a
+weight average creates it), and when the seed or an optimizer's fixed hyper-parameters change.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from . import random
+from .backend import get_backend
+
+__all__ = ["StepFunctions", "TrainState", "accumulate", "train_step"]
+
+Array = Any
+
+
+class TrainState(NamedTuple):
+    """Everything a training step reads and writes besides the batch (a pytree under JAX)."""
+
+    params: dict[str, Array]
+    buffers: dict[str, Array]
+    slots: dict[str, dict[str, Array]]  # the optimizer's buffers per parameter
+    steps: dict[str, Any]  # each parameter's step number for this update (from 1)
+    lr: Any
+
+
+def _logs(model: Any, loss: Array, pred: Array, y: Array) -> dict[str, Array]:
+    logs = {"loss": loss}
+    for metric in model.metrics:
+        logs[metric.name] = metric(pred, y)
+    return logs
+
+
+def train_step(model: Any, state: TrainState, x: Array, y: Array) -> tuple[TrainState, dict[str, Array]]:
+    """One optimisation step of ``model`` from ``state`` on the batch ``(x, y)``: the new state and the batch's
+    loss and metrics as 0-d arrays."""
+    model.set_params(state.params)
+    model.set_buffers(state.buffers)
+    pred = model.forward(x, training=True)
+    loss = model.loss.forward(pred, y)
+    model.backward(model.loss.backward())
+    params, slots = model.optimizer.apply(state.params, model.grads, state.slots, state.steps, state.lr)
+    return state._replace(params=params, buffers=model.buffers, slots=slots), _logs(model, loss, pred, y)
+
+
+def test_step(model: Any, x: Array, y: Array) -> dict[str, Array]:
+    """Loss and metrics of ``model`` on ``(x, y)`` in inference mode, as 0-d arrays."""
+    pred = model.forward(x, training=False)
+    return _logs(model, model.loss.forward(pred, y), pred, y)
+
+
+def accumulate(sums: Mapping[str, Array] | None, logs: Mapping[str, Array], size: int) -> dict[str, Array]:
+    """Epoch sums: each batch mean weighted by the batch's size, added on the device."""
+    if sums is None:
+        return {k: v * size for k, v in logs.items()}
+    return {k: sums[k] + v * size for k, v in logs.items()}
+
+
+class StepFunctions:
+    """The steps of one compiled model on the current backend, eager or compiled (``jit=True``, JAX only).
+
+    ``traces`` counts how often each compiled step was traced (a test asserts it does not grow per batch).
+    """
+
+    def __init__(self, model: Any, jit: bool) -> None:
+        self.model = model
+        self.jit = bool(jit)
+        self.traces: collections.Counter[str] = collections.Counter()
+        self._draws = 0  # random draws one compiled training step makes (known once it is traced)
+        if self.jit:
+            import jax
+
+            self._train = jax.jit(self._compiled_train, static_argnums=0)
+            self._test = jax.jit(self._compiled_test, static_argnums=0)
+            self._predict = jax.jit(self._compiled_predict, static_argnums=0)
+
+    # --- what the trainer calls ------------------------------------------------------------------------
+    def train(self, x: Array, y: Array, sums: dict[str, Array] | None) -> tuple[dict[str, Array], dict[str, Array]]:
+        """One training step on ``(x, y)``; the model, its optimizer and the random stream move on. Returns
+        the batch's logs and ``sums`` with the batch added (``None`` starts new sums)."""
+        model, optimizer = self.model, self.model.optimizer
+        steps = optimizer.next_steps(list(model.params))
+        if not self.jit:
+            state = TrainState(model.params, model.buffers, optimizer.state, steps, optimizer.lr)
+            new, logs = train_step(model, state, x, y)
+            sums = accumulate(sums, logs, x.shape[0])
+        else:
+            state = TrainState(model.params, model.buffers, optimizer.init_state(model.params), steps,
+                               optimizer.lr)
+            counter = random.get_state()["counter"]
+            try:
+                new, logs, sums = self._train(self._static(), state, counter, x, y, self._sums(sums))
+            except BaseException:
+                self._restore(state.params, state.buffers)
+                raise
+            random.advance(self._draws)
+        model.set_params(new.params)
+        model.set_buffers(new.buffers)
+        optimizer.commit(new.slots, steps)
+        return logs, sums
+
+    def test(self, x: Array, y: Array, sums: dict[str, Array] | None) -> tuple[dict[str, Array], dict[str, Array]]:
+        """Loss and metrics of one batch in inference mode, and ``sums`` with them added."""
+        if not self.jit:
+            logs = test_step(self.model, x, y)
+            return logs, accumulate(sums, logs, x.shape[0])
+        params, buffers = self.model.params, self.model.buffers
+        try:
+            return self._test(self._static(), params, buffers, x, y, self._sums(sums))
+        finally:
+            self._restore(params, buffers)
+
+    def predict(self, x: Array) -> Array:
+        """The model's outputs for the batch ``x`` in inference mode."""
+        if not self.jit:
+            return self.model.forward(x, training=False)
+        params, buffers = self.model.params, self.model.buffers
+        try:
+            return self._predict(self._static(), params, buffers, x)
+        finally:
+            self._restore(params, buffers)
+
+    # --- the compiled bodies (traced by jax.jit; ``static`` keys what the trace bakes in) ---------------
+    def _compiled_train(self, static: str, state: TrainState, counter: Array, x: Array, y: Array,
+                        sums: dict[str, Array]) -> tuple[TrainState, dict[str, Array], dict[str, Array]]:
+        self.traces["train"] += 1
+        with random.traced_counter(counter) as drawn:
+            new, logs = train_step(self.model, state, x, y)
+            self._draws = drawn()
+        return new, logs, accumulate(sums, logs, x.shape[0])
+
+    def _compiled_test(self, static: str, params: dict[str, Array], buffers: dict[str, Array], x: Array, y: Array,
+                       sums: dict[str, Array]) -> tuple[dict[str, Array], dict[str, Array]]:
+        self.traces["test"] += 1
+        self._restore(params, buffers)
+        logs = test_step(self.model, x, y)
+        return logs, accumulate(sums, logs, x.shape[0])
+
+    def _compiled_predict(self, static: str, params: dict[str, Array], buffers: dict[str, Array], x: Array) -> Array:
+        self.traces["predict"] += 1
+        self._restore(params, buffers)
+        return self.model.forward(x, training=False)
+
+    # --- helpers --------------------------------------------------------------------------------------
+    def _restore(self, params: dict[str, Array], buffers: dict[str, Array]) -> None:
+        """Put these arrays back into the model: a trace leaves its stand-ins in the layers."""
+        self.model.set_params(params)
+        self.model.set_buffers(buffers)
+
+    def _static(self) -> str:
+        """What a trace bakes in and must be traced again for when it changes: the random seed and the
+        optimizer's hyper-parameters (all but the learning rate, which is an input)."""
+        optimizer = self.model.optimizer
+        config = None if optimizer is None else {k: v for k, v in optimizer.get_config().items() if k != "lr"}
+        return json.dumps([random.get_state()["seed"], config], sort_keys=True)
+
+    def _sums(self, sums: dict[str, Array] | None) -> dict[str, Array]:
+        """Zero sums for every log, so that the first batch of an epoch has the structure of the others."""
+        if sums is not None:
+            return sums
+        backend = get_backend()
+        zero = backend.xp.zeros((), dtype=backend.dtype, device=backend.device)
+        return {name: zero for name in self.model.metrics_names}

@@ -1,0 +1,321 @@
+"""The training engine: ``compile``, ``fit``, ``evaluate``, ``predict`` and the one-batch calls, for any model.
+
+``Trainer`` is mixed into a model class, as Keras's ``Trainer`` is into its ``Model``. It needs from the model
+only the layer-graph protocol: ``name``, ``built``, ``build(shape)``, ``compute_output_shape(shape)``,
+``forward(x, training)``, ``backward(dy)``, ``params``, ``grads``, ``buffers``, ``set_params`` and
+``set_buffers``, so that ``Sequential`` and graph models train with the same code. The steps themselves are
+functions of explicit state (``xpcnn.step_functions``), eager or compiled with ``jax.jit``.
+
+Training never waits for the host between batches: the data are checked once and moved to the device once,
+the loss and the metrics of a batch stay 0-d device arrays, and the epoch totals are device sums weighted by
+the batch size, read back once at the end of the epoch. Everything that reads values on the host (label
+ranges, shapes) happens before training starts, and before any state changes.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import losses as losses_module
+from . import metrics as metrics_module
+from . import optimizers as optimizers_module
+from .backend import asarray, get_backend, to_numpy
+from .callbacks import CallbackList, History, ProgressBar
+from .data import DataLoader, check_samples, check_targets, split_validation
+from .step_functions import StepFunctions
+
+__all__ = ["Trainer"]
+
+Array = Any
+JIT_CHOICES = (True, False, "auto")
+
+
+def _check_int(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _check_verbose(verbose: Any) -> int:
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    return int(verbose)
+
+
+def _read_means(groups: Sequence[tuple[str, dict[str, Array] | None, int]]) -> dict[str, float]:
+    """Divide device sums by their sample counts, reading all of them back in ONE host transfer."""
+    backend = get_backend()
+    xp = backend.xp
+    keys, values = [], []
+    for prefix, sums, count in groups:
+        if not sums:
+            continue
+        for k, v in sums.items():
+            keys.append((prefix + k, count))
+            values.append(xp.astype(xp.reshape(v, ()), backend.dtype) if v.dtype != backend.dtype
+                          else xp.reshape(v, ()))
+    if not values:
+        return {}
+    host = np.asarray(to_numpy(xp.stack(values)), dtype=np.float64)
+    return {key: float(host[i]) / count for i, (key, count) in enumerate(keys)}
+
+
+class Trainer:
+    """``compile``/``fit``/``evaluate``/``predict``/``train_on_batch``/``test_on_batch`` for a model."""
+
+    def __init__(self) -> None:
+        self.loss: Any = None
+        self.optimizer: Any = None
+        self.metrics: list[Any] = []
+        self.jit: bool | str = "auto"
+        self.stop_training = False
+        self.epoch = 0  # number of epochs completed by fit (saved in checkpoints)
+        self.history: Any = None
+        self._step_functions: tuple[Any, StepFunctions] | None = None
+
+    # --- compile -----------------------------------------------------------------------------------------
+    def compile(self, loss: Any, optimizer: Any, metrics: Any = None, jit: bool | str = "auto") -> None:
+        """Choose the loss (object or name), the optimizer (object or name) and the metrics to report.
+
+        Metrics: ``"accuracy"`` (binary accuracy with binary cross-entropy), ``"top_k_accuracy"`` (k=5,
+        reported as ``"top_5_accuracy"``) or ``xpcnn.metrics.TopKAccuracy(k)``. ``jit``: ``"auto"`` compiles
+        the train, test and predict steps with ``jax.jit`` on the JAX backend and runs them eagerly elsewhere;
+        ``True`` insists on compiling (JAX only), ``False`` always runs eagerly.
+        """
+        if jit not in JIT_CHOICES or isinstance(jit, int) and not isinstance(jit, bool):
+            raise ValueError(f"jit must be True, False or 'auto', got {jit!r}")
+        if jit is True and get_backend().name != "jax":
+            raise ValueError(f"jit=True compiles with jax.jit and needs the jax backend; the current backend is "
+                             f"{get_backend().name!r} (use jit='auto' or False)")
+        loss_obj = losses_module.get(loss)
+        opt = optimizers_module.get(optimizer)
+        if metrics is None:
+            metrics = []
+        elif isinstance(metrics, (str, metrics_module.Metric)):
+            metrics = [metrics]
+        metric_objs = [metrics_module.get(m, loss_obj) for m in metrics]
+        names = [m.name for m in metric_objs]
+        for n in names:
+            if n == "loss" or n.startswith("val_") or names.count(n) > 1:
+                raise ValueError(f"metric names must be unique, not 'loss' and not start with 'val_'; got {names}")
+        self.loss, self.optimizer, self.metrics, self.jit = loss_obj, opt, metric_objs, jit
+        self._step_functions = None
+
+    @property
+    def compiled(self) -> bool:
+        return self.loss is not None and self.optimizer is not None
+
+    def _require_compiled(self, what: str) -> None:
+        if not self.compiled:
+            raise RuntimeError(f"{self.name}: call compile(loss=..., optimizer=...) before {what}()")
+
+    @property
+    def metrics_names(self) -> list[str]:
+        return ["loss", *(m.name for m in self.metrics)]
+
+    @property
+    def step_functions(self) -> StepFunctions:
+        """The train/test/predict steps for the current backend (made anew when the backend or the
+        compilation changes); ``.jit`` tells whether they are compiled, ``.traces`` how often they traced."""
+        backend = get_backend()
+        key = (backend, self.loss, self.optimizer, tuple(self.metrics), self.jit)
+        cached = self._step_functions
+        if cached is None or cached[0] != key:
+            jit = backend.name == "jax" if self.jit == "auto" else bool(self.jit)
+            if jit and backend.name != "jax":
+                raise ValueError(f"{self.name} was compiled with jit=True, which needs the jax backend; the current "
+                                 f"backend is {backend.name!r}")
+            cached = self._step_functions = (key, StepFunctions(self, jit))
+        return cached[1]
+
+    # --- data: checked once, before anything changes ----------------------------------------------------
+    def _checked_pair(self, x: Any, y: Any, xname: str = "x", yname: str = "y") -> tuple[Any, Any]:
+        x = check_samples(x, xname, inputs=True)
+        y = check_samples(y, yname)
+        out = self.compute_output_shape(tuple(x.shape[1:]))
+        return x, check_targets(x, y, out, getattr(self.loss, "name", None), xname, yname)
+
+    def _build_for(self, x: Any) -> None:
+        if not self.built:
+            self.build(tuple(x.shape[1:]))
+
+    # --- one batch -----------------------------------------------------------------------------------
+    def train_on_batch(self, x: Any, y: Any) -> dict[str, Array]:
+        """One optimisation step on one batch; returns ``{"loss": ..., <metric>: ...}`` as 0-d DEVICE arrays.
+
+        Nothing is read back: call ``float()`` on the values only when you log them. Host-side label
+        checks run only for NumPy/list targets (free there); device targets are not inspected.
+        """
+        self._require_compiled("train_on_batch")
+        return self.step_functions.train(*self._batch(x, y), None)[0]
+
+    def test_on_batch(self, x: Any, y: Any) -> dict[str, Array]:
+        """Loss and metrics of one batch in inference mode, as 0-d device arrays (no update)."""
+        self._require_compiled("test_on_batch")
+        return self.step_functions.test(*self._batch(x, y), None)[0]
+
+    def _batch(self, x: Any, y: Any) -> tuple[Array, Array]:
+        x, y = check_samples(x, "x", inputs=True), check_samples(y, "y")
+        if isinstance(y, np.ndarray):
+            x, y = self._checked_pair(x, y)
+        elif x.shape[0] != y.shape[0]:
+            raise ValueError(f"x and y must have the same length, got {x.shape[0]} and {y.shape[0]}")
+        xb = asarray(x)
+        self._build_for(xb)
+        return xb, asarray(y)
+
+    # --- fit / evaluate / predict --------------------------------------------------------------------
+    def fit(
+        self,
+        x: Any,
+        y: Any,
+        batch_size: int = 32,
+        epochs: int = 1,
+        validation_data: Any = None,
+        validation_split: float = 0.0,
+        shuffle: bool = True,
+        callbacks: Sequence[Any] | None = None,
+        verbose: int = 1,
+        initial_epoch: int = 0,
+    ) -> Any:
+        """Train for ``epochs - initial_epoch`` epochs; return a ``History`` (``history.history["loss"]`` ...).
+
+        ``x``/``y``: NumPy arrays, lists, or arrays of the current backend. ``validation_split`` holds out
+        the LAST fraction of the samples (before shuffling), like Keras; ``validation_data=(x_val, y_val)``
+        takes precedence. ``verbose``: 0 silent, 1 progress bar, 2 one line per epoch.
+        With an optimizer that averages the weights (``use_ema=True``) the epochs train and validate the
+        raw weights, and the model holds the averaged ones when a ``fit`` that took a step returns (Keras's
+        behaviour; batch-norm running statistics stay those gathered with the raw weights).
+        Raises ValueError before anything changes when x and y differ in length or labels are out of range.
+        """
+        self._require_compiled("fit")
+        batch_size = _check_int(batch_size, "batch_size", 1)
+        epochs = _check_int(epochs, "epochs", 0)
+        initial_epoch = _check_int(initial_epoch, "initial_epoch", 0)
+        if not isinstance(validation_split, numbers.Real) or not 0.0 <= float(validation_split) < 1.0:
+            raise ValueError(f"validation_split must be a float in [0, 1), got {validation_split!r}")
+        verbose = _check_verbose(verbose)
+        x, y = self._checked_pair(x, y)
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (x_val, y_val)")
+            val = self._checked_pair(*validation_data, "x_val", "y_val")
+        elif validation_split > 0.0:
+            (x, y), val = split_validation(x, y, validation_split)
+        callback_list = list(callbacks or [])
+        for cb in callback_list:
+            if not hasattr(cb, "set_model"):
+                raise TypeError(f"callbacks must be xpcnn.callbacks.Callback objects, got {type(cb).__name__}")
+
+        # --- from here on, state changes ---
+        self._build_for(x)
+        steps = self.step_functions
+        loader = DataLoader(x, y, batch_size=batch_size, shuffle=shuffle)
+        val_loader = None if val is None else DataLoader(val[0], val[1], batch_size=batch_size, shuffle=False)
+        history = History()
+        if verbose:
+            callback_list.insert(0, ProgressBar(verbose=verbose))
+        callback_list.append(history)
+        cbs = CallbackList(callback_list, model=self, params={
+            "epochs": epochs, "steps": len(loader), "batch_size": batch_size, "samples": loader.num_samples,
+            "verbose": verbose, "metrics": self.metrics_names,
+        })
+        self.history = history
+        self.stop_training = False
+        cbs.on_train_begin({})
+        epoch_logs: dict[str, float] = {}
+        first_iteration = self.optimizer.iterations
+        for epoch in range(initial_epoch, epochs):
+            cbs.on_epoch_begin(epoch, {})
+            sums, seen = None, 0
+            for step, (xb, yb) in enumerate(loader):
+                size = int(xb.shape[0])
+                cbs.on_train_batch_begin(step, {"size": size})
+                logs, sums = steps.train(xb, yb, sums)
+                seen += size
+                cbs.on_train_batch_end(step, {**logs, "size": size})
+                if self.stop_training:
+                    break
+            groups = [("", sums, seen)]
+            if val_loader is not None:
+                cbs.on_test_begin({})
+                groups.append(("val_", *self._evaluate_sums(val_loader, cbs)))
+            epoch_logs = _read_means(groups)
+            if val_loader is not None:
+                cbs.on_test_end({k[4:]: v for k, v in epoch_logs.items() if k.startswith("val_")})
+            epoch_logs["lr"] = float(self.optimizer.lr)
+            self.epoch = epoch + 1
+            cbs.on_epoch_end(epoch, epoch_logs)
+            if self.stop_training:
+                break
+        trained = self.optimizer.iterations > first_iteration
+        if trained and self.optimizer.use_ema:  # as in Keras, before on_train_end (EarlyStopping may restore)
+            self.set_params(self.optimizer.averaged_params(self.params))
+        cbs.on_train_end(dict(epoch_logs))
+        return history
+
+    def _evaluate_sums(self, loader: DataLoader, cbs: Any = None) -> tuple[dict[str, Array] | None, int]:
+        steps = self.step_functions
+        sums, seen = None, 0
+        for step, (xb, yb) in enumerate(loader):
+            size = int(xb.shape[0])
+            if cbs is not None:
+                cbs.on_test_batch_begin(step, {"size": size})
+            logs, sums = steps.test(xb, yb, sums)
+            seen += size
+            if cbs is not None:
+                cbs.on_test_batch_end(step, {**logs, "size": size})
+        return sums, seen
+
+    def evaluate(self, x: Any, y: Any, batch_size: int = 32, verbose: int = 0,
+                 callbacks: Sequence[Any] | None = None) -> dict[str, float]:
+        """Loss and metrics over ``(x, y)`` in inference mode: ``{"loss": float, "accuracy": float, ...}``.
+
+        The batch values are summed on the device and read back once.
+        """
+        self._require_compiled("evaluate")
+        batch_size = _check_int(batch_size, "batch_size", 1)
+        verbose = _check_verbose(verbose)
+        x, y = self._checked_pair(x, y)
+        self._build_for(x)
+        loader = DataLoader(x, y, batch_size=batch_size, shuffle=False)
+        callback_list = list(callbacks or [])
+        if verbose:
+            callback_list.insert(0, ProgressBar(verbose=verbose))
+        cbs = CallbackList(callback_list, model=self, params={"steps": len(loader), "verbose": verbose,
+                                                               "batch_size": batch_size})
+        cbs.on_test_begin({})
+        sums, seen = self._evaluate_sums(loader, cbs)
+        result = _read_means([("", sums, seen)])
+        cbs.on_test_end(dict(result))
+        return result
+
+    def predict(self, x: Any, batch_size: int = 32, verbose: int = 0) -> Array:
+        """The outputs for every sample of ``x``, concatenated on the device (an array of the current backend)."""
+        batch_size = _check_int(batch_size, "batch_size", 1)
+        x = check_samples(x, "x", inputs=True)
+        self.compute_output_shape(tuple(x.shape[1:]))  # a clear error before anything changes
+        self._build_for(x)
+        loader = DataLoader(x, None, batch_size=batch_size, shuffle=False)
+        forward = self.step_functions.predict
+        outputs = [forward(xb) for xb in _maybe_progress(loader, verbose, "predict")]
+        if len(outputs) == 1:
+            return outputs[0]
+        return get_backend().xp.concat(outputs, axis=0)
+
+
+def _maybe_progress(loader: DataLoader, verbose: int, desc: str) -> Iterable[Any]:
+    if not verbose:
+        return loader
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return loader
+    return tqdm(loader, total=len(loader), desc=desc, leave=False)
