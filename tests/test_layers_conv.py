@@ -200,7 +200,10 @@ def test_conv2d_cache_and_skipped_input_gradient_change_nothing_else(backend):
     plain = conv_ops.conv2d_backward(dy, x, w, **args)
     reuse: dict = {}
     np.testing.assert_array_equal(host(conv_ops.conv2d(x, w, b, **args, cache=reuse)), host(plain_y))
-    assert reuse, "the forward leaves the padded input for the backward"
+    from xpcnn.ops import _native
+
+    native = _native.kernels(backend.xp) is not None  # JAX's own kernels take no cache: nothing to leave
+    assert bool(reuse) != native, "the generic forward leaves the padded input for the backward"
     for got, want in zip(conv_ops.conv2d_backward(dy, x, w, **args, cache=reuse), plain):
         np.testing.assert_array_equal(host(got), host(want))
     stale = conv_ops.conv2d_backward(dy, other, w, **args, cache=reuse)  # a cache made for another x is ignored

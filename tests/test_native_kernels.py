@@ -1,0 +1,79 @@
+"""The namespaces' own kernels (``ops/_native.py``: JAX's ``lax`` convolution) equal the generic Array API path.
+
+On a session whose namespace has native kernels, every convolution op runs twice, delegated and with
+``generic_only()``, and the results must agree: float64 within 1e-10 relative, float32 within 1e-5. On the
+other sessions the dispatcher must pick no native module.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xpcnn
+from xpcnn.ops import _native, conv
+
+# (N, C, H, W, O, kernel, stride, padding, dilation, groups)
+CASES = [
+    (2, 3, 9, 8, 4, 3, 1, "same", 1, 1),
+    (2, 4, 10, 7, 6, (3, 2), (2, 1), (1, 0), 1, 2),
+    (1, 2, 11, 11, 4, 3, 2, "same", 2, 1),
+    (3, 1, 8, 8, 2, 5, 1, "valid", 1, 1),
+]
+
+
+def _has_native(backend) -> bool:
+    return _native.kernels(backend.xp) is not None
+
+
+def test_native_kernels_only_where_a_namespace_has_them(backend):
+    assert _has_native(backend) == (backend.name == "jax")
+    with _native.generic_only():
+        assert _native.kernels(backend.xp) is None
+
+
+def _runs(fn):
+    """``fn()`` with the native kernels, then with the generic code."""
+    native = fn()
+    with _native.generic_only():
+        generic = fn()
+    return native, generic
+
+
+def _close(native, generic, dtype: str) -> None:
+    rtol = 1e-10 if dtype == "float64" else 1e-5
+    for a, b in zip(native, generic):
+        if a is None or b is None:
+            assert a is None and b is None
+            continue
+        a, b = np.asarray(xpcnn.to_numpy(a)), np.asarray(xpcnn.to_numpy(b))
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * max(1.0, float(np.abs(b).max())))
+
+
+@pytest.mark.parametrize("dtype_fixture", ["backend", "backend64"])
+@pytest.mark.parametrize("n, c, h, w, o, k, s, p, d, g", CASES)
+def test_convolution_equals_the_generic_path(request, dtype_fixture, n, c, h, w, o, k, s, p, d, g):
+    backend = request.getfixturevalue(dtype_fixture)
+    if not _has_native(backend):
+        pytest.skip(f"{backend.name} has no native convolution kernels here")
+    dtype = "float64" if dtype_fixture == "backend64" else "float32"
+    rng = np.random.default_rng(0)
+    kh, kw = (k, k) if isinstance(k, int) else k
+    x = xpcnn.asarray(rng.standard_normal((n, c, h, w)))
+    weight = xpcnn.asarray(rng.standard_normal((o, c // g, kh, kw)))
+    bias = xpcnn.asarray(rng.standard_normal(o))
+    y = conv.conv2d(x, weight, bias, s, p, d, g)
+    dy = xpcnn.asarray(rng.standard_normal(tuple(y.shape)))
+    _close(*_runs(lambda: (conv.conv2d(x, weight, bias, s, p, d, g),)), dtype)
+    _close(*_runs(lambda: conv.conv2d_backward(dy, x, weight, s, p, d, g)), dtype)
+    _close(*_runs(lambda: conv.conv2d_backward(dy, x, weight, s, p, d, g, bias=False, input_grad=False)), dtype)
+    if p in ("same", "valid"):
+        return  # the transposed convolution takes numeric padding
+    # the transposed convolution with the same geometry: weight (C_in, O/groups, kh, kw)
+    wt = xpcnn.asarray(rng.standard_normal((c, o // g, kh, kw)))
+    xt = xpcnn.asarray(rng.standard_normal((n, c, 4, 5)))
+    yt = conv.conv2d_transpose(xt, wt, bias, s, p, 0, d, g)
+    dyt = xpcnn.asarray(rng.standard_normal(tuple(yt.shape)))
+    _close(*_runs(lambda: (conv.conv2d_transpose(xt, wt, bias, s, p, 0, d, g),)), dtype)
+    _close(*_runs(lambda: conv.conv2d_transpose_backward(dyt, xt, wt, s, p, 0, d, g)), dtype)

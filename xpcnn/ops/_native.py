@@ -1,0 +1,41 @@
+"""Which namespace's own kernels serve an op: the fast paths that delegate to a framework (DESIGN.md rule 8).
+
+JAX has ``lax.conv_general_dilated``, which XLA compiles to the machine's convolution library; the generic
+column algorithm, traced by XLA, runs several times slower. An op asks ``kernels(xp)`` for the module of its
+namespace (``_jax``) and falls back to its generic Array API code when there is none. ``generic_only()``
+switches the delegation off, so tests and benchmarks can hold the two implementations against each other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import array_api_compat
+
+__all__ = ["generic_only", "kernels"]
+
+_enabled = [True]
+
+
+def kernels(xp: Any) -> Any | None:
+    """The module of native kernels for namespace ``xp``, or None (then the generic code runs)."""
+    if not _enabled[0]:
+        return None
+    if array_api_compat.is_jax_namespace(xp):
+        from . import _jax
+
+        return _jax
+    return None
+
+
+@contextlib.contextmanager
+def generic_only() -> Iterator[None]:
+    """Run the generic Array API code for every namespace inside the block."""
+    saved = _enabled[0]
+    _enabled[0] = False
+    try:
+        yield
+    finally:
+        _enabled[0] = saved
