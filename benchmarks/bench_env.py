@@ -25,6 +25,24 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: the vector extensions that decide how fast the frameworks' kernels run (PyTorch's oneDNN uses AVX-512)
+VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile",
+                "asimd", "sve")
+
+
+def vector_extensions() -> list[str]:
+    """Which of ``VECTOR_FLAGS`` the CPU reports (``/proc/cpuinfo`` flags; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith(("flags", "features")):
+                    flags = set(line.split(":", 1)[1].split())
+                    return [flag for flag in VECTOR_FLAGS if flag in flags]
+    except OSError:
+        pass
+    return []
+
+
 def usable_cores() -> int:
     """Cores this process may run on (the affinity mask where the OS has one, else ``os.cpu_count()``)."""
     try:
@@ -39,6 +57,7 @@ def machine_info() -> dict[str, Any]:
         "machine": platform.machine(),
         "hostname": platform.node(),
         "cpu_model": cpu_model(),
+        "vector_extensions": vector_extensions(),
         "cpu_count": os.cpu_count(),
         "usable_cores": usable_cores(),
     }

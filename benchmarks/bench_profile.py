@@ -174,7 +174,10 @@ class OpProfiler:
                 self._set(xp, name, self.wrap(fn, "matmul (BLAS)", f"xp.{name}"))
                 wrapped.append(f"xp.{name}")
         for info in pkgutil.iter_modules(xpcnn.ops.__path__):
-            mod = importlib.import_module(f"xpcnn.ops.{info.name}")
+            try:
+                mod = importlib.import_module(f"xpcnn.ops.{info.name}")
+            except ImportError:  # the native kernels of a library that is not installed here
+                continue
             for name in getattr(mod, "__all__", []):
                 fn = getattr(mod, name, None)
                 if not inspect.isfunction(fn) or fn.__module__ != mod.__name__:

@@ -351,14 +351,14 @@ def bench_lines(path: pathlib.Path) -> list[str]:
         return ["benchmark: no results written"]
     report = json.loads(path.read_text(encoding="utf-8"))
     s = report["settings"]
-    lines = [f"benchmark: xpcnn on {s['backend']} against torch on {s['torch_device']}, {s['rounds']} rounds x "
-             f"{s['steps']} steps, median of per-round ratios (> 1: xpcnn faster)"]
+    lines = [f"benchmark: {s['rounds']} rounds x {s['steps']} steps, median of per-round ratios (> 1: xpcnn faster)"]
     for entry in report["results"]:
         sm = entry["summary"]
         parts = [f"{mode} {sm[mode]['ratio']:.2f}x ({sm[mode]['xpcnn_images_per_s']:.0f} vs "
-                 f"{sm[mode]['torch_images_per_s']:.0f} img/s)" for mode in ("train", "infer") if mode in sm]
+                 f"{sm[mode]['reference_images_per_s']:.0f} img/s)" for mode in ("train", "infer") if mode in sm]
         memory = {k: v for k, v in sm["peak_rss_mb"].items() if "gpu" in k}
-        lines.append(f"  {entry['model']} b{entry['batch_size']}: " + ", ".join(parts)
+        lines.append(f"  {entry['backend']} vs {entry['reference']} on {entry['reference_device']}, "
+                     f"{entry['model']} b{entry['batch_size']}: " + ", ".join(parts)
                      + (f"; device memory MB {memory}" if memory else ""))
     missing = [f"{m}:{b}" for m, b in s.get("configs") or [] if not any(
         e["model"] == m and e["batch_size"] == b for e in report["results"])]

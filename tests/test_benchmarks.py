@@ -28,7 +28,8 @@ def test_quick_run_prints_ratio_and_writes_json(tmp_path: pathlib.Path) -> None:
     proc = _run("--quick", "--rounds", "1", "--json", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ratio" in proc.stdout
-    assert "training throughput ratio xpcnn/torch" in proc.stdout
+    assert "training throughput ratio xpcnn/reference" in proc.stdout
+    assert "| numpy | PyTorch eager | " in proc.stdout
 
     report = json.loads(out.read_text())
     for key in ("schema", "date", "settings", "machine", "versions", "blas", "results"):
@@ -36,24 +37,26 @@ def test_quick_run_prints_ratio_and_writes_json(tmp_path: pathlib.Path) -> None:
     assert report["mode"] == "compare"
     assert report["settings"]["quick"] is True
     assert report["settings"]["dtype"] == "float32"
-    for key in ("platform", "cpu_model", "cpu_count"):
+    assert report["settings"]["backends"] == ["numpy"]
+    for key in ("platform", "cpu_model", "cpu_count", "vector_extensions"):
         assert key in report["machine"], key
     for key in ("python", "numpy", "torch", "xpcnn"):
         assert report["versions"].get(key), key
     assert "blas" in report["blas"] or "threadpools" in report["blas"]
 
     (entry,) = report["results"]
-    assert entry["model"] == "mnist"
+    assert (entry["backend"], entry["reference"], entry["model"]) == ("numpy", "torch", "mnist")
     assert len(entry["rounds"]) == 1
     summary = entry["summary"]
     for mode in ("train", "infer"):
-        for key in ("xpcnn_images_per_s", "torch_images_per_s", "ratio", "ratios"):
+        for key in ("xpcnn_images_per_s", "reference_images_per_s", "ratio", "ratios"):
             assert key in summary[mode], (mode, key)
-        assert summary[mode]["xpcnn_images_per_s"] > 0 and summary[mode]["torch_images_per_s"] > 0
+        assert summary[mode]["xpcnn_images_per_s"] > 0 and summary[mode]["reference_images_per_s"] > 0
         assert summary[mode]["ratio"] == pytest.approx(
-            summary[mode]["xpcnn_images_per_s"] / summary[mode]["torch_images_per_s"]
+            summary[mode]["xpcnn_images_per_s"] / summary[mode]["reference_images_per_s"]
         )
-    for fw in ("xpcnn", "torch"):
+    assert report["table"][2].startswith("| numpy | PyTorch eager | ")
+    for fw in ("xpcnn", "reference"):
         assert summary["peak_rss_mb"][f"{fw}_peak_train"] > 0
 
 
@@ -73,6 +76,19 @@ def test_profile_accounts_for_the_step(tmp_path: pathlib.Path) -> None:
     # the categories, "other" included, add up to the measured step time by construction
     assert sum(r["ms_per_step"] for r in rows.values()) == pytest.approx(prof["step_ms_profiled"], rel=1e-6)
     assert sum(r["percent"] for r in rows.values()) == pytest.approx(100.0, rel=1e-6)
+
+
+def test_jax_runs_against_plain_jax_in_the_same_table(tmp_path: pathlib.Path) -> None:
+    pytest.importorskip("jax", reason="the JAX reference needs JAX")
+    out = tmp_path / "bench.json"
+    proc = _run("--quick", "--rounds", "1", "--backends", "numpy", "jax", "--skip-infer", "--json", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    assert [(e["backend"], e["reference"]) for e in report["results"]] == [("numpy", "torch"), ("jax", "jax")]
+    jax_entry = report["results"][1]
+    assert jax_entry["rounds"][0]["reference"]["framework"] == "jax"
+    assert jax_entry["summary"]["train"]["reference_images_per_s"] > 0
+    assert [row.split(" | ")[0] for row in report["table"][2:]] == ["| numpy", "| jax"]
 
 
 def test_bad_arguments_exit_nonzero() -> None:
