@@ -1,4 +1,5 @@
-"""The namespaces' own kernels (``ops/_native.py``: JAX's ``lax`` convolution) equal the generic Array API path.
+"""The namespaces' own kernels (``ops/_native.py``: JAX's ``lax`` and PyTorch's ``aten`` convolutions) equal
+the generic Array API path.
 
 On a session whose namespace has native kernels, every convolution op runs twice, delegated and with
 ``generic_only()``, and the results must agree: float64 within 1e-10 relative, float32 within 1e-5. On the
@@ -19,6 +20,8 @@ CASES = [
     (2, 4, 10, 7, 6, (3, 2), (2, 1), (1, 0), 1, 2),
     (1, 2, 11, 11, 4, 3, 2, "same", 2, 1),
     (3, 1, 8, 8, 2, 5, 1, "valid", 1, 1),
+    (2, 3, 8, 9, 4, 2, 1, "same", 1, 1),  # even kernel: the odd pixel of padding at the bottom/right only
+    (2, 2, 9, 9, 2, 3, 2, 1, 1, 1),  # the transposed convolution gets output_padding 1
 ]
 
 
@@ -27,7 +30,7 @@ def _has_native(backend) -> bool:
 
 
 def test_native_kernels_only_where_a_namespace_has_them(backend):
-    assert _has_native(backend) == (backend.name == "jax")
+    assert _has_native(backend) == (backend.name in ("jax", "torch"))
     with _native.generic_only():
         assert _native.kernels(backend.xp) is None
 
@@ -73,7 +76,8 @@ def test_convolution_equals_the_generic_path(request, dtype_fixture, n, c, h, w,
     # the transposed convolution with the same geometry: weight (C_in, O/groups, kh, kw)
     wt = xpcnn.asarray(rng.standard_normal((c, o // g, kh, kw)))
     xt = xpcnn.asarray(rng.standard_normal((n, c, 4, 5)))
-    yt = conv.conv2d_transpose(xt, wt, bias, s, p, 0, d, g)
+    op = 1 if s == 2 else 0
+    yt = conv.conv2d_transpose(xt, wt, bias, s, p, op, d, g)
     dyt = xpcnn.asarray(rng.standard_normal(tuple(yt.shape)))
-    _close(*_runs(lambda: (conv.conv2d_transpose(xt, wt, bias, s, p, 0, d, g),)), dtype)
-    _close(*_runs(lambda: conv.conv2d_transpose_backward(dyt, xt, wt, s, p, 0, d, g)), dtype)
+    _close(*_runs(lambda: (conv.conv2d_transpose(xt, wt, bias, s, p, op, d, g),)), dtype)
+    _close(*_runs(lambda: conv.conv2d_transpose_backward(dyt, xt, wt, s, p, op, d, g)), dtype)

@@ -1,8 +1,9 @@
 """Which namespace's own kernels serve an op: the fast paths that delegate to a framework (DESIGN.md rule 8).
 
 JAX has ``lax.conv_general_dilated``, which XLA compiles to the machine's convolution library; the generic
-column algorithm, traced by XLA, runs several times slower. An op asks ``kernels(xp)`` for the module of its
-namespace (``_jax``) and falls back to its generic Array API code when there is none. ``generic_only()``
+column algorithm, traced by XLA, runs several times slower. PyTorch has oneDNN and cuDNN behind ``aten``. An
+op asks ``kernels(xp)`` for the module of its namespace (``_jax``, ``_torch``) and falls back to its generic
+Array API code when there is none. ``generic_only()``
 switches the delegation off, so tests and benchmarks can hold the two implementations against each other.
 """
 
@@ -27,6 +28,10 @@ def kernels(xp: Any) -> Any | None:
         from . import _jax
 
         return _jax
+    if array_api_compat.is_torch_namespace(xp):
+        from . import _torch
+
+        return _torch
     return None
 
 
