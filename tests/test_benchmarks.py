@@ -70,7 +70,8 @@ def test_profile_accounts_for_the_step(tmp_path: pathlib.Path) -> None:
     assert report["mode"] == "profile"
     (prof,) = report["profile"]
     rows = {r["category"]: r for r in prof["categories"]}
-    for category in ("matmul (BLAS)", "im2col (window extraction)", "col2im (window scatter-add)", "pooling"):
+    # (no col2im: training skips the first convolution's input gradient, the second takes the correlation route)
+    for category in ("matmul (BLAS)", "im2col (window extraction)", "pooling"):
         assert category in rows, category
     assert any(c.startswith("other") for c in rows)
     # the categories, "other" included, add up to the measured step time by construction

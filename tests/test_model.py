@@ -569,3 +569,23 @@ def test_library_callbacks_drive_a_real_fit(backend, tmp_path):
     last = load_model(tmp_path / f"ckpt-{epochs:02d}.xpcnn")
     assert last.epoch == epochs and last.optimizer.iterations == 5 * epochs
     assert len((tmp_path / "log.csv").read_text().splitlines()) == epochs + 1
+
+
+def test_backward_without_the_input_gradient_gives_the_same_parameter_gradients(backend):
+    """Training skips the data's gradient (the first convolution's dx, the layers before it): same grads."""
+    from xpcnn.layers.dropout import Dropout
+
+    model = tiny_cnn(extra=())
+    model.layers.insert(0, Dropout(0.0))  # a layer without parameters before the first convolution
+    model = Sequential(model.layers, input_shape=(1, 8, 8))
+    x, _ = blobs(6)
+    xb = xpcnn.asarray(x)
+    dy = xpcnn.asarray(np.random.default_rng(1).standard_normal((6, 3)))
+    model.forward(xb, training=True)
+    dx = model.backward(dy)
+    full = {k: host(v) for k, v in model.grads.items()}
+    assert tuple(dx.shape) == (6, 1, 8, 8)
+    model.forward(xb, training=True)
+    assert model.backward(dy, input_grad=False) is None
+    assert_same({k: host(v) for k, v in model.grads.items()}, full)
+    assert model.layers[1].input_grad is True, "the layer's own setting is restored"

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import xpcnn
-from xpcnn.ops import _native, conv
+from test_fast_paths import POOL_CASES, _pool_inputs
+from xpcnn.ops import _native, conv, pool
 
 # (N, C, H, W, O, kernel, stride, padding, dilation, groups)
 CASES = [
@@ -81,3 +82,28 @@ def test_convolution_equals_the_generic_path(request, dtype_fixture, n, c, h, w,
     dyt = xpcnn.asarray(rng.standard_normal(tuple(yt.shape)))
     _close(*_runs(lambda: (conv.conv2d_transpose(xt, wt, bias, s, p, op, d, g),)), dtype)
     _close(*_runs(lambda: conv.conv2d_transpose_backward(dyt, xt, wt, s, p, op, d, g)), dtype)
+
+
+@pytest.mark.parametrize("shape, k, s, p", [*POOL_CASES, ((1, 2, 3, 4), 3, 1, 1), ((2, 1, 2, 5), (3, 5), 1, (1, 2))])
+def test_pooling_equals_the_generic_path(backend, shape, k, s, p):
+    """Maxima, their offsets (ties to the first, NaN windows marked and passing no gradient) and gradients."""
+    if _native.kernel(backend.xp, "max_pool2d") is None:
+        pytest.skip(f"{backend.name} has no native pooling kernels here")
+    for name, values in _pool_inputs(shape).items():
+        x = xpcnn.asarray(values)
+
+        def run():
+            y, offsets = pool.max_pool2d(x, k, s, p, return_indices=True)
+            dy = xpcnn.asarray(np.random.default_rng(3).standard_normal(tuple(y.shape)).astype(np.float32))
+            return (y, offsets, pool.max_pool2d(x, k, s, p), pool.max_pool2d_backward(dy, x, k, s, p, indices=offsets),
+                    pool.max_pool2d_backward(dy, x, k, s, p), pool.avg_pool2d(x, k, s, p),
+                    pool.avg_pool2d_backward(dy, x, k, s, p))
+
+        native, generic = _runs(run)
+        for i, (a, b) in enumerate(zip(native, generic)):
+            a, b = np.asarray(xpcnn.to_numpy(a)), np.asarray(xpcnn.to_numpy(b))
+            assert a.dtype == b.dtype, (name, i)
+            if i < 3:  # maxima and offsets: exactly
+                np.testing.assert_array_equal(a, b, err_msg=f"{name} output {i}")
+            else:  # gradients and means: to rounding (overlapping windows add in another order); NaN == NaN
+                np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6, err_msg=f"{name} output {i}")

@@ -167,11 +167,28 @@ class Sequential(Trainer):
 
     __call__ = forward
 
-    def backward(self, dy: Array) -> Array:
-        """Back-propagate the output gradient ``dy`` of the latest training forward; sets every layer's grads."""
-        for step in reversed(self._steps if self._steps is not None else self.layers):
-            dy = step.backward(dy)
-        return dy
+    def backward(self, dy: Array, input_grad: bool = True) -> Array | None:
+        """Back-propagate the output gradient ``dy`` of the latest training forward; sets every layer's grads
+        and returns the gradient of the model's input.
+
+        ``input_grad=False`` (what training does: nobody differentiates the data) returns None and skips the
+        work only that gradient needs: the layers before the first one with parameters, and that layer's own
+        input gradient where it can leave it out (``Conv2D.input_grad``), as PyTorch does for inputs without
+        ``requires_grad``. The parameters' gradients are the same either way.
+        """
+        steps = self._steps if self._steps is not None else self.layers
+        first = 0 if input_grad else next((i for i, s in enumerate(steps) if getattr(s, "params", None)), len(steps))
+        for i in reversed(range(first, len(steps))):
+            step = steps[i]
+            if i == first and not input_grad and hasattr(step, "input_grad"):
+                saved, step.input_grad = step.input_grad, False
+                try:
+                    step.backward(dy)
+                finally:
+                    step.input_grad = saved
+            else:
+                dy = step.backward(dy)
+        return dy if input_grad else None
 
     # --- parameters --------------------------------------------------------------------------------------
     @property

@@ -53,7 +53,7 @@ def train_step(model: Any, state: TrainState, x: Array, y: Array) -> tuple[Train
     model.set_buffers(state.buffers)
     pred = model.forward(x, training=True)
     loss = model.loss.forward(pred, y)
-    model.backward(model.loss.backward())
+    model.backward(model.loss.backward(), input_grad=False)
     params, slots = model.optimizer.apply(state.params, model.grads, state.slots, state.steps, state.lr)
     return state._replace(params=params, buffers=model.buffers, slots=slots), _logs(model, loss, pred, y)
 

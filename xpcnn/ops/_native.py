@@ -2,8 +2,8 @@
 
 JAX has ``lax.conv_general_dilated``, which XLA compiles to the machine's convolution library; the generic
 column algorithm, traced by XLA, runs several times slower. PyTorch has oneDNN and cuDNN behind ``aten``. An
-op asks ``kernels(xp)`` for the module of its namespace (``_jax``, ``_torch``) and falls back to its generic
-Array API code when there is none. ``generic_only()``
+op asks ``kernel(xp, name)`` for its namespace's implementation (in ``_jax`` or ``_torch``) and falls back to
+its generic Array API code when there is none. ``generic_only()``
 switches the delegation off, so tests and benchmarks can hold the two implementations against each other.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import array_api_compat
 
-__all__ = ["generic_only", "kernels"]
+__all__ = ["generic_only", "kernel", "kernels"]
 
 _enabled = [True]
 
@@ -33,6 +33,12 @@ def kernels(xp: Any) -> Any | None:
 
         return _torch
     return None
+
+
+def kernel(xp: Any, name: str) -> Any | None:
+    """Namespace ``xp``'s own implementation of op ``name``, or None (then the generic code runs)."""
+    module = kernels(xp)
+    return None if module is None else getattr(module, name, None)
 
 
 @contextlib.contextmanager

@@ -1,9 +1,13 @@
-"""PyTorch's own convolution kernels for the ops in ``conv.py`` (oneDNN on CPUs, cuDNN on CUDA).
+"""PyTorch's own kernels for the ops in ``conv.py`` and ``pool.py`` (oneDNN on CPUs, cuDNN on CUDA).
 
 Each function takes the geometry the generic op resolved (strides, pads as (top, bottom, left, right),
 dilation, groups). Gradients come from ``aten.convolution_backward``, the kernel autograd itself calls, so
 no autograd graph is built. Pads that differ between the two sides of an axis (TensorFlow's "same" for even
 kernels or strides > 1) are applied to the input first and cropped from its gradient.
+
+Max pooling keeps xpcnn's indices: for each output the row-major offset of its first maximum inside the
+window (``kh*kw`` where the window holds NaN, which then passes no gradient), converted from and to the
+flat pixel indices of ``aten.max_pool2d_with_indices``, whose ties also go to the first maximum.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["conv2d", "conv2d_backward", "conv2d_transpose", "conv2d_transpose_backward"]
+__all__ = ["avg_pool2d", "avg_pool2d_backward", "conv2d", "conv2d_backward", "conv2d_transpose",
+           "conv2d_transpose_backward", "max_pool2d", "max_pool2d_backward"]
 
 Pair = tuple[int, int]
 Pads = tuple[int, int, int, int]
@@ -71,3 +76,62 @@ def conv2d_transpose_backward(dy: Any, x: Any, w: Any, *, stride: Pair, pads: Pa
         dy, x, w, [w.shape[1] * groups] if bias else None, list(stride), [pads[0], pads[2]], list(dilation), True,
         output_padding, groups, [True, True, bias],
     ))
+
+
+# --- pooling (geometry: kernel, stride, pads from ops.pool.pool_geometry; pads are symmetric there) -----------
+
+def _window_origins(x: Any, geometry: Any) -> tuple[Any, Any]:
+    """Top row ``(OH, 1)`` and left column ``(1, OW)`` of every window, in unpadded input coordinates."""
+    (sh, sw), (oh, ow), pads = geometry.stride, geometry.out_hw, geometry.pads
+    rows = torch.arange(oh, device=x.device, dtype=torch.int32) * sh - pads[0]
+    cols = torch.arange(ow, device=x.device, dtype=torch.int32) * sw - pads[2]
+    return rows[:, None], cols[None, :]
+
+
+def _offset_dtype(count: int) -> Any:
+    return torch.uint8 if count < 255 else torch.int32
+
+
+def _fast_layout(x: Any) -> Any:
+    """On CPUs PyTorch's max pooling runs several times faster over channels-last memory than over NCHW."""
+    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
+
+
+def max_pool2d(x: Any, geometry: Any, return_indices: bool) -> Any:
+    """``max_pool2d``; with ``return_indices`` also the first maxima's offsets inside their windows."""
+    kernel, stride, pads = geometry.kernel, geometry.stride, geometry.pads
+    if not return_indices:
+        return F.max_pool2d(_fast_layout(x), kernel, stride, (pads[0], pads[2])).contiguous()
+    y, flat = _aten.max_pool2d_with_indices(_fast_layout(x), list(kernel), list(stride), [pads[0], pads[2]])
+    flat = flat.to(torch.int32)
+    row = torch.div(flat, x.shape[3], rounding_mode="floor")
+    top, left = _window_origins(x, geometry)
+    offsets = (row - top) * kernel[1] + (flat - row * x.shape[3] - left)
+    count = kernel[0] * kernel[1]
+    offsets = torch.where(torch.isnan(y), count, offsets)
+    return y.contiguous(), offsets.contiguous().to(_offset_dtype(count))
+
+
+def max_pool2d_backward(dy: Any, x: Any, geometry: Any, indices: Any) -> Any:
+    """Input gradient of ``max_pool2d`` from the offsets ``max_pool2d`` returned (only ``x.shape`` is read)."""
+    kernel, stride, pads = geometry.kernel, geometry.stride, geometry.pads
+    count = kernel[0] * kernel[1]
+    offsets = indices.to(torch.int32)
+    row = torch.div(offsets, kernel[1], rounding_mode="floor")
+    top, left = _window_origins(x, geometry)
+    flat = (top + row) * x.shape[3] + left + offsets - row * kernel[1]
+    valid = offsets < count  # a window holding NaN passes no gradient: pixel 0 gets a zero
+    flat = torch.where(valid, flat, 0).to(torch.int64)
+    return _aten.max_pool2d_with_indices_backward(torch.where(valid, dy, 0.0), x, list(kernel), list(stride),
+                                                  [pads[0], pads[2]], [1, 1], False, flat)
+
+
+def avg_pool2d(x: Any, geometry: Any) -> Any:
+    """``avg_pool2d`` (the padding counts in the mean)."""
+    return F.avg_pool2d(x, geometry.kernel, geometry.stride, (geometry.pads[0], geometry.pads[2]))
+
+
+def avg_pool2d_backward(dy: Any, x: Any, geometry: Any) -> Any:
+    """Input gradient of ``avg_pool2d`` (only ``x.shape`` is read)."""
+    return _aten.avg_pool2d_backward(dy, x, list(geometry.kernel), list(geometry.stride),
+                                     [geometry.pads[0], geometry.pads[2]], False, True, None)

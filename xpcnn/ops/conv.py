@@ -282,9 +282,9 @@ def conv2d(
     _check_operands("conv2d", x, weight, groups, in_axis=1)
     kernel = (weight.shape[2], weight.shape[3])
     stride, pads, dilation, out_hw = _geometry("conv2d", (x.shape[2], x.shape[3]), kernel, stride, padding, dilation)
-    native = _native.kernels(array_api_compat.array_namespace(x, weight))
+    native = _native.kernel(array_api_compat.array_namespace(x, weight), "conv2d")
     if native is not None:
-        return native.conv2d(x, weight, bias, stride=stride, pads=pads, dilation=dilation, groups=groups)
+        return native(x, weight, bias, stride=stride, pads=pads, dilation=dilation, groups=groups)
     return _forward(x, weight, stride, pads, dilation, out_hw, groups, bias, cache)
 
 
@@ -298,10 +298,10 @@ def conv2d_backward(
     kernel = (weight.shape[2], weight.shape[3])
     in_hw = (x.shape[2], x.shape[3])
     stride, pads, dilation, _ = _geometry("conv2d", in_hw, kernel, stride, padding, dilation)
-    native = _native.kernels(array_api_compat.array_namespace(dy, x, weight))
+    native = _native.kernel(array_api_compat.array_namespace(dy, x, weight), "conv2d_backward")
     if native is not None:
-        return native.conv2d_backward(dy, x, weight, stride=stride, pads=pads, dilation=dilation, groups=groups,
-                                      bias=bool(bias), input_grad=bool(input_grad))
+        return native(dy, x, weight, stride=stride, pads=pads, dilation=dilation, groups=groups, bias=bool(bias),
+                      input_grad=bool(input_grad))
     if not input_grad:
         return _backward(
             dy, x, None, stride, pads, dilation, groups, weight_shape=tuple(weight.shape), bias=bias, cache=cache
@@ -340,10 +340,9 @@ def conv2d_transpose(
     """
     _check_operands("conv2d_transpose", x, weight, groups, in_axis=0)
     stride, pads, dilation, out_hw = _transpose_geometry(x, weight, stride, padding, output_padding, dilation)
-    native = _native.kernels(array_api_compat.array_namespace(x, weight))
+    native = _native.kernel(array_api_compat.array_namespace(x, weight), "conv2d_transpose")
     if native is not None:
-        return native.conv2d_transpose(x, weight, bias, stride=stride, pads=pads, dilation=dilation, groups=groups,
-                                       out_hw=out_hw)
+        return native(x, weight, bias, stride=stride, pads=pads, dilation=dilation, groups=groups, out_hw=out_hw)
     x_shape = (x.shape[0], weight.shape[1] * groups, *out_hw)
     y = _backward(x, None, weight, stride, pads, dilation, groups, x_shape=x_shape)[0]
     if bias is None:
@@ -357,10 +356,9 @@ def conv2d_transpose_backward(
 ) -> tuple[Any, Any, Any]:
     """Gradients ``(dx, dweight, dbias)`` of ``conv2d_transpose``: a convolution of ``dy`` gives both."""
     stride, pads, dilation, _ = _transpose_geometry(x, weight, stride, padding, output_padding, dilation)
-    native = _native.kernels(array_api_compat.array_namespace(dy, x, weight))
+    native = _native.kernel(array_api_compat.array_namespace(dy, x, weight), "conv2d_transpose_backward")
     if native is not None:
-        return native.conv2d_transpose_backward(dy, x, weight, stride=stride, pads=pads, dilation=dilation,
-                                                groups=groups, bias=bool(bias))
+        return native(dy, x, weight, stride=stride, pads=pads, dilation=dilation, groups=groups, bias=bool(bias))
     in_hw = (x.shape[2], x.shape[3])
     dx = _forward(dy, weight, stride, pads, dilation, in_hw, groups)
     dw = _backward(x, dy, None, stride, pads, dilation, groups, weight_shape=tuple(weight.shape))[1]

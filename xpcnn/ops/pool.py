@@ -10,7 +10,8 @@ pixels out). Backward ops take the forward's input ``x``, as PyTorch's do; ``max
 takes what the forward can hand over instead: the positions of the maxima (``return_indices=True``, what
 ``MaxPool2D`` keeps, so that its backward never reads ``x`` again) or the output ``y``. A window holding NaN
 outputs NaN and passes no gradient. NumPy fast paths (``_strided``) find the maxima's positions and route
-the gradient without ``where``; tests/test_fast_paths.py holds them equal to the generic code.
+the gradient without ``where``; tests/test_fast_paths.py holds them equal to the generic code. On torch,
+PyTorch's own pooling kernels run instead (``_native``), tested equal in tests/test_native_kernels.py.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, NamedTuple
 import array_api_compat
 import array_api_extra as xpx
 
-from . import _strided
+from . import _native, _strided
 from ._select import keep_where
 from .windows import Pads, as_pair, conv_output_hw, pad2d, unpad2d, window_slices
 
@@ -195,6 +196,9 @@ def max_pool2d(
     place of re-reading ``x``.
     """
     geometry = _geometry_of("max_pool2d", x, kernel_size, stride, padding)
+    native = _native.kernel(array_api_compat.array_namespace(x), "max_pool2d")
+    if native is not None:
+        return native(x, geometry, return_indices)
     y, offsets = _max_and_offsets(_windows(pad2d(x, geometry.pads, -math.inf), geometry), return_indices)
     return (y, offsets) if return_indices else y
 
@@ -210,9 +214,12 @@ def max_pool2d_backward(
     again (then only its shape is used); else ``y``, the forward's output, spares recomputing the maxima.
     """
     geometry = _geometry_of("max_pool2d", x, kernel_size, stride, padding)
+    native = _native.kernel(array_api_compat.array_namespace(dy, x), "max_pool2d_backward")
     if indices is None:
         windows = _windows(pad2d(x, geometry.pads, -math.inf), geometry)
         indices = _max_and_offsets(windows, True)[1] if y is None else _first_max_offsets(windows, y)
+    if native is not None:
+        return native(dy, x, geometry, indices)
     xp = array_api_compat.array_namespace(dy, indices)
     if geometry.tiles_input and _strided.supports(xp):
         dx = _strided.max_pool_backward_tiles(dy, x, indices, geometry.kernel, geometry.out_hw)
@@ -229,6 +236,9 @@ def max_pool2d_backward(
 def avg_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Any:
     """Window means of ``x (N, C, H, W)`` -> ``(N, C, OH, OW)``; zero padding counts in the mean."""
     geometry = _geometry_of("avg_pool2d", x, kernel_size, stride, padding)
+    native = _native.kernel(array_api_compat.array_namespace(x), "avg_pool2d")
+    if native is not None:
+        return native(x, geometry)
     windows = _windows(pad2d(x, geometry.pads, 0.0), geometry)
     total = windows[0]
     for window in windows[1:]:
@@ -239,6 +249,9 @@ def avg_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0) -
 def avg_pool2d_backward(dy: Any, x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Any:
     """Input gradient of ``avg_pool2d``: ``dy / (kh*kw)`` spread over each window (only ``x.shape`` is read)."""
     geometry = _geometry_of("avg_pool2d", x, kernel_size, stride, padding)
+    native = _native.kernel(array_api_compat.array_namespace(dy, x), "avg_pool2d_backward")
+    if native is not None:
+        return native(dy, x, geometry)
     (kh, kw) = geometry.kernel
     share = dy / (kh * kw)
     return _scatter([share] * (kh * kw), x, geometry)
