@@ -13,7 +13,7 @@ import pytest
 
 import xpcnn
 from test_fast_paths import POOL_CASES, _pool_inputs
-from xpcnn.ops import _native, conv, pool
+from xpcnn.ops import _native, conv, normalization, pool
 
 # (N, C, H, W, O, kernel, stride, padding, dilation, groups)
 CASES = [
@@ -107,3 +107,29 @@ def test_pooling_equals_the_generic_path(backend, shape, k, s, p):
                 np.testing.assert_array_equal(a, b, err_msg=f"{name} output {i}")
             else:  # gradients and means: to rounding (overlapping windows add in another order); NaN == NaN
                 np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6, err_msg=f"{name} output {i}")
+
+
+@pytest.mark.parametrize("dtype_fixture", ["backend", "backend64"])
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (6, 4), (3, 2, 7)])
+def test_batch_norm_equals_the_generic_path(request, dtype_fixture, shape):
+    backend = request.getfixturevalue(dtype_fixture)
+    if _native.kernel(backend.xp, "batch_norm") is None:
+        pytest.skip(f"{backend.name} has no native batch-norm kernels here")
+    dtype = "float64" if dtype_fixture == "backend64" else "float32"
+    rng = np.random.default_rng(2)
+    x, dy = (xpcnn.asarray(3.0 * rng.standard_normal(shape) + 1.0) for _ in range(2))
+    c = shape[1]
+    weight, bias, mean = (xpcnn.asarray(rng.standard_normal(c)) for _ in range(3))
+    var = xpcnn.asarray(rng.uniform(0.5, 2.0, c))
+    before = [np.asarray(xpcnn.to_numpy(a)).copy() for a in (mean, var)]
+
+    def run():
+        cache: dict = {}
+        train = normalization.batch_norm(x, weight, bias, mean, var, True, 0.1, 1e-5, cache=cache)
+        infer = normalization.batch_norm(x, weight, bias, mean, var, False, 0.1, 1e-5)[0]
+        return (*train, infer, *normalization.batch_norm_backward(dy, x, weight, 1e-5, cache=cache),
+                *normalization.batch_norm_backward(dy, x, weight, 1e-5))
+
+    _close(*_runs(run), dtype)
+    for kept, was in zip((mean, var), before):  # the caller's running statistics are not written
+        np.testing.assert_array_equal(np.asarray(xpcnn.to_numpy(kept)), was)

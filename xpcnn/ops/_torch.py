@@ -1,4 +1,5 @@
-"""PyTorch's own kernels for the ops in ``conv.py`` and ``pool.py`` (oneDNN on CPUs, cuDNN on CUDA).
+"""PyTorch's own kernels for the ops in ``conv.py``, ``pool.py`` and ``normalization.py`` (oneDNN on CPUs, cuDNN
+on CUDA).
 
 Each function takes the geometry the generic op resolved (strides, pads as (top, bottom, left, right),
 dilation, groups). Gradients come from ``aten.convolution_backward``, the kernel autograd itself calls, so
@@ -17,8 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["avg_pool2d", "avg_pool2d_backward", "conv2d", "conv2d_backward", "conv2d_transpose",
-           "conv2d_transpose_backward", "max_pool2d", "max_pool2d_backward"]
+__all__ = ["avg_pool2d", "avg_pool2d_backward", "batch_norm", "batch_norm_backward", "conv2d", "conv2d_backward",
+           "conv2d_transpose", "conv2d_transpose_backward", "max_pool2d", "max_pool2d_backward"]
 
 Pair = tuple[int, int]
 Pads = tuple[int, int, int, int]
@@ -135,3 +136,30 @@ def avg_pool2d_backward(dy: Any, x: Any, geometry: Any) -> Any:
     """Input gradient of ``avg_pool2d`` (only ``x.shape`` is read)."""
     return _aten.avg_pool2d_backward(dy, x, list(geometry.kernel), list(geometry.stride),
                                      [geometry.pads[0], geometry.pads[2]], False, True, None)
+
+
+# --- batch normalisation (the op's contract: new running statistics, the caller's left as they are) -------
+
+def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any, training: bool, momentum: float,
+               eps: float, cache: dict | None) -> tuple[Any, Any, Any]:
+    """``batch_norm``: ``aten.native_batch_norm``, which updates running statistics in place, on copies."""
+    if not training:
+        y = _aten.native_batch_norm(x, weight, bias, running_mean, running_var, False, momentum, eps)[0]
+        return y, running_mean, running_var
+    running_mean, running_var = running_mean.clone(), running_var.clone()
+    y, mean, inv_std = _aten.native_batch_norm(x, weight, bias, running_mean, running_var, True, momentum, eps)
+    if cache is not None:
+        cache.update(x=x, eps=eps, mean=mean, inv_std=inv_std)
+    return y, running_mean, running_var
+
+
+def batch_norm_backward(dy: Any, x: Any, weight: Any, eps: float, cache: dict | None) -> tuple[Any, Any, Any]:
+    """Gradients of training-mode ``batch_norm``, from the forward's batch statistics when cached."""
+    if cache is not None and cache.get("x") is x and cache.get("eps") == eps:
+        mean, inv_std = cache["mean"], cache["inv_std"]
+    else:
+        axes = [0, *range(2, x.ndim)]
+        var, mean = torch.var_mean(x, dim=axes, correction=0)
+        inv_std = torch.rsqrt(var + eps)
+    return tuple(_aten.native_batch_norm_backward(dy, x, weight, None, None, mean, inv_std, True, eps,
+                                                  [True, True, True]))

@@ -2,7 +2,8 @@
 
 Numerics follow F.batch_norm: training normalises with the biased batch variance and folds the unbiased one
 into the running estimate, ``new = (1 - momentum) * running + momentum * batch``; inference normalises with
-the running statistics. Statistics and parameters have shape ``(C,)``.
+the running statistics. Statistics and parameters have shape ``(C,)``. On torch, PyTorch's own batch-norm
+kernels run instead (``_native``), tested equal in tests/test_native_kernels.py.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import math
 from typing import Any
 
 import array_api_compat
+
+from . import _native
 
 __all__ = ["batch_norm", "batch_norm_backward", "check_training_batch"]
 
@@ -59,6 +62,10 @@ def batch_norm(
     xp = array_api_compat.array_namespace(x, weight, bias, running_mean, running_var)
     if training:
         check_training_batch(tuple(x.shape))
+    native = _native.kernel(xp, "batch_norm")
+    if native is not None:
+        return native(x, weight, bias, running_mean, running_var, training, momentum, eps, cache)
+    if training:
         mean, centered = _batch_moments(x)
         var = xp.mean(centered * centered, axis=_reduced_axes(x.ndim))
         count = _values_per_channel(tuple(x.shape))
@@ -86,6 +93,9 @@ def batch_norm_backward(
     per-channel a, b, so that the full-size passes are few.
     """
     xp = array_api_compat.array_namespace(dy, x, weight)
+    native = _native.kernel(xp, "batch_norm_backward")
+    if native is not None:
+        return native(dy, x, weight, eps, cache)
     axes, ndim = _reduced_axes(x.ndim), x.ndim
     if cache is not None and cache.get("x") is x and cache.get("eps") == eps:
         centered, inv_std = x - _per_channel(cache["mean"], ndim), cache["inv_std"]
