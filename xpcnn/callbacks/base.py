@@ -1,0 +1,252 @@
+"""The callback contract: ``Callback``, ``CallbackList`` and the helpers every callback shares."""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import array_api_compat
+
+from ..backend import copy_array
+
+__all__ = ["Callback", "CallbackList"]
+
+
+_HOOKS = (
+    "on_train_begin",
+    "on_train_end",
+    "on_epoch_begin",
+    "on_epoch_end",
+    "on_train_batch_begin",
+    "on_train_batch_end",
+    "on_test_begin",
+    "on_test_end",
+    "on_test_batch_begin",
+    "on_test_batch_end",
+    "on_predict_begin",
+    "on_predict_end",
+    "on_predict_batch_begin",
+    "on_predict_batch_end",
+)
+
+# keys of the per-batch logs that are bookkeeping, not metrics
+_NOT_METRICS = frozenset({"size", "batch", "lr", "steps"})
+
+
+class Callback:
+    """Base class: every hook is a no-op; subclasses override the ones they need.
+
+    ``model`` is set by ``set_model`` and ``params`` (``{"epochs", "steps", "verbose"}``) by the model
+    before training.
+    """
+
+    def __init__(self) -> None:
+        self.model: Any = None
+        self.params: dict[str, Any] = {}
+
+    def set_model(self, model: Any) -> None:
+        self.model = model
+
+    def set_params(self, params: Mapping[str, Any]) -> None:
+        self.params = dict(params)
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        """Before the first epoch."""
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        """After the last epoch (also when training stopped early)."""
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        """Before epoch ``epoch`` (0-based)."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        """After epoch ``epoch``; ``logs`` holds Python floats (train and val metrics, ``lr``)."""
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        """Before training batch ``batch`` (0-based, within the epoch)."""
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        """After training batch ``batch``; ``logs`` holds 0-d device arrays and ``"size"`` (an int)."""
+
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
+        """Before evaluation (validation inside ``fit``, or ``evaluate``)."""
+
+    def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
+        """After evaluation; ``logs`` holds Python floats."""
+
+    def on_test_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        """Before evaluation batch ``batch``."""
+
+    def on_test_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        """After evaluation batch ``batch``; ``logs`` as for training batches."""
+
+    def on_predict_begin(self, logs: dict[str, Any] | None = None) -> None:
+        """Before prediction."""
+
+    def on_predict_end(self, logs: dict[str, Any] | None = None) -> None:
+        """After prediction."""
+
+    def on_predict_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        """Before prediction batch ``batch``."""
+
+    def on_predict_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        """After prediction batch ``batch``."""
+
+
+class CallbackList(Callback):
+    """Calls every hook on each of ``callbacks`` in order; the model talks to this one object."""
+
+    def __init__(
+        self,
+        callbacks: Iterable[Callback] | None = None,
+        model: Any = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.callbacks: list[Callback] = []
+        for cb in callbacks or ():
+            self.append(cb)
+        if model is not None:
+            self.set_model(model)
+        if params is not None:
+            self.set_params(params)
+
+    def append(self, callback: Callback) -> None:
+        if not isinstance(callback, Callback):
+            raise TypeError(
+                f"callbacks must be xpcnn.callbacks.Callback instances, got {type(callback).__name__}"
+            )
+        self.callbacks.append(callback)
+        if self.model is not None:
+            callback.set_model(self.model)
+        if self.params:
+            callback.set_params(self.params)
+
+    def __iter__(self) -> Iterator[Callback]:
+        return iter(self.callbacks)
+
+    def __len__(self) -> int:
+        return len(self.callbacks)
+
+    def __getitem__(self, index: int) -> Callback:
+        return self.callbacks[index]
+
+    def set_model(self, model: Any) -> None:
+        super().set_model(model)
+        for cb in self.callbacks:
+            cb.set_model(model)
+
+    def set_params(self, params: Mapping[str, Any]) -> None:
+        super().set_params(params)
+        for cb in self.callbacks:
+            cb.set_params(params)
+
+
+def _make_dispatch(name: str) -> Callable[..., None]:
+    def dispatch(self: CallbackList, *args: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, name)(*args)
+
+    dispatch.__name__ = name
+    dispatch.__doc__ = f"Call ``{name}`` on every callback, in order."
+    return dispatch
+
+
+for _name in _HOOKS:
+    setattr(CallbackList, _name, _make_dispatch(_name))
+del _name
+
+
+# --- helpers ------------------------------------------------------------------------------------------
+
+def _import_tqdm() -> Any:
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm
+
+
+def _check_int(name: str, value: Any, minimum: int, owner: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{owner}: {name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_number(name: str, value: Any, owner: str, minimum: float | None = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{owner}: {name} must be a finite number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{owner}: {name} must be >= {minimum}, got {value!r}")
+    return float(value)
+
+
+_MAX_METRIC = re.compile(r"acc|auc|precision|recall|f1|iou|dice")
+
+
+def _resolve_mode(mode: str, monitor: str, owner: str) -> str:
+    """'min' or 'max'; 'auto' picks 'max' for accuracy-like names, 'min' otherwise (losses, errors)."""
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode != "auto":
+        return mode
+    name = monitor.removeprefix("val_")
+    return "max" if _MAX_METRIC.search(name) and "loss" not in name else "min"
+
+
+def _as_float(value: Any) -> float:
+    """A host float from a Python number or a 0-d device array (a host sync for the latter)."""
+    return float(value)
+
+
+def _is_metric(key: str, value: Any) -> bool:
+    return key not in _NOT_METRICS and not isinstance(value, (str, bool)) and value is not None
+
+
+def _monitor_value(cb: Callback, logs: Mapping[str, Any] | None, monitor: str) -> float | None:
+    """``logs[monitor]`` as a float, or None with a warning (once per training) naming the keys present."""
+    logs = logs or {}
+    if monitor in logs and logs[monitor] is not None:
+        return _as_float(logs[monitor])
+    if not getattr(cb, "_warned_missing", False):
+        cb._warned_missing = True
+        warnings.warn(
+            f"{type(cb).__name__}: the monitored metric {monitor!r} is not in the epoch logs "
+            f"(available: {sorted(logs)}); this callback does nothing until it appears. "
+            "Validation metrics need validation data.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return None
+
+
+def _snapshot(state: Any) -> Any:
+    """A copy of a (nested) state dict whose arrays stay on their device: no host sync, no aliasing."""
+    if isinstance(state, Mapping):
+        return {k: _snapshot(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(_snapshot(v) for v in state)
+    if array_api_compat.is_array_api_obj(state):
+        return copy_array(state)
+    return state
+
+
+def _emit(text: str) -> None:
+    """Print a message line to stderr; through ``tqdm.write`` when tqdm is there, so open bars stay intact."""
+    tqdm = _import_tqdm()
+    if tqdm is not None:
+        tqdm.write(text, file=sys.stderr)
+    else:
+        print(text, file=sys.stderr, flush=True)
+
+
+def _format_logs(logs: Mapping[str, Any], keys: Iterable[str]) -> str:
+    parts = []
+    for k in keys:
+        v = logs[k]
+        parts.append(f"{k}: {v:.3g}" if k == "lr" else f"{k}: {v:.4f}")
+    return " - ".join(parts)

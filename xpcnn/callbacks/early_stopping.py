@@ -1,0 +1,87 @@
+"""``EarlyStopping``: stop when a monitored value stops improving (Keras semantics)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .base import Callback, _check_int, _check_number, _emit, _monitor_value, _resolve_mode, _snapshot
+
+__all__ = ["EarlyStopping"]
+
+
+class EarlyStopping(Callback):
+    """Stop training when ``monitor`` has not improved for ``patience`` epochs (Keras semantics).
+
+    An improvement beats the best value so far by more than ``min_delta`` (absolute). ``baseline``: the
+    patience counter only resets once the value also beats the baseline. ``restore_best_weights``: at the
+    end of training load the weights of the best epoch (a device-side copy taken at that epoch; the
+    first epoch's weights if no epoch improved). ``stopped_epoch`` and ``best_epoch`` are 0-based.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        min_delta: float = 0.0,
+        patience: int = 0,
+        mode: str = "auto",
+        restore_best_weights: bool = False,
+        baseline: float | None = None,
+        verbose: int = 0,
+        start_from_epoch: int = 0,
+    ) -> None:
+        super().__init__()
+        owner = "EarlyStopping"
+        self.monitor = monitor
+        self.min_delta = _check_number("min_delta", min_delta, owner)
+        self.patience = _check_int("patience", patience, 0, owner)
+        self.mode = _resolve_mode(mode, monitor, owner)
+        self.restore_best_weights = bool(restore_best_weights)
+        self.baseline = None if baseline is None else _check_number("baseline", baseline, owner, minimum=None)
+        self.verbose = verbose
+        self.start_from_epoch = _check_int("start_from_epoch", start_from_epoch, 0, owner)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_epoch = 0
+        self.best_weights: Any = None
+        self._warned_missing = False
+
+    def _improves(self, value: float, reference: float) -> bool:
+        if self.mode == "min":
+            return value + self.min_delta < reference
+        return value - self.min_delta > reference
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._reset()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        current = _monitor_value(self, logs, self.monitor)
+        if current is None or epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights = _snapshot(self.model.state_dict())
+        self.wait += 1
+        if self._improves(current, self.best):
+            self.best = current
+            self.best_epoch = epoch
+            if self.restore_best_weights:
+                self.best_weights = _snapshot(self.model.state_dict())
+            if self.baseline is None or self._improves(current, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self.stopped_epoch > 0 and self.verbose > 0:
+            _emit(f"Epoch {self.stopped_epoch + 1}: early stopping ({self.monitor} did not improve "
+                  f"for {self.wait} epochs; best {self.best:.6g} at epoch {self.best_epoch + 1})")
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose > 0:
+                _emit(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+            self.model.load_state_dict(self.best_weights)

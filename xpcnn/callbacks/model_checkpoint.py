@@ -1,0 +1,109 @@
+"""``ModelCheckpoint``: save the model (or its weights) during training, the best only on request."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from .base import Callback, _check_number, _emit, _monitor_value, _resolve_mode
+
+__all__ = ["ModelCheckpoint"]
+
+
+class ModelCheckpoint(Callback):
+    """Save the model (or only its weights) at the end of each epoch, or only when ``monitor`` improves.
+
+    ``filepath`` may hold format fields: ``{epoch}`` (1-based) and any epoch-log key, e.g.
+    ``"ckpt/model-{epoch:02d}-{val_loss:.4f}.npz"``; missing folders are created. With
+    ``save_weights_only`` it calls ``model.save_weights(path)`` when the model has it, else writes the
+    state dict as ``.npz``. ``best`` holds the best monitored value, ``last_saved`` the last path written.
+    """
+
+    def __init__(
+        self,
+        filepath: str | os.PathLike[str],
+        monitor: str = "val_loss",
+        save_best_only: bool = False,
+        mode: str = "auto",
+        save_weights_only: bool = False,
+        verbose: int = 0,
+        initial_value_threshold: float | None = None,
+    ) -> None:
+        super().__init__()
+        owner = "ModelCheckpoint"
+        self.filepath = os.fspath(filepath)
+        if not self.filepath:
+            raise ValueError(f"{owner}: filepath must not be empty")
+        self.monitor = monitor
+        self.save_best_only = bool(save_best_only)
+        self.mode = _resolve_mode(mode, monitor, owner)
+        self.save_weights_only = bool(save_weights_only)
+        self.verbose = verbose
+        if initial_value_threshold is not None:
+            initial_value_threshold = _check_number("initial_value_threshold", initial_value_threshold, owner,
+                                                    minimum=None)
+        self.initial_value_threshold = initial_value_threshold
+        self.best = self._initial_best()
+        self.last_saved: str | None = None
+        self._warned_missing = False
+
+    def _initial_best(self) -> float:
+        if self.initial_value_threshold is not None:
+            return self.initial_value_threshold
+        return math.inf if self.mode == "min" else -math.inf
+
+    def _better(self, value: float) -> bool:
+        return value < self.best if self.mode == "min" else value > self.best
+
+    def format_path(self, epoch: int, logs: Mapping[str, Any] | None = None) -> str:
+        """The file name for epoch ``epoch`` (0-based; written 1-based) with its logs."""
+        fields = dict(logs or {})
+        fields["epoch"] = epoch + 1
+        try:
+            return self.filepath.format(**fields)
+        except KeyError as exc:
+            raise KeyError(
+                f"ModelCheckpoint: filepath {self.filepath!r} names the field {exc.args[0]!r}, but the epoch "
+                f"logs hold only {sorted(fields)}"
+            ) from None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = logs or {}
+        if self.save_best_only:
+            current = _monitor_value(self, logs, self.monitor)
+            if current is None:
+                return
+            if not self._better(current):
+                if self.verbose > 0:
+                    _emit(f"Epoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
+                return
+            path = self.format_path(epoch, logs)
+            if self.verbose > 0:
+                _emit(f"Epoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to {current:.5f}, "
+                      f"saving model to {path}")
+            self.best = current
+        else:
+            path = self.format_path(epoch, logs)
+            if self.verbose > 0:
+                _emit(f"Epoch {epoch + 1}: saving model to {path}")
+        self._save(path)
+
+    def _save(self, path: str) -> None:
+        folder = os.path.dirname(path)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        if not self.save_weights_only:
+            self.model.save(path)
+        elif hasattr(self.model, "save_weights"):
+            self.model.save_weights(path)
+        else:
+            import numpy as np
+
+            from ..backend import to_numpy
+
+            state = self.model.state_dict()
+            with open(path, "wb") as f:  # a file object: np.savez keeps the name as given
+                np.savez(f, **{k: to_numpy(v) for k, v in state.items()})
+        self.last_saved = path
