@@ -25,6 +25,7 @@ from xpcnn.callbacks import (
     History,
     LearningRateScheduler,
     ModelCheckpoint,
+    OneCycleLR,
     ProgressBar,
     ReduceLROnPlateau,
     StepLR,
@@ -620,3 +621,64 @@ def test_learning_rate_scheduler_rejects_bad_schedules():
 def test_schedules_reject_bad_arguments(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+# --- per-step schedules ---------------------------------------------------------------------------------
+
+def _torch_step_lrs(steps: int, **kwargs) -> list[float]:
+    torch = pytest.importorskip("torch")
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cycle_momentum=False, **kwargs)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(opt.param_groups[0]["lr"])  # the rate this step trains with
+        opt.step()
+        sched.step()
+    return lrs
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"max_lr": 0.01, "total_steps": 100},
+    {"max_lr": 0.5, "total_steps": 37, "pct_start": 0.1, "anneal_strategy": "linear"},
+    {"max_lr": 3e-3, "epochs": 4, "steps_per_epoch": 25, "div_factor": 10.0, "final_div_factor": 100.0},
+    {"max_lr": 0.1, "total_steps": 60, "three_phase": True, "pct_start": 0.25},
+    {"max_lr": 0.1, "total_steps": 51, "three_phase": True, "anneal_strategy": "linear"},
+])
+def test_one_cycle_matches_torch_step_by_step(kwargs):
+    total = kwargs.get("total_steps") or kwargs["epochs"] * kwargs["steps_per_epoch"]
+    expected = _torch_step_lrs(total, **kwargs)
+    schedule = OneCycleLR(**kwargs)
+    schedule.params = {}
+    np.testing.assert_allclose([schedule.lr_at(step) for step in range(total)], expected, rtol=1e-12, atol=0)
+    assert schedule.lr_at(total + 50) == schedule.lr_at(total), "past the end the last rate holds"
+
+
+def test_one_cycle_sets_the_rate_before_every_step_of_fit(backend):
+    from xpcnn.layers import Dense
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((40, 3)).astype(np.float32), rng.integers(0, 2, 40)
+    model = xpcnn.Sequential([Dense(2)], input_shape=(3,))
+    model.compile("cross_entropy", "sgd")
+    seen = []
+
+    class Spy(Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            seen.append(self.model.optimizer.lr)
+
+    schedule = OneCycleLR(max_lr=0.2)  # epochs and steps per epoch come from fit: 2 x 5
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[schedule, Spy()])
+    np.testing.assert_allclose(seen, [schedule.lr_at(i, total_steps=10) for i in range(10)], rtol=1e-12)
+    assert schedule.total_steps == 10 and seen[0] == pytest.approx(0.2 / 25) and max(seen) == pytest.approx(0.2)
+    if model.step_functions.jit:
+        assert model.step_functions.traces["train"] == 1, "a new rate every step, one trace"
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"max_lr": 0.1, "pct_start": 1.0}, "pct_start must lie in \\(0, 1\\)"),
+    ({"max_lr": 0.1, "anneal_strategy": "exp"}, "anneal_strategy must be 'cos' or 'linear'"),
+    ({"max_lr": 0.1, "total_steps": 0}, "total_steps must be an integer >= 1"),
+])
+def test_one_cycle_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=f"OneCycleLR: {match}"):
+        OneCycleLR(**kwargs)

@@ -21,7 +21,7 @@ from .base import Callback, CallbackList
 from .csv_logger import CSVLogger
 from .early_stopping import EarlyStopping
 from .history import History
-from .lr_schedulers import CosineAnnealingLR, LearningRateScheduler, ReduceLROnPlateau, StepLR
+from .lr_schedulers import CosineAnnealingLR, LearningRateScheduler, OneCycleLR, ReduceLROnPlateau, StepLR
 from .model_checkpoint import ModelCheckpoint
 from .progress_bar import ProgressBar
 from .terminate_on_nan import TerminateOnNaN
@@ -35,6 +35,7 @@ __all__ = [
     "History",
     "LearningRateScheduler",
     "ModelCheckpoint",
+    "OneCycleLR",
     "ProgressBar",
     "ReduceLROnPlateau",
     "StepLR",

@@ -1,4 +1,6 @@
-"""Learning-rate schedules as callbacks, with ``torch.optim.lr_scheduler``'s learning rates."""
+"""Learning-rate schedules as callbacks, with ``torch.optim.lr_scheduler``'s learning rates: per epoch
+(``StepLR``, ``CosineAnnealingLR``, ``ReduceLROnPlateau``, any ``LearningRateScheduler``) or per step
+(``OneCycleLR``)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from typing import Any
 
 from .base import Callback, _check_int, _check_number, _emit, _monitor_value, _resolve_mode
 
-__all__ = ["CosineAnnealingLR", "LearningRateScheduler", "ReduceLROnPlateau", "StepLR"]
+__all__ = ["CosineAnnealingLR", "LearningRateScheduler", "OneCycleLR", "ReduceLROnPlateau", "StepLR"]
 
 
 def _get_lr(model: Any) -> float:
@@ -190,3 +192,79 @@ class ReduceLROnPlateau(Callback):
                     _emit(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new:.6g}.")
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
+
+
+class OneCycleLR(Callback):
+    """Set the learning rate before every training step by the 1cycle policy (``torch.optim.lr_scheduler.
+    OneCycleLR`` with ``cycle_momentum=False``): from ``max_lr / div_factor`` up to ``max_lr`` over the first
+    ``pct_start`` of ``total_steps``, then down to ``max_lr / (div_factor * final_div_factor)``; with
+    ``three_phase`` back to the initial rate first, then down to the minimum.
+
+    ``total_steps`` defaults to ``epochs * steps_per_epoch``, each defaulting to what ``fit`` is asked to
+    run. Steps are counted by the optimizer (``optimizer.iterations``) from the first ``fit`` this callback
+    sees, so epochs may be split over several ``fit`` calls; past ``total_steps`` the last rate holds (torch
+    raises instead). The rate is a plain float set on the host between steps: a compiled step takes it as an
+    input and is not traced again.
+    """
+
+    def __init__(self, max_lr: float, total_steps: int | None = None, epochs: int | None = None,
+                 steps_per_epoch: int | None = None, pct_start: float = 0.3, anneal_strategy: str = "cos",
+                 div_factor: float = 25.0, final_div_factor: float = 1e4, three_phase: bool = False) -> None:
+        super().__init__()
+        owner = "OneCycleLR"
+        self.max_lr = _check_number("max_lr", max_lr, owner)
+        self.total_steps = None if total_steps is None else _check_int("total_steps", total_steps, 1, owner)
+        self.epochs = None if epochs is None else _check_int("epochs", epochs, 1, owner)
+        self.steps_per_epoch = None if steps_per_epoch is None else _check_int("steps_per_epoch", steps_per_epoch, 1,
+                                                                              owner)
+        self.pct_start = _check_number("pct_start", pct_start, owner)
+        if not 0.0 < self.pct_start < 1.0:
+            raise ValueError(f"{owner}: pct_start must lie in (0, 1), got {pct_start!r}")
+        if anneal_strategy not in ("cos", "linear"):
+            raise ValueError(f"{owner}: anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
+        self.anneal_strategy = anneal_strategy
+        self.div_factor = _check_number("div_factor", div_factor, owner)
+        self.final_div_factor = _check_number("final_div_factor", final_div_factor, owner)
+        if self.div_factor <= 0 or self.final_div_factor <= 0:
+            raise ValueError(f"{owner}: div_factor and final_div_factor must be > 0")
+        self.three_phase = bool(three_phase)
+        self._origin: int | None = None
+
+    def _resolved_total(self) -> int:
+        if self.total_steps is not None:
+            return self.total_steps
+        epochs = self.epochs or self.params.get("epochs")
+        steps = self.steps_per_epoch or self.params.get("steps")
+        if not epochs or not steps:
+            raise ValueError("OneCycleLR: give total_steps, or epochs and steps_per_epoch (fit supplies both)")
+        return int(epochs) * int(steps)
+
+    def lr_at(self, step: int, total_steps: int | None = None) -> float:
+        """The rate of 0-based step ``step`` (torch's closed form, phase by phase)."""
+        total = self._resolved_total() if total_steps is None else total_steps
+        initial = self.max_lr / self.div_factor
+        minimum = initial / self.final_div_factor
+        if self.three_phase:
+            phases = [(self.pct_start * total - 1, initial, self.max_lr),
+                      (2 * self.pct_start * total - 2, self.max_lr, initial), (total - 1, initial, minimum)]
+        else:
+            phases = [(self.pct_start * total - 1, initial, self.max_lr), (total - 1, self.max_lr, minimum)]
+        step = min(step, total)
+        start = 0.0
+        for i, (end, lr_from, lr_to) in enumerate(phases):
+            if step <= end or i == len(phases) - 1:
+                pct = (step - start) / (end - start)
+                if self.anneal_strategy == "linear":
+                    return (lr_to - lr_from) * pct + lr_from
+                return lr_to + (lr_from - lr_to) / 2.0 * (math.cos(math.pi * pct) + 1)
+            start = end
+        raise AssertionError("unreachable: the last phase always matches")
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if self._origin is None:
+            self._origin = int(self.model.optimizer.iterations)
+        if self.total_steps is None:
+            self.total_steps = self._resolved_total()
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        _set_lr(self.model, self.lr_at(int(self.model.optimizer.iterations) - (self._origin or 0)))
