@@ -13,11 +13,14 @@ Examples::
     python examples/train_mnist.py                                  # NumPy, 1 epoch
     python examples/train_mnist.py --epochs 5 --backend torch --device cuda:0
     python examples/train_mnist.py --quick                          # seconds: 2,000 training images
+    python examples/train_mnist.py --backend torch --epochs 3 --one-cycle 4e-3 --target-accuracy 0.99
 
 The test set is evaluated after every epoch (the validation curves, of the weights being trained). At the
 end the script prints the test accuracy of the model ``fit`` returned and the wall time, saves the model to
 ``<out>/mnist_cnn.xpcnn`` (reload it with ``xpcnn.load_model``) and the loss/accuracy curves to
-``<out>/history.png``.
+``<out>/history.png``. ``--one-cycle MAX_LR`` changes the rate every step (``OneCycleLR``) instead of
+keeping ``--lr``; ``--target-accuracy A`` stops after the first epoch whose weights (the averaged ones, which
+``fit`` would return) reach test accuracy A, and reports the wall time to get there.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from xpcnn.layers.dense import Dense  # noqa: E402
 from xpcnn.layers.pool import MaxPool2D  # noqa: E402
 from xpcnn.layers.reshape import Flatten  # noqa: E402
 from xpcnn.model import Sequential  # noqa: E402
+from xpcnn.callbacks import Callback, OneCycleLR  # noqa: E402
 from xpcnn.optimizers import Adam  # noqa: E402
 
 QUICK_TRAIN, QUICK_TEST = 2000, 1000
@@ -82,10 +86,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help=f"a seconds-long run: {QUICK_TRAIN:,} training and {QUICK_TEST:,} test images")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--one-cycle", type=float, default=None, metavar="MAX_LR",
+                   help="1cycle schedule per step up to MAX_LR over --epochs (torch's OneCycleLR) instead of --lr")
+    p.add_argument("--target-accuracy", type=float, default=None, metavar="A",
+                   help="stop after the first epoch whose weights reach test accuracy A (e.g. 0.99)")
     args = p.parse_args(argv)
+    if args.target_accuracy is not None and not 0.0 < args.target_accuracy <= 1.0:
+        p.error(f"--target-accuracy must lie in (0, 1], got {args.target_accuracy}")
     if args.ema is None:
         args.ema = 0.0 if args.quick else 0.99
     return args
+
+
+class StopAtAccuracy(Callback):
+    """Stop ``fit`` after the first epoch whose weights reach ``target`` test accuracy: the averaged weights when
+    the optimizer keeps an average (what ``fit`` returns, evaluated here), else the epoch's ``val_accuracy``."""
+
+    def __init__(self, target: float, x_test, y_test) -> None:
+        super().__init__()
+        self.target, self.x_test, self.y_test = target, x_test, y_test
+        self.start = time.perf_counter()
+        self.reached: tuple[int, float, float] | None = None  # (epochs, accuracy, seconds since fit began)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        model, optimizer = self.model, self.model.optimizer
+        if optimizer.use_ema:
+            raw = model.params
+            model.set_params(optimizer.averaged_params(raw))
+            accuracy = model.evaluate(self.x_test, self.y_test, batch_size=1000)["accuracy"]
+            model.set_params(raw)
+        else:
+            accuracy = float((logs or {})["val_accuracy"])
+        print(f"epoch {epoch + 1}: test accuracy of the weights fit would return {100 * accuracy:.2f}%")
+        if accuracy >= self.target and self.reached is None:
+            self.reached = (epoch + 1, accuracy, time.perf_counter() - self.start)
+            model.stop_training = True
 
 
 def load(data: pathlib.Path | None):
@@ -113,15 +148,29 @@ def main(argv: list[str] | None = None) -> float:
     optimizer = Adam(lr=args.lr, use_ema=args.ema > 0, ema_momentum=args.ema)
     model.compile(loss="cross_entropy", optimizer=optimizer, metrics=["accuracy"])
 
+    callbacks = []
+    if args.one_cycle is not None:
+        callbacks.append(OneCycleLR(args.one_cycle))
+    stop = None
+    if args.target_accuracy is not None:
+        stop = StopAtAccuracy(args.target_accuracy, x_test, y_test)
+        callbacks.append(stop)
     start = time.perf_counter()
     history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
-                        validation_data=(x_test, y_test), verbose=1)
+                        validation_data=(x_test, y_test), verbose=1, callbacks=callbacks)
     accuracy = model.evaluate(x_test, y_test, batch_size=1000)["accuracy"]  # the weights fit returned
     wall = time.perf_counter() - start
     weights = f"weights averaged with momentum {args.ema}" if args.ema > 0 else "final weights"
-    print(f"test accuracy after {args.epochs} epoch(s): {accuracy:.4f} ({100 * accuracy:.2f}%) on "
+    print(f"test accuracy after {model.epoch} epoch(s): {accuracy:.4f} ({100 * accuracy:.2f}%) on "
           f"{len(x_test):,} images ({weights})")
     print(f"wall time (training, per-epoch and final test evaluation): {wall:.1f} s on {backend.name}")
+    if stop is not None:
+        if stop.reached is None:
+            print(f"target {100 * args.target_accuracy:.2f}% not reached in {args.epochs} epoch(s)")
+        else:
+            epochs, reached, seconds = stop.reached
+            print(f"target {100 * args.target_accuracy:.2f}% reached after {epochs} epoch(s): "
+                  f"{100 * reached:.2f}% in {seconds:.1f} s")
 
     args.out.mkdir(parents=True, exist_ok=True)
     model_path = args.out / "mnist_cnn.xpcnn"

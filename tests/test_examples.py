@@ -122,3 +122,11 @@ def test_train_mnist_reports_the_averaged_weights_it_was_asked_for(tmp_path, mni
     result = _run("train_mnist.py", tmp_path, "--data", str(mnist_root), "--ema", "0.9")
     assert "(weights averaged with momentum 0.9)" in result.stdout
     assert (tmp_path / "mnist_cnn.xpcnn").is_file()
+
+
+def test_train_mnist_stops_at_the_target_accuracy_with_a_one_cycle_schedule(tmp_path, mnist_root):
+    """``--target-accuracy`` ends training after the first epoch that reaches it and says how long it took."""
+    result = _run("train_mnist.py", tmp_path, "--data", str(mnist_root), "--epochs", "3", "--one-cycle", "0.01",
+                  "--target-accuracy", "0.5")
+    assert "target 50.00% reached after 1 epoch(s)" in result.stdout, result.stdout[-2000:]
+    assert "test accuracy after 1 epoch(s)" in result.stdout
