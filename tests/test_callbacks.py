@@ -682,3 +682,28 @@ def test_one_cycle_sets_the_rate_before_every_step_of_fit(backend):
 def test_one_cycle_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=f"OneCycleLR: {match}"):
         OneCycleLR(**kwargs)
+
+
+def test_predict_calls_the_predict_hooks(backend):
+    from xpcnn.layers import Dense
+
+    model = xpcnn.Sequential([Dense(2)], input_shape=(3,))
+    events = []
+
+    class Recorder(Callback):
+        def on_predict_begin(self, logs=None):
+            events.append("begin")
+
+        def on_predict_batch_begin(self, batch, logs=None):
+            events.append(("batch", batch, logs["size"]))
+
+        def on_predict_batch_end(self, batch, logs=None):
+            events.append(("outputs", tuple(logs["outputs"].shape)))
+
+        def on_predict_end(self, logs=None):
+            events.append("end")
+
+    out = model.predict(np.ones((5, 3), dtype=np.float32), batch_size=2, callbacks=[Recorder()])
+    assert tuple(out.shape) == (5, 2)
+    assert events == ["begin", ("batch", 0, 2), ("outputs", (2, 2)), ("batch", 1, 2), ("outputs", (2, 2)),
+                      ("batch", 2, 1), ("outputs", (1, 2)), "end"]

@@ -297,15 +297,30 @@ class Trainer:
         cbs.on_test_end(dict(result))
         return result
 
-    def predict(self, x: Any, batch_size: int = 32, verbose: int = 0) -> Array:
-        """The outputs for every sample of ``x``, concatenated on the device (an array of the current backend)."""
+    def predict(self, x: Any, batch_size: int = 32, verbose: int = 0,
+                callbacks: Sequence[Any] | None = None) -> Array:
+        """The outputs for every sample of ``x``, concatenated on the device (an array of the current backend).
+
+        ``callbacks`` get ``on_predict_begin``/``_end`` and, per batch, ``on_predict_batch_begin``/``_end``
+        with ``{"outputs": <the batch's outputs on the device>, "size": n}``.
+        """
         batch_size = _check_int(batch_size, "batch_size", 1)
+        verbose = _check_verbose(verbose)
         x = check_samples(x, "x", inputs=True)
         self.compute_output_shape(tuple(x.shape[1:]))  # a clear error before anything changes
         self._build_for(x)
         loader = DataLoader(x, None, batch_size=batch_size, shuffle=False)
+        cbs = CallbackList(list(callbacks or []), model=self, params={"steps": len(loader), "verbose": verbose,
+                                                                      "batch_size": batch_size})
         forward = self.step_functions.predict
-        outputs = [forward(xb) for xb in _maybe_progress(loader, verbose, "predict")]
+        cbs.on_predict_begin({})
+        outputs = []
+        for step, xb in enumerate(_maybe_progress(loader, verbose, "predict")):
+            size = int(xb.shape[0])
+            cbs.on_predict_batch_begin(step, {"size": size})
+            outputs.append(forward(xb))
+            cbs.on_predict_batch_end(step, {"outputs": outputs[-1], "size": size})
+        cbs.on_predict_end({})
         if len(outputs) == 1:
             return outputs[0]
         return get_backend().xp.concat(outputs, axis=0)

@@ -23,6 +23,7 @@ from .early_stopping import EarlyStopping
 from .history import History
 from .lr_schedulers import CosineAnnealingLR, LearningRateScheduler, OneCycleLR, ReduceLROnPlateau, StepLR
 from .model_checkpoint import ModelCheckpoint
+from .monitor import MonitorCallback
 from .progress_bar import ProgressBar
 from .terminate_on_nan import TerminateOnNaN
 
@@ -35,6 +36,7 @@ __all__ = [
     "History",
     "LearningRateScheduler",
     "ModelCheckpoint",
+    "MonitorCallback",
     "OneCycleLR",
     "ProgressBar",
     "ReduceLROnPlateau",

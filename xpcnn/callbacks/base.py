@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import re
 import sys
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -205,23 +204,6 @@ def _as_float(value: Any) -> float:
 
 def _is_metric(key: str, value: Any) -> bool:
     return key not in _NOT_METRICS and not isinstance(value, (str, bool)) and value is not None
-
-
-def _monitor_value(cb: Callback, logs: Mapping[str, Any] | None, monitor: str) -> float | None:
-    """``logs[monitor]`` as a float, or None with a warning (once per training) naming the keys present."""
-    logs = logs or {}
-    if monitor in logs and logs[monitor] is not None:
-        return _as_float(logs[monitor])
-    if not getattr(cb, "_warned_missing", False):
-        cb._warned_missing = True
-        warnings.warn(
-            f"{type(cb).__name__}: the monitored metric {monitor!r} is not in the epoch logs "
-            f"(available: {sorted(logs)}); this callback does nothing until it appears. "
-            "Validation metrics need validation data.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return None
 
 
 def _snapshot(state: Any) -> Any:

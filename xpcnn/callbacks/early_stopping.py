@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from .base import Callback, _check_int, _check_number, _emit, _monitor_value, _resolve_mode, _snapshot
+from .base import _check_int, _check_number, _emit, _snapshot
+from .monitor import MonitorCallback
 
 __all__ = ["EarlyStopping"]
 
 
-class EarlyStopping(Callback):
+class EarlyStopping(MonitorCallback):
     """Stop training when ``monitor`` has not improved for ``patience`` epochs (Keras semantics).
 
     An improvement beats the best value so far by more than ``min_delta`` (absolute). ``baseline``: the
@@ -30,12 +30,10 @@ class EarlyStopping(Callback):
         verbose: int = 0,
         start_from_epoch: int = 0,
     ) -> None:
-        super().__init__()
         owner = "EarlyStopping"
-        self.monitor = monitor
+        super().__init__(monitor, mode, owner)
         self.min_delta = _check_number("min_delta", min_delta, owner)
         self.patience = _check_int("patience", patience, 0, owner)
-        self.mode = _resolve_mode(mode, monitor, owner)
         self.restore_best_weights = bool(restore_best_weights)
         self.baseline = None if baseline is None else _check_number("baseline", baseline, owner, minimum=None)
         self.verbose = verbose
@@ -45,32 +43,27 @@ class EarlyStopping(Callback):
     def _reset(self) -> None:
         self.wait = 0
         self.stopped_epoch = 0
-        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best = self._worst()
         self.best_epoch = 0
         self.best_weights: Any = None
         self._warned_missing = False
-
-    def _improves(self, value: float, reference: float) -> bool:
-        if self.mode == "min":
-            return value + self.min_delta < reference
-        return value - self.min_delta > reference
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._reset()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        current = _monitor_value(self, logs, self.monitor)
+        current = self._current(logs)
         if current is None or epoch < self.start_from_epoch:
             return
         if self.restore_best_weights and self.best_weights is None:
             self.best_weights = _snapshot(self.model.state_dict())
         self.wait += 1
-        if self._improves(current, self.best):
+        if self._improves(current, self.best, self.min_delta):
             self.best = current
             self.best_epoch = epoch
             if self.restore_best_weights:
                 self.best_weights = _snapshot(self.model.state_dict())
-            if self.baseline is None or self._improves(current, self.baseline):
+            if self.baseline is None or self._improves(current, self.baseline, self.min_delta):
                 self.wait = 0
             return
         if self.wait >= self.patience and epoch > 0:

@@ -9,7 +9,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from .base import Callback, _check_int, _check_number, _emit, _monitor_value, _resolve_mode
+from .base import Callback, _check_int, _check_number, _emit
+from .monitor import MonitorCallback
 
 __all__ = ["CosineAnnealingLR", "LearningRateScheduler", "OneCycleLR", "ReduceLROnPlateau", "StepLR"]
 
@@ -108,7 +109,7 @@ class CosineAnnealingLR(LearningRateScheduler):
         return self.eta_min + (self.base_lr - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2
 
 
-class ReduceLROnPlateau(Callback):
+class ReduceLROnPlateau(MonitorCallback):
     """Multiply the learning rate by ``factor`` when ``monitor`` stops improving (torch semantics).
 
     As ``torch.optim.lr_scheduler.ReduceLROnPlateau(mode, factor, patience, threshold=min_delta,
@@ -133,9 +134,8 @@ class ReduceLROnPlateau(Callback):
         eps: float = 1e-8,
         verbose: int = 0,
     ) -> None:
-        super().__init__()
         owner = "ReduceLROnPlateau"
-        self.monitor = monitor
+        super().__init__(monitor, mode, owner)
         factor = _check_number("factor", factor, owner)
         if not 0 < factor < 1:
             raise ValueError(f"{owner}: factor must be in (0, 1) to reduce the learning rate, got {factor!r}")
@@ -144,7 +144,6 @@ class ReduceLROnPlateau(Callback):
         self.min_delta = _check_number("min_delta", min_delta, owner)
         self.cooldown = _check_int("cooldown", cooldown, 0, owner)
         self.min_lr = _check_number("min_lr", min_lr, owner)
-        self.mode = _resolve_mode(mode, monitor, owner)
         if threshold_mode not in ("rel", "abs"):
             raise ValueError(f"{owner}: threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
         self.threshold_mode = threshold_mode
@@ -153,7 +152,7 @@ class ReduceLROnPlateau(Callback):
         self._reset()
 
     def _reset(self) -> None:
-        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best = self._worst()
         self.num_bad_epochs = 0
         self.cooldown_counter = 0
         self._warned_missing = False
@@ -162,20 +161,14 @@ class ReduceLROnPlateau(Callback):
     def in_cooldown(self) -> bool:
         return self.cooldown_counter > 0
 
-    def _is_better(self, a: float) -> bool:
-        best, d = self.best, self.min_delta
-        if self.mode == "min":
-            return a < (best * (1 - d) if self.threshold_mode == "rel" else best - d)
-        return a > (best * (1 + d) if self.threshold_mode == "rel" else best + d)
-
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._reset()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        current = _monitor_value(self, logs, self.monitor)
+        current = self._current(logs)
         if current is None:
             return
-        if self._is_better(current):
+        if self._improves(current, self.best, self.min_delta, relative=self.threshold_mode == "rel"):
             self.best = current
             self.num_bad_epochs = 0
         else:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from typing import Any
 
-from .base import Callback, _check_number, _emit, _monitor_value, _resolve_mode
+from .base import _check_number, _emit
+from .monitor import MonitorCallback
 
 __all__ = ["ModelCheckpoint"]
 
 
-class ModelCheckpoint(Callback):
+class ModelCheckpoint(MonitorCallback):
     """Save the model (or only its weights) at the end of each epoch, or only when ``monitor`` improves.
 
     ``filepath`` may hold format fields: ``{epoch}`` (1-based) and any epoch-log key, e.g.
@@ -31,14 +31,12 @@ class ModelCheckpoint(Callback):
         verbose: int = 0,
         initial_value_threshold: float | None = None,
     ) -> None:
-        super().__init__()
         owner = "ModelCheckpoint"
+        super().__init__(monitor, mode, owner)
         self.filepath = os.fspath(filepath)
         if not self.filepath:
             raise ValueError(f"{owner}: filepath must not be empty")
-        self.monitor = monitor
         self.save_best_only = bool(save_best_only)
-        self.mode = _resolve_mode(mode, monitor, owner)
         self.save_weights_only = bool(save_weights_only)
         self.verbose = verbose
         if initial_value_threshold is not None:
@@ -47,15 +45,9 @@ class ModelCheckpoint(Callback):
         self.initial_value_threshold = initial_value_threshold
         self.best = self._initial_best()
         self.last_saved: str | None = None
-        self._warned_missing = False
 
     def _initial_best(self) -> float:
-        if self.initial_value_threshold is not None:
-            return self.initial_value_threshold
-        return math.inf if self.mode == "min" else -math.inf
-
-    def _better(self, value: float) -> bool:
-        return value < self.best if self.mode == "min" else value > self.best
+        return self._worst() if self.initial_value_threshold is None else self.initial_value_threshold
 
     def format_path(self, epoch: int, logs: Mapping[str, Any] | None = None) -> str:
         """The file name for epoch ``epoch`` (0-based; written 1-based) with its logs."""
@@ -72,10 +64,10 @@ class ModelCheckpoint(Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
         if self.save_best_only:
-            current = _monitor_value(self, logs, self.monitor)
+            current = self._current(logs)
             if current is None:
                 return
-            if not self._better(current):
+            if not self._improves(current, self.best):
                 if self.verbose > 0:
                     _emit(f"Epoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
                 return
