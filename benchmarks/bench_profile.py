@@ -47,7 +47,7 @@ _WINDOW_CATEGORIES = {
 _MODULE_CATEGORIES = {
     "conv": "conv (reshape, bias)",
     "pool": "pooling",
-    "dense": "dense (bias)",
+    "linear": "dense (bias)",
     "activations": "activations",
     "normalization": "batchnorm",
     "losses": "loss",

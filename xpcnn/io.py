@@ -15,7 +15,6 @@ device, so a model trained on one backend predicts the same on another.
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import os
 import tempfile
@@ -36,20 +35,6 @@ __all__ = ["load_model", "load_weights", "save_model", "save_weights"]
 FORMAT_MODEL = "xpcnn.model"
 FORMAT_WEIGHTS = "xpcnn.weights"
 FORMAT_VERSION = 1
-
-_LAYER_MODULES = ("conv", "dense", "activations", "pool", "reshape", "normalization", "dropout", "upsampling")
-
-
-def _import_layer_modules() -> None:
-    """Import every layer module so that their classes are registered for ``get_layer_class``."""
-    for name in _LAYER_MODULES:
-        module = f"xpcnn.layers.{name}"
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-
 
 # --- writing ----------------------------------------------------------------------------------------------
 

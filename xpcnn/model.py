@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from . import layers as _every_layer  # noqa: F401  (registers every layer class for from_config)
 from . import random
 from .backend import asarray, copy_array, dtype_name, to_numpy
 from .layers.base import Layer, get_layer_class
@@ -346,9 +347,6 @@ class Sequential(Trainer):
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Sequential:
         """Rebuild (fresh weights) on the current backend from ``get_config()``'s output."""
-        from .io import _import_layer_modules  # io imports this module: import it late
-
-        _import_layer_modules()
         layers = []
         for spec in config["layers"]:
             layer_cls = get_layer_class(spec["class_name"])

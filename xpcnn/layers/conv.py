@@ -6,7 +6,7 @@ from typing import Any
 
 from ..initializers import INITIALIZERS, check_initializer, fans
 from ..ops import conv as conv_ops
-from ..ops.windows import as_pair, check_padding, conv_output_hw, resolve_padding
+from ..ops.windows import as_pair, check_padding, conv_output_hw, conv_transpose_output_hw, resolve_padding
 from .base import Layer
 
 __all__ = ["Conv2D", "Conv2DTranspose"]
@@ -151,12 +151,9 @@ class Conv2DTranspose(_ConvBase):
                 )
 
     def _output_hw(self, sample_shape: tuple[int, ...]) -> tuple[int, int]:
-        ph, pw = (0, 0) if self.padding == "valid" else self.padding
-        out_hw = tuple(
-            (sample_shape[1 + a] - 1) * self.stride[a] - 2 * (ph, pw)[a]
-            + self.dilation[a] * (self.kernel_size[a] - 1) + self.output_padding[a] + 1
-            for a in range(2)
-        )
+        padding = (0, 0) if self.padding == "valid" else self.padding
+        out_hw = conv_transpose_output_hw(tuple(sample_shape[1:3]), self.kernel_size, self.stride, self.dilation,
+                                          padding, self.output_padding)
         if min(out_hw) < 1:
             raise ValueError(
                 f"Conv2DTranspose: padding {self.padding} leaves no output for per-sample input {sample_shape}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..initializers import INITIALIZERS, check_initializer, fans
-from ..ops import linear as dense_ops
+from ..ops.linear import dense, dense_backward
 from .base import Layer
 
 __all__ = ["Dense"]
@@ -47,11 +47,11 @@ class Dense(Layer):
         weight = self.params["weight"]
         if training:
             self._cache = (x, weight)
-        return dense_ops.dense(x, weight, self.params.get("bias"))
+        return dense(x, weight, self.params.get("bias"))
 
     def _backward(self, dy: Any) -> Any:
         x, weight = self._cache
-        dx, dw, db = dense_ops.dense_backward(dy, x, weight, bias=self.use_bias)
+        dx, dw, db = dense_backward(dy, x, weight, bias=self.use_bias)
         self.grads["weight"] = dw
         if self.use_bias:
             self.grads["bias"] = db

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .windows import conv_transpose_output_hw
+
 __all__ = ["avg_pool2d", "avg_pool2d_backward", "batch_norm", "batch_norm_backward", "conv2d", "conv2d_backward",
            "conv2d_transpose", "conv2d_transpose_backward", "max_pool2d", "max_pool2d_backward"]
 
@@ -57,8 +59,10 @@ def conv2d_backward(dy: Any, x: Any, w: Any, *, stride: Pair, pads: Pads, dilati
 
 
 def _output_padding(x: Any, w: Any, stride: Pair, pads: Pads, dilation: Pair, out_hw: Pair) -> list[int]:
-    return [out_hw[i] - ((x.shape[2 + i] - 1) * stride[i] - 2 * pads[2 * i] + dilation[i] * (w.shape[2 + i] - 1) + 1)
-            for i in (0, 1)]
+    """What ``aten.convolution`` needs to produce ``out_hw`` pixels: the excess over the size without it."""
+    plain = conv_transpose_output_hw((x.shape[2], x.shape[3]), (w.shape[2], w.shape[3]), stride, dilation,
+                                     (pads[0], pads[2]))
+    return [out_hw[0] - plain[0], out_hw[1] - plain[1]]
 
 
 def conv2d_transpose(x: Any, w: Any, bias: Any, *, stride: Pair, pads: Pads, dilation: Pair, groups: int,

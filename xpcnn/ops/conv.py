@@ -14,7 +14,9 @@ import array_api_compat
 import array_api_extra as xpx
 
 from . import _native, _strided
-from .windows import Pads, as_pair, col2im, conv_output_hw, im2col, pad2d, resolve_padding, unpad2d
+from .windows import (
+    Pads, as_pair, col2im, conv_output_hw, conv_transpose_output_hw, im2col, pad2d, resolve_padding, unpad2d,
+)
 
 __all__ = ["conv2d", "conv2d_backward", "conv2d_transpose", "conv2d_transpose_backward"]
 
@@ -320,11 +322,8 @@ def _transpose_geometry(
         raise ValueError(
             f"{op}: output_padding {(oph, opw)} must be smaller than stride {stride} or dilation {dilation}"
         )
-    kh, kw = weight.shape[2], weight.shape[3]
-    out_hw = (
-        (x.shape[2] - 1) * stride[0] - 2 * ph + dilation[0] * (kh - 1) + oph + 1,
-        (x.shape[3] - 1) * stride[1] - 2 * pw + dilation[1] * (kw - 1) + opw + 1,
-    )
+    kernel = (weight.shape[2], weight.shape[3])
+    out_hw = conv_transpose_output_hw((x.shape[2], x.shape[3]), kernel, stride, dilation, (ph, pw), (oph, opw))
     if min(out_hw) < 1:
         raise ValueError(f"{op}: padding {(ph, pw)} leaves no output for input {tuple(x.shape)}")
     return stride, (ph, ph, pw, pw), dilation, out_hw

@@ -98,6 +98,18 @@ def conv_output_hw(
     )  # type: ignore[return-value]
 
 
+def conv_transpose_output_hw(
+    in_hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
+    padding: tuple[int, int], output_padding: tuple[int, int] = (0, 0),
+) -> tuple[int, int]:
+    """Output height and width of a transposed convolution, as PyTorch's: ``(H - 1)*stride - 2*padding +
+    dilation*(k - 1) + output_padding + 1``; <= 0 means the padding leaves no output."""
+    return tuple(
+        (in_hw[a] - 1) * stride[a] - 2 * padding[a] + dilation[a] * (kernel[a] - 1) + output_padding[a] + 1
+        for a in range(2)
+    )  # type: ignore[return-value]
+
+
 LAYOUTS = ("NCHW", "CHWN")
 
 
