@@ -27,7 +27,8 @@ if BACKEND == "jax":
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 #: test modules that train whole models: on JAX each of their tests runs with compiled and with eager steps
-MODEL_LEVEL_MODULES = {"test_model", "test_callbacks", "test_io", "test_no_host_sync", "test_mnist_training"}
+MODEL_LEVEL_MODULES = {"test_model", "test_callbacks", "test_io", "test_no_host_sync", "test_mnist_training",
+                       "test_functional"}
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -133,3 +133,34 @@ def test_backward_needs_a_training_forward(backend):
     layer.forward(xpcnn.asarray(_input((2, 3))))
     with pytest.raises(RuntimeError, match=r"ReLU: backward\(\) needs a forward\(x, training=True\) first"):
         layer.backward(xpcnn.asarray(np.ones((2, 3))))
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax"])
+def test_activation_argument_equals_the_layer_after_it(backend64, activation):
+    """``Dense(..., activation=a)`` and ``Conv2D(..., activation=a)`` give the values and gradients of the
+    plain layer followed by the activation layer; the name is in the config."""
+    from xpcnn.layers import Conv2D, Dense
+    from xpcnn.layers.activations import ACTIVATIONS
+
+    rng = np.random.default_rng(4)
+    for make, x in ((lambda a: Dense(5, activation=a), rng.standard_normal((3, 4))),
+                    (lambda a: Conv2D(3, 3, padding=1, activation=a), rng.standard_normal((2, 2, 4, 4)))):
+        fused, plain, after = make(activation), make(None), ACTIVATIONS[activation]()
+        y = fused.forward(xpcnn.asarray(x), training=True)
+        plain.build(tuple(x.shape[1:]))
+        plain.params = dict(fused.params)
+        y_plain = after.forward(plain.forward(xpcnn.asarray(x), training=True), training=True)
+        dy = xpcnn.asarray(rng.standard_normal(tuple(y.shape)))
+        np.testing.assert_array_equal(host(y), host(y_plain))
+        np.testing.assert_array_equal(host(fused.backward(dy)), host(plain.backward(after.backward(dy))))
+        for key in fused.grads:
+            np.testing.assert_array_equal(host(fused.grads[key]), host(plain.grads[key]))
+        assert fused.get_config()["activation"] == activation and "activation" not in plain.get_config()
+        assert type(fused)(**fused.get_config()).activation == activation
+
+
+def test_unknown_activation_names_the_choices(backend):
+    from xpcnn.layers import Dense
+
+    with pytest.raises(ValueError, match=r"Dense: unknown activation 'swish'; use one of \['elu', 'leaky_relu'"):
+        Dense(3, activation="swish")

@@ -16,7 +16,8 @@ from .backend import (
 )
 from .data import DataLoader
 from .io import load_model
-from .model import Sequential
+from .layers.node import Input
+from .model import Model, Sequential
 from .random import manual_seed
 
 __version__ = "0.1.0"
@@ -25,6 +26,8 @@ __all__ = [
     "Backend",
     "BackendUnavailableError",
     "DataLoader",
+    "Input",
+    "Model",
     "Sequential",
     "asarray",
     "available_backends",

@@ -28,7 +28,7 @@ from . import metrics as metrics_module
 from . import optimizers as optimizers_module
 from . import random
 from .backend import get_backend, to_numpy
-from .model import Sequential
+from .model import LayerGraph, Model, Sequential
 
 __all__ = ["load_model", "load_weights", "save_model", "save_weights"]
 
@@ -86,14 +86,14 @@ class _ArrayTable:
         return name
 
 
-def _require_built(model: Sequential, what: str) -> None:
-    if not isinstance(model, Sequential):
-        raise TypeError(f"{what} takes an xpcnn Sequential model, got {type(model).__name__}")
+def _require_built(model: LayerGraph, what: str) -> None:
+    if not isinstance(model, LayerGraph):
+        raise TypeError(f"{what} takes an xpcnn model (Sequential or Model), got {type(model).__name__}")
     if not model.built:
         raise ValueError(f"{what}: the model is not built yet (no weights); pass input_shape=... or run a batch")
 
 
-def _base_config(kind: str, model: Sequential) -> dict[str, Any]:
+def _base_config(kind: str, model: LayerGraph) -> dict[str, Any]:
     from . import __version__
 
     backend = get_backend()
@@ -113,7 +113,7 @@ def _metric_config(metric: Any) -> dict[str, Any]:
     return {"class_name": None, "name": getattr(metric, "name", repr(metric))}
 
 
-def save_model(model: Sequential, path: Any) -> None:
+def save_model(model: LayerGraph, path: Any) -> None:
     """Write the whole model to ONE file at exactly ``path`` (see the module docstring)."""
     _require_built(model, "save")
     table = _ArrayTable()
@@ -139,7 +139,7 @@ def save_model(model: Sequential, path: Any) -> None:
     _atomic_savez(path, config, table.arrays)
 
 
-def save_weights(model: Sequential, path: Any) -> None:
+def save_weights(model: LayerGraph, path: Any) -> None:
     """Write parameters and buffers (with the architecture, for checks) to ONE file at exactly ``path``."""
     _require_built(model, "save_weights")
     table = _ArrayTable()
@@ -148,12 +148,8 @@ def save_weights(model: Sequential, path: Any) -> None:
     _atomic_savez(path, config, table.arrays)
 
 
-def _weights(model: Sequential) -> dict[str, Any]:
-    out = {}
-    for i, layer in enumerate(model.layers):
-        for k, v in (*layer.params.items(), *layer.buffers.items()):
-            out[f"{i}.{k}"] = v
-    return out
+def _weights(model: LayerGraph) -> dict[str, Any]:
+    return {**model.params, **model.buffers}
 
 
 # --- reading ----------------------------------------------------------------------------------------------
@@ -212,33 +208,37 @@ def _weights_from(config: Mapping[str, Any], arrays: Mapping[str, np.ndarray], p
     return {str(key): _array(arrays, name, path) for key, name in weights.items()}
 
 
-def _layer_classes(config: Mapping[str, Any]) -> list[str] | None:
+def _prefix_classes(config: Mapping[str, Any]) -> dict[str, str] | None:
+    """The class name of the layer behind each key prefix in a saved architecture (index or layer name)."""
     try:
-        return [str(spec["class_name"]) for spec in config["architecture"]["layers"]]
-    except (KeyError, TypeError):
+        arch = config["architecture"]
+        if arch.get("class_name") == "Model":
+            return {str(spec["name"]): str(spec["class_name"]) for spec in arch["layers"]}
+        return {str(i): str(spec["class_name"]) for i, spec in enumerate(arch["layers"])}
+    except (KeyError, TypeError, AttributeError):
         return None
 
 
-def load_weights(model: Sequential, path: Any) -> None:
+def load_weights(model: LayerGraph, path: Any) -> None:
     """Load parameters and buffers saved by ``save_weights`` or ``save`` into ``model``.
 
     The file must come from the same architecture (layer types holding weights, keys and shapes); else a
     ValueError says what differs and the model is left untouched. An unbuilt model is built with the input
     shape recorded in the file.
     """
-    if not isinstance(model, Sequential):
-        raise TypeError(f"load_weights takes an xpcnn Sequential model, got {type(model).__name__}")
+    if not isinstance(model, LayerGraph):
+        raise TypeError(f"load_weights takes an xpcnn model (Sequential or Model), got {type(model).__name__}")
     path = os.fspath(path)
     config, arrays = _read(path)
     weights = _weights_from(config, arrays, path)
-    saved_classes = _layer_classes(config)
+    saved_classes = _prefix_classes(config)
     if saved_classes is not None:
+        current_classes = {prefix: type(layer).__name__ for prefix, layer in model.keyed_layers()}
         diffs = []
-        for i in sorted({int(k.split(".", 1)[0]) for k in weights if k.split(".", 1)[0].isdigit()}):
-            saved = saved_classes[i] if i < len(saved_classes) else None
-            current = type(model.layers[i]).__name__ if i < len(model.layers) else None
+        for prefix in sorted({k.split(".", 1)[0] for k in weights}, key=lambda p: (len(p), p)):
+            saved, current = saved_classes.get(prefix), current_classes.get(prefix)
             if saved != current:
-                diffs.append(f"layer {i} is {saved} in the file but {current} in the model")
+                diffs.append(f"layer {prefix} is {saved} in the file but {current} in the model")
         if diffs:
             raise ValueError(f"{path} holds weights of another architecture: " + "; ".join(diffs))
     if model.built:
@@ -263,14 +263,14 @@ def load_weights(model: Sequential, path: Any) -> None:
         random.set_state(random_state)
 
 
-def _load_state(model: Sequential, weights: Mapping[str, np.ndarray], path: str) -> None:
+def _load_state(model: LayerGraph, weights: Mapping[str, np.ndarray], path: str) -> None:
     try:
         model.load_state_dict(weights)
     except ValueError as exc:
         raise ValueError(f"{path}: weights of another architecture: {exc}") from exc
 
 
-def load_model(path: Any, restore_random_state: bool = False) -> Sequential:
+def load_model(path: Any, restore_random_state: bool = False) -> LayerGraph:
     """Rebuild a model saved with ``model.save(path)`` on the CURRENT backend and device.
 
     Weights, buffers, the compile configuration, the optimizer state and the epoch count are restored.
@@ -286,7 +286,7 @@ def load_model(path: Any, restore_random_state: bool = False) -> Sequential:
     random_state = random.get_state()
     try:
         arch = config["architecture"]
-        model = Sequential.from_config(arch)
+        model = (Model if arch.get("class_name") == "Model" else Sequential).from_config(arch)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"{path}: cannot rebuild the architecture ({type(exc).__name__}: {exc})") from exc
     finally:

@@ -8,6 +8,8 @@ from .base import Layer
 from .conv import Conv2D, Conv2DTranspose
 from .dense import Dense
 from .dropout import Dropout, SpatialDropout2D
+from .merge import Add, Average, Concatenate, Maximum, Multiply, Subtract
+from .node import Input, InputLayer
 from .normalization import BatchNorm1D, BatchNorm2D
 from .pool import AvgPool2D, GlobalAvgPool2D, GlobalMaxPool2D, MaxPool2D
 from .reshape import Flatten, Reshape, ZeroPadding2D
@@ -20,8 +22,9 @@ GlobalAveragePooling2D = GlobalAvgPool2D
 GlobalMaxPooling2D = GlobalMaxPool2D
 
 __all__ = [
-    "AvgPool2D", "AveragePooling2D", "BatchNorm1D", "BatchNorm2D", "Conv2D",
+    "Add", "Average", "AvgPool2D", "AveragePooling2D", "BatchNorm1D", "BatchNorm2D", "Concatenate", "Conv2D",
     "Conv2DTranspose", "Dense", "Dropout", "ELU", "Flatten", "GlobalAvgPool2D", "GlobalAveragePooling2D",
-    "GlobalMaxPool2D", "GlobalMaxPooling2D", "Layer", "LeakyReLU", "MaxPool2D", "MaxPooling2D", "ReLU",
-    "Reshape", "Sigmoid", "Softmax", "SpatialDropout2D", "Tanh", "UpSampling2D", "ZeroPadding2D",
+    "GlobalMaxPool2D", "GlobalMaxPooling2D", "Input", "InputLayer", "Layer", "LeakyReLU", "MaxPool2D",
+    "MaxPooling2D", "Maximum", "Multiply", "ReLU", "Reshape", "Sigmoid", "Softmax", "SpatialDropout2D",
+    "Subtract", "Tanh", "UpSampling2D", "ZeroPadding2D",
 ]

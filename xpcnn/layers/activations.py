@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from ..ops import activations as act
 from .base import Layer
 
-__all__ = ["ELU", "LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh"]
+__all__ = ["ACTIVATIONS", "ELU", "LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh", "make_activation"]
 
 
 class _Activation(Layer):
@@ -53,8 +53,8 @@ class LeakyReLU(_Activation):
 
     saves_output = False
 
-    def __init__(self, negative_slope: float = 0.01) -> None:
-        super().__init__()
+    def __init__(self, negative_slope: float = 0.01, *, name: str | None = None) -> None:
+        super().__init__(name)
         self.negative_slope = _check_float(negative_slope, "negative_slope", "LeakyReLU")
 
     def _activate(self, x: Any) -> Any:
@@ -72,8 +72,8 @@ class ELU(_Activation):
 
     saves_output = False
 
-    def __init__(self, alpha: float = 1.0) -> None:
-        super().__init__()
+    def __init__(self, alpha: float = 1.0, *, name: str | None = None) -> None:
+        super().__init__(name)
         self.alpha = _check_float(alpha, "alpha", "ELU")
 
     def _activate(self, x: Any) -> Any:
@@ -110,8 +110,8 @@ class Softmax(_Activation):
     For training a classifier prefer raw logits with ``CrossEntropy``, which is stabler and cheaper.
     """
 
-    def __init__(self, axis: int = 1) -> None:
-        super().__init__()
+    def __init__(self, axis: int = 1, *, name: str | None = None) -> None:
+        super().__init__(name)
         if not isinstance(axis, int) or isinstance(axis, bool) or axis == 0:
             raise ValueError(f"Softmax: axis must be a non-zero int (axis 0 is the batch axis), got {axis!r}")
         self.axis = axis
@@ -132,3 +132,18 @@ class Softmax(_Activation):
 
     def get_config(self) -> dict[str, Any]:
         return {"axis": self.axis}
+
+
+#: the names ``activation=`` takes, as Keras spells them
+ACTIVATIONS: dict[str, type[Layer]] = {
+    "relu": ReLU, "leaky_relu": LeakyReLU, "elu": ELU, "sigmoid": Sigmoid, "tanh": Tanh, "softmax": Softmax,
+}
+
+
+def make_activation(activation: str | None, owner: str, name: str | None = None) -> Layer | None:
+    """A fresh activation layer for ``activation`` (a name from ``ACTIVATIONS``), or None for None."""
+    if activation is None:
+        return None
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{owner}: unknown activation {activation!r}; use one of {sorted(ACTIVATIONS)} or None")
+    return ACTIVATIONS[activation](name=name)

@@ -7,16 +7,37 @@ validates before any state changes, builds on the first forward, and keeps the b
 
 from __future__ import annotations
 
+import collections
 import math
+import re
 from typing import Any, ClassVar
 
 import array_api_compat
 
 from ..backend import dtype_name, get_backend
 
-__all__ = ["Layer", "get_layer_class"]
+__all__ = ["Layer", "check_layer_name", "get_layer_class"]
 
 _REGISTRY: dict[str, type[Layer]] = {}
+_NAME_COUNTS: collections.Counter[str] = collections.Counter()  # per prefix, process-wide, as in Keras
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _default_name(class_name: str) -> str:
+    """``conv2d``, then ``conv2d_1``, ``conv2d_2``, ... (Keras's scheme) from the class name."""
+    prefix = re.sub(r"(?<!^)(?=[A-Z][a-z])", "_", class_name.lstrip("_")).lower()
+    count = _NAME_COUNTS[prefix]
+    _NAME_COUNTS[prefix] += 1
+    return prefix if count == 0 else f"{prefix}_{count}"
+
+
+def check_layer_name(name: Any, owner: str) -> str:
+    """A layer name is an identifier (letters, digits, underscores), so that it can also be the attribute
+    name of a PyTorch submodule and a state-dict key prefix."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"{owner}: a layer name is letters, digits and underscores, not starting with a digit; "
+                         f"got {name!r}")
+    return name
 
 
 def get_layer_class(name: str) -> type[Layer]:
@@ -41,7 +62,8 @@ class Layer:
         super().__init_subclass__(**kwargs)
         _REGISTRY[cls.__name__] = cls
 
-    def __init__(self) -> None:
+    def __init__(self, name: str | None = None) -> None:
+        self.name = _default_name(type(self).__name__) if name is None else check_layer_name(name, type(self).__name__)
         self.params: dict[str, Any] = {}
         self.grads: dict[str, Any] = {}
         self.buffers: dict[str, Any] = {}
@@ -49,6 +71,9 @@ class Layer:
         self.output_shape: tuple[int, ...] | None = None
         self._cache: Any = None
         self._out_shape: tuple[int, ...] | None = None
+        self.activation: str | None = None
+        self._activation: Layer | None = None  # applied after ``_forward`` (``activation=`` of Conv2D, Dense)
+        self._nodes: list[Any] = []  # its calls in graph models (xpcnn.layers.node.Node)
 
     # --- the public contract ------------------------------------------------------------------------
     @property
@@ -75,6 +100,8 @@ class Layer:
         else:
             self.build(sample_shape)
         y = self._forward(x, training)
+        if self._activation is not None:
+            y = self._activation.forward(y, training)
         if training:
             self._out_shape = tuple(y.shape)
         return y
@@ -88,7 +115,28 @@ class Layer:
                 f"{self._name()}: output gradient has shape {tuple(dy.shape)}, "
                 f"but the last forward produced {self._out_shape}"
             )
+        if self._activation is not None:
+            dy = self._activation.backward(dy)
         return self._backward(dy)
+
+    def __call__(self, inputs: Any, training: bool = False) -> Any:
+        """On arrays, ``forward``; on symbolic tensors (``xpcnn.Input``), a new node of a graph model."""
+        from .node import call_symbolic, is_symbolic
+
+        if is_symbolic(inputs):
+            return call_symbolic(self, inputs)
+        return self.forward(inputs, training)
+
+    def call_state(self) -> Any:
+        """What ``backward`` needs from the latest training forward: saved per call when a graph model calls
+        this layer at several places, and put back (``restore_call_state``) before each call's backward."""
+        act = None if self._activation is None else self._activation.call_state()
+        return self._cache, self._out_shape, act
+
+    def restore_call_state(self, state: Any) -> None:
+        self._cache, self._out_shape, act = state
+        if self._activation is not None:
+            self._activation.restore_call_state(act)
 
     @property
     def num_params(self) -> int:
@@ -127,6 +175,18 @@ class Layer:
         if ndim not in allowed:
             batch_ndims = " or ".join(str(a + 1) for a in allowed)
             raise ValueError(f"{self._name()}: expected {batch_ndims}-D input (batch axis first), got {what}")
+
+    def _set_activation(self, activation: str | None) -> None:
+        """Apply the named activation (``"relu"``, ``"sigmoid"``, ...) to this layer's output, as Keras's
+        ``activation=``; None applies none."""
+        from .activations import make_activation  # that module builds on this one
+
+        self._activation = make_activation(activation, owner=self._name(), name=f"{self.name}_activation")
+        self.activation = activation
+
+    def _activation_config(self) -> dict[str, Any]:
+        """``{"activation": name}`` when one is set (configs and reprs without it stay as they were)."""
+        return {} if self.activation is None else {"activation": self.activation}
 
     def _new_param(self, host_values: Any) -> Any:
         """A parameter on the current backend and device, in its default dtype, from host (NumPy) values."""

@@ -19,9 +19,10 @@ class _ConvBase(Layer):
 
     def __init__(
         self, out_channels: int, kernel_size: Any, stride: Any, padding: Any, dilation: Any, groups: int,
-        bias: bool, weight_init: str,
+        bias: bool, weight_init: str, activation: str | None, name: str | None,
     ) -> None:
-        super().__init__()
+        super().__init__(name)
+        self._set_activation(activation)
         name = type(self).__name__
         if not isinstance(out_channels, int) or isinstance(out_channels, bool) or out_channels < 1:
             raise ValueError(f"{name}: out_channels must be a positive int, got {out_channels!r}")
@@ -71,6 +72,7 @@ class _ConvBase(Layer):
             "groups": self.groups,
             "bias": self.use_bias,
             "weight_init": self.weight_init,
+            **self._activation_config(),
         }
 
 
@@ -83,9 +85,11 @@ class Conv2D(_ConvBase):
 
     def __init__(
         self, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-        groups: int = 1, bias: bool = True, weight_init: str = "he_uniform",
+        groups: int = 1, bias: bool = True, weight_init: str = "he_uniform", activation: str | None = None, *,
+        name: str | None = None,
     ) -> None:
-        super().__init__(out_channels, kernel_size, stride, padding, dilation, groups, bias, weight_init)
+        super().__init__(out_channels, kernel_size, stride, padding, dilation, groups, bias, weight_init, activation,
+                         name)
         self.padding = check_padding(padding, owner="Conv2D")
 
     def _output_hw(self, sample_shape: tuple[int, ...]) -> tuple[int, int]:
@@ -139,8 +143,10 @@ class Conv2DTranspose(_ConvBase):
     def __init__(
         self, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0, output_padding: Any = 0,
         dilation: Any = 1, groups: int = 1, bias: bool = True, weight_init: str = "he_uniform",
+        activation: str | None = None, *, name: str | None = None,
     ) -> None:
-        super().__init__(out_channels, kernel_size, stride, padding, dilation, groups, bias, weight_init)
+        super().__init__(out_channels, kernel_size, stride, padding, dilation, groups, bias, weight_init, activation,
+                         name)
         self.padding = check_padding(padding, owner="Conv2DTranspose", allow_same=False)
         self.output_padding = as_pair(output_padding, "output_padding", minimum=0, owner="Conv2DTranspose")
         for axis in range(2):

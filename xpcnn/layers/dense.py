@@ -15,13 +15,16 @@ class Dense(Layer):
     """``y = x @ weight.T + bias``, PyTorch layout: weight ``(out_features, in_features)``, bias ``(out_features,)``.
 
     Weights: He uniform (``weight_init``: he_uniform, he_normal, glorot_uniform, glorot_normal); bias zeros.
-    Flatten convolutional features first: the input is 2-D ``(N, in_features)``.
+    Flatten convolutional features first: the input is 2-D ``(N, in_features)``. ``activation`` (``"relu"``,
+    ``"sigmoid"``, ``"softmax"``, ...) is applied to the output, as Keras's ``activation=``.
     """
 
     input_ndim = 1
 
-    def __init__(self, out_features: int, bias: bool = True, weight_init: str = "he_uniform") -> None:
-        super().__init__()
+    def __init__(self, out_features: int, bias: bool = True, weight_init: str = "he_uniform",
+                 activation: str | None = None, *, name: str | None = None) -> None:
+        super().__init__(name)
+        self._set_activation(activation)
         if not isinstance(out_features, int) or isinstance(out_features, bool) or out_features < 1:
             raise ValueError(f"Dense: out_features must be a positive int, got {out_features!r}")
         self.out_features = out_features
@@ -58,4 +61,5 @@ class Dense(Layer):
         return dx
 
     def get_config(self) -> dict[str, Any]:
-        return {"out_features": self.out_features, "bias": self.use_bias, "weight_init": self.weight_init}
+        return {"out_features": self.out_features, "bias": self.use_bias, "weight_init": self.weight_init,
+                **self._activation_config()}

@@ -20,8 +20,8 @@ __all__ = ["Dropout", "SpatialDropout2D"]
 class _Dropout(Layer):
     """Keeps each mask entry with probability 1 - rate; the scaled mask is what backward multiplies by."""
 
-    def __init__(self, rate: float) -> None:
-        super().__init__()
+    def __init__(self, rate: float, *, name: str | None = None) -> None:
+        super().__init__(name)
         name = type(self).__name__
         if not isinstance(rate, numbers.Real) or isinstance(rate, bool):
             raise TypeError(f"{name}: rate must be a number in [0, 1), got {rate!r}")

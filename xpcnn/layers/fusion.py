@@ -20,7 +20,7 @@ from .activations import ReLU
 from .base import Layer
 from .pool import MaxPool2D
 
-__all__ = ["Step", "fuse"]
+__all__ = ["ReLUMaxPool", "Step", "fuse"]
 
 
 class Step(Protocol):
@@ -29,7 +29,7 @@ class Step(Protocol):
     def backward(self, dy: Any) -> Any: ...
 
 
-class _ReLUMaxPool:
+class ReLUMaxPool:
     """relu(pool(x)) for a ``ReLU`` followed by ``pool``, with the ReLU applied to the pooled output."""
 
     def __init__(self, pool: MaxPool2D) -> None:
@@ -51,6 +51,13 @@ class _ReLUMaxPool:
             )
         return self.pool.backward(act.relu_backward(dy, self._y))
 
+    def call_state(self) -> Any:
+        """The ReLU's part of the forward state (the pool keeps its own), for a pool called at several places."""
+        return self._y
+
+    def restore_call_state(self, state: Any) -> None:
+        self._y = state
+
 
 def fuse(layers: Sequence[Layer]) -> list[Step]:
     """The steps that run ``layers`` in order: each ``ReLU`` directly followed by a ``MaxPool2D`` is merged
@@ -60,7 +67,7 @@ def fuse(layers: Sequence[Layer]) -> list[Step]:
     while i < len(layers):
         layer = layers[i]
         if type(layer) is ReLU and i + 1 < len(layers) and type(layers[i + 1]) is MaxPool2D:
-            steps.append(_ReLUMaxPool(layers[i + 1]))
+            steps.append(ReLUMaxPool(layers[i + 1]))
             i += 2
         else:
             steps.append(layer)

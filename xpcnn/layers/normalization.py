@@ -18,8 +18,8 @@ __all__ = ["BatchNorm1D", "BatchNorm2D"]
 class _BatchNorm(Layer):
     """Batch statistics when training (and a momentum update of the running ones), running ones otherwise."""
 
-    def __init__(self, momentum: float = 0.1, eps: float = 1e-5) -> None:
-        super().__init__()
+    def __init__(self, momentum: float = 0.1, eps: float = 1e-5, *, name: str | None = None) -> None:
+        super().__init__(name)
         name = type(self).__name__
         if not isinstance(momentum, numbers.Real) or isinstance(momentum, bool) or not 0.0 <= momentum <= 1.0:
             raise ValueError(f"{name}: momentum must be a number in [0, 1], got {momentum!r}")

@@ -34,8 +34,8 @@ class _WindowPool2D(_Pooling):
     """Pooling over ``kernel_size`` windows every ``stride`` pixels (default: the kernel size), PyTorch
     numerics: floor mode, symmetric ``padding`` of at most half the kernel."""
 
-    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
-        super().__init__()
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, *, name: str | None = None) -> None:
+        super().__init__(name)
         self.kernel_size, self.stride, self.padding = pool_ops.check_pool_args(
             kernel_size, stride, padding, owner=type(self).__name__
         )

@@ -18,8 +18,8 @@ __all__ = ["Flatten", "Reshape", "ZeroPadding2D"]
 class Reshape(Layer):
     """Reshape each sample: ``(N, *in_shape)`` -> ``(N, *shape)``; one entry of ``shape`` may be -1 (inferred)."""
 
-    def __init__(self, shape: Any) -> None:
-        super().__init__()
+    def __init__(self, shape: Any, *, name: str | None = None) -> None:
+        super().__init__(name)
         target = (shape,) if isinstance(shape, numbers.Integral) else shape
         if (
             not isinstance(target, Sequence)
@@ -68,8 +68,8 @@ class Reshape(Layer):
 class Flatten(Reshape):
     """``(N, ...)`` -> ``(N, prod(...))``, row-major like ``torch.flatten(x, 1)``."""
 
-    def __init__(self) -> None:
-        super().__init__((-1,))
+    def __init__(self, *, name: str | None = None) -> None:
+        super().__init__((-1,), name=name)
 
     def get_config(self) -> dict[str, Any]:
         return {}
@@ -83,8 +83,8 @@ class ZeroPadding2D(Layer):
 
     input_ndim = 3
 
-    def __init__(self, padding: Any = 1) -> None:
-        super().__init__()
+    def __init__(self, padding: Any = 1, *, name: str | None = None) -> None:
+        super().__init__(name)
         top, bottom, left, right = resize_ops.zero_pad_amounts(padding, owner=self._name())
         self.padding = ((top, bottom), (left, right))
 

@@ -19,8 +19,8 @@ class UpSampling2D(Layer):
 
     input_ndim = 3
 
-    def __init__(self, scale_factor: Any = 2, mode: str = "nearest") -> None:
-        super().__init__()
+    def __init__(self, scale_factor: Any = 2, mode: str = "nearest", *, name: str | None = None) -> None:
+        super().__init__(name)
         self.scale_factor = resize_ops.check_upsample_args(scale_factor, mode, owner=self._name())
         self.mode = mode
 

@@ -1,0 +1,209 @@
+"""The one forward/backward executor of every model: steps in topological order over numbered tensors.
+
+A ``Plan`` is what a model runs: its steps (a layer, or a fused ReLU + MaxPool2D pair, reading some tensors
+and writing one), its input and output tensors. ``Sequential`` plans a chain; ``Model`` plans the nodes that
+lie between its inputs and its outputs. The executor handles what a graph adds to a chain:
+
+* a tensor read by several steps gets the sum of their input gradients;
+* a layer called at several steps (shared) shares its parameters: each call's forward state is kept and put
+  back before that call's backward, and the layer's gradients are the sum over its calls;
+* ReLU + MaxPool2D run as relu(max_pool(x)) (``layers.fusion``) where the ReLU's output feeds only the pool;
+* without the input gradient (training: nobody differentiates the data) a step whose inputs depend on no
+  parameter skips the work only that gradient needs, as PyTorch does for inputs without ``requires_grad``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from .layers.activations import ReLU
+from .layers.base import Layer
+from .layers.fusion import ReLUMaxPool, fuse
+from .layers.node import Node, SymbolicTensor
+from .layers.pool import MaxPool2D
+
+__all__ = ["Plan", "Step", "chain_plan", "graph_plan", "nodes_between"]
+
+Array = Any
+
+
+@dataclasses.dataclass
+class Step:
+    """Run ``runner`` (a layer or a fused pair) on tensors ``inputs``, writing tensor ``output``."""
+
+    runner: Any
+    inputs: tuple[int, ...]
+    output: int
+    several: bool  # the runner takes a list (a merge layer)
+    layers: tuple[Layer, ...]  # the layers it runs (a fused step runs two)
+
+    @property
+    def has_params(self) -> bool:
+        return any(layer.params for layer in self.layers)
+
+
+@dataclasses.dataclass
+class Plan:
+    steps: list[Step]
+    inputs: list[int]
+    outputs: list[int]
+
+    def __post_init__(self) -> None:
+        uses: dict[int, int] = {}
+        for step in self.steps:
+            for layer in step.layers:
+                uses[id(layer)] = uses.get(id(layer), 0) + 1
+        self.shared = {key for key, count in uses.items() if count > 1}
+        # whether a step's inputs depend on a parameter: only then is its input gradient ever needed
+        feeds_params: dict[int, bool] = {t: False for t in self.inputs}
+        self.param_upstream = []
+        for step in self.steps:
+            upstream = any(feeds_params.get(t, False) for t in step.inputs)
+            self.param_upstream.append(upstream)
+            feeds_params[step.output] = upstream or step.has_params
+
+    # --- running ------------------------------------------------------------------------------------
+    def forward(self, xs: Sequence[Array], training: bool) -> tuple[list[Array], list[Any]]:
+        """The outputs for inputs ``xs``, and (training) each step's forward state for ``backward``."""
+        values = dict(zip(self.inputs, xs))
+        states: list[Any] = []
+        for step in self.steps:
+            args = [values[t] for t in step.inputs]
+            values[step.output] = step.runner.forward(args if step.several else args[0], training=training)
+            if training:
+                states.append(self._state_of(step))
+        return [values[t] for t in self.outputs], states
+
+    def backward(self, dys: Sequence[Array], states: list[Any], input_grad: bool = True) -> list[Array | None]:
+        """Back-propagate the outputs' gradients; set every layer's ``grads``; return the inputs' gradients
+        (None each without ``input_grad``, or for an input no output depends on)."""
+        grads: dict[int, Array] = {}
+        for t, dy in zip(self.outputs, dys):
+            grads[t] = dy if t not in grads else grads[t] + dy
+        summed: dict[int, tuple[Layer, dict[str, Array]]] = {}
+        for i in reversed(range(len(self.steps))):
+            step = self.steps[i]
+            dy = grads.pop(step.output, None)
+            if dy is None:
+                continue  # nothing downstream needs this step's output
+            needed = input_grad or self.param_upstream[i]
+            if not needed and not step.has_params:
+                continue
+            self._restore(step, states[i])
+            dxs = self._backward_step(step, dy, needed)
+            self._sum_shared_grads(step, summed)
+            if needed:
+                for t, dx in zip(step.inputs, dxs if step.several else [dxs]):
+                    grads[t] = dx if t not in grads else grads[t] + dx
+        for layer, layer_grads in summed.values():
+            layer.grads = layer_grads
+        return [grads.get(t) if input_grad else None for t in self.inputs]
+
+    # --- helpers ------------------------------------------------------------------------------------
+    def _state_of(self, step: Step) -> Any:
+        if not any(id(layer) in self.shared for layer in step.layers):
+            return None
+        return [layer.call_state() for layer in step.layers], getattr(step.runner, "call_state", lambda: None)()
+
+    def _restore(self, step: Step, state: Any) -> None:
+        if state is None:
+            return
+        layer_states, runner_state = state
+        for layer, layer_state in zip(step.layers, layer_states):
+            layer.restore_call_state(layer_state)
+        if runner_state is not None:
+            step.runner.restore_call_state(runner_state)
+
+    @staticmethod
+    def _backward_step(step: Step, dy: Array, needed: bool) -> Any:
+        layer = step.layers[0]
+        if needed or not hasattr(layer, "input_grad"):
+            return step.runner.backward(dy)
+        saved, layer.input_grad = layer.input_grad, False  # e.g. the first convolution: no dx
+        try:
+            return step.runner.backward(dy)
+        finally:
+            layer.input_grad = saved
+
+    def _sum_shared_grads(self, step: Step, summed: dict[int, tuple[Layer, dict[str, Array]]]) -> None:
+        """A shared layer's ``backward`` overwrites its grads: add each call's to the running sum."""
+        for layer in step.layers:
+            if id(layer) not in self.shared or not layer.grads:
+                continue
+            if id(layer) not in summed:
+                summed[id(layer)] = (layer, dict(layer.grads))
+            else:
+                acc = summed[id(layer)][1]
+                for key, value in layer.grads.items():
+                    acc[key] = acc[key] + value
+
+
+def _step(layer: Layer, inputs: tuple[int, ...], output: int, several: bool = False) -> Step:
+    return Step(layer, inputs, output, several, (layer,))
+
+
+def chain_plan(layers: Sequence[Layer]) -> Plan:
+    """A stack: tensor 0 in, each layer (or fused ReLU + MaxPool2D pair, ``fuse``) writes the next tensor."""
+    steps = []
+    for t, runner in enumerate(fuse(layers)):
+        own = (runner.pool,) if isinstance(runner, ReLUMaxPool) else (runner,)
+        steps.append(Step(runner, (t,), t + 1, False, own))
+    return Plan(steps, [0], [len(steps)])
+
+
+def nodes_between(inputs: Sequence[SymbolicTensor], outputs: Sequence[SymbolicTensor]) -> list[Node]:
+    """The nodes on the paths from ``inputs`` to ``outputs``, in topological order (each after the nodes it
+    reads); a ValueError when an output needs an input that is not among ``inputs``."""
+    given = {id(t.node) for t in inputs}
+    order: list[Node] = []
+    state: dict[int, str] = {}
+
+    def visit(node: Node, path: list[str]) -> None:
+        key = id(node)
+        if state.get(key) == "done":
+            return
+        if not node.inputs and key not in given:
+            raise ValueError(f"the outputs depend on input {node.layer.name!r}, which is not among the model's "
+                             f"inputs (reached through {' <- '.join(path)})")
+        state[key] = "open"
+        if key not in given:
+            for t in node.inputs:
+                visit(t.node, [*path, t.name])
+        state[key] = "done"
+        order.append(node)
+
+    for t in outputs:
+        visit(t.node, [t.name])
+    return order
+
+
+def graph_plan(inputs: Sequence[SymbolicTensor], outputs: Sequence[SymbolicTensor], nodes: list[Node]) -> Plan:
+    """The plan of a graph model: one step per node (input nodes excluded), a ReLU node fused with the
+    MaxPool2D node that alone reads it when its output is no model output."""
+    tensor_ids: dict[int, int] = {id(t): i for i, t in enumerate(inputs)}
+    for node in nodes:
+        tensor_ids.setdefault(id(node.output), len(tensor_ids))
+    readers: dict[int, list[Node]] = {}
+    for node in nodes:
+        for t in node.inputs:
+            readers.setdefault(id(t), []).append(node)
+    output_ids = {id(t) for t in outputs}
+    steps: list[Step] = []
+    fused: set[int] = set()
+    given = {id(t.node) for t in inputs}
+    for node in nodes:
+        if id(node) in given or id(node) in fused:
+            continue
+        layer = node.layer
+        ins = tuple(tensor_ids[id(t)] for t in node.inputs)
+        after = readers.get(id(node.output), [])
+        if (type(layer) is ReLU and len(after) == 1 and type(after[0].layer) is MaxPool2D
+                and id(node.output) not in output_ids):
+            pool = after[0]
+            steps.append(Step(ReLUMaxPool(pool.layer), ins, tensor_ids[id(pool.output)], False, (pool.layer,)))
+            fused.add(id(pool))
+            continue
+        steps.append(_step(layer, ins, tensor_ids[id(node.output)], node.several))
+    return Plan(steps, [tensor_ids[id(t)] for t in inputs], [tensor_ids[id(t)] for t in outputs])

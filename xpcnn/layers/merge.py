@@ -1,0 +1,188 @@
+"""Merge layers: several inputs into one, for skip connections (``Add``) and U-Net joins (``Concatenate``).
+
+A merge layer takes a list of arrays with the same batch size and, but for ``Concatenate``'s joined axis, the
+same per-sample shape (no broadcasting: a mismatch is an error that names the shapes). ``backward`` returns
+one gradient per input. ``Maximum`` sends each gradient to the first input holding the maximum (as max
+pooling does); where an input is NaN the output is NaN and no input gets a gradient.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import array_api_compat
+
+from .base import Layer
+
+__all__ = ["Add", "Average", "Concatenate", "Maximum", "Multiply", "Subtract"]
+
+
+class _Merge(Layer):
+    """The list-in, one-out contract; subclasses give ``_merge`` and ``_split`` (the gradients)."""
+
+    takes_several_inputs: ClassVar[bool] = True
+    max_inputs: ClassVar[int | None] = None
+
+    def build(self, input_shape: Any) -> tuple[int, ...]:
+        """Check the per-sample shapes of the inputs; return the output's."""
+        shapes = [tuple(int(d) for d in s) for s in input_shape]
+        wanted = "2" if self.max_inputs == 2 else "at least 2"
+        if len(shapes) < 2 or (self.max_inputs is not None and len(shapes) > self.max_inputs):
+            raise ValueError(f"{self._name()}: takes {wanted} inputs, got {len(shapes)}")
+        out = self._merged_shape(shapes)
+        self.input_shape, self.output_shape = tuple(shapes), out
+        return out
+
+    def _merged_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+        if any(s != shapes[0] for s in shapes):
+            raise ValueError(f"{self._name()}: inputs must have one per-sample shape, got {shapes}")
+        return shapes[0]
+
+    def forward(self, inputs: Any, training: bool = False) -> Any:
+        """The merged array of the list ``inputs``; with ``training`` it also keeps what ``backward`` needs."""
+        if not isinstance(inputs, (list, tuple)):
+            raise TypeError(f"{self._name()}: expected a list of arrays, got {type(inputs).__name__}")
+        xs = list(inputs)
+        for x in xs:
+            if not array_api_compat.is_array_api_obj(x):
+                raise TypeError(f"{self._name()}: expected arrays, got {type(x).__name__}")
+        if any(x.ndim < 2 or x.shape[0] != xs[0].shape[0] for x in xs):
+            raise ValueError(f"{self._name()}: inputs need one batch size and a batch axis, got shapes "
+                             f"{[tuple(x.shape) for x in xs]}")
+        shapes = [tuple(x.shape[1:]) for x in xs]
+        if not self.built:
+            self.build(shapes)
+        elif shapes != list(self.input_shape):
+            raise ValueError(f"{self._name()}: built for per-sample inputs {list(self.input_shape)}, got {shapes}")
+        y = self._merge(xs)
+        if training:
+            self._cache = (xs, y)
+            self._out_shape = tuple(y.shape)
+        return y
+
+    def backward(self, dy: Any) -> list[Any]:
+        """One input gradient per input, for the output gradient ``dy`` of the latest training forward."""
+        if self._out_shape is None:
+            raise RuntimeError(f"{self._name()}: backward() needs a forward(inputs, training=True) first")
+        if tuple(dy.shape) != self._out_shape:
+            raise ValueError(f"{self._name()}: output gradient has shape {tuple(dy.shape)}, but the last forward "
+                             f"produced {self._out_shape}")
+        return self._split(dy, *self._cache)
+
+    def _merge(self, xs: list[Any]) -> Any:
+        raise NotImplementedError
+
+    def _split(self, dy: Any, xs: list[Any], y: Any) -> list[Any]:
+        raise NotImplementedError
+
+
+class Add(_Merge):
+    """The sum of the inputs (a residual connection: ``Add()([x, f(x)])``)."""
+
+    def _merge(self, xs: list[Any]) -> Any:
+        y = xs[0] + xs[1]
+        for x in xs[2:]:
+            y = y + x
+        return y
+
+    def _split(self, dy: Any, xs: list[Any], y: Any) -> list[Any]:
+        return [dy] * len(xs)
+
+
+class Subtract(_Merge):
+    """The first input minus the second."""
+
+    max_inputs = 2
+
+    def _merge(self, xs: list[Any]) -> Any:
+        return xs[0] - xs[1]
+
+    def _split(self, dy: Any, xs: list[Any], y: Any) -> list[Any]:
+        return [dy, -dy]
+
+
+class Multiply(_Merge):
+    """The elementwise product of the inputs."""
+
+    def _merge(self, xs: list[Any]) -> Any:
+        return math.prod(xs[1:], start=xs[0])
+
+    def _split(self, dy: Any, xs: list[Any], y: Any) -> list[Any]:
+        return [math.prod((x for j, x in enumerate(xs) if j != i), start=dy) for i in range(len(xs))]
+
+
+class Average(_Merge):
+    """The elementwise mean of the inputs."""
+
+    def _merge(self, xs: list[Any]) -> Any:
+        return Add._merge(self, xs) / len(xs)
+
+    def _split(self, dy: Any, xs: list[Any], y: Any) -> list[Any]:
+        return [dy / len(xs)] * len(xs)
+
+
+class Maximum(_Merge):
+    """The elementwise maximum; each gradient goes to the first input holding it."""
+
+    def _merge(self, xs: list[Any]) -> Any:
+        xp = array_api_compat.array_namespace(*xs)
+        y = xs[0]
+        for x in xs[1:]:
+            y = xp.maximum(y, x)
+        return y
+
+    def _split(self, dy: Any, xs: list[Any], y: Any) -> list[Any]:
+        xp = array_api_compat.array_namespace(dy, y)
+        taken = xp.zeros(tuple(y.shape), dtype=xp.bool, device=array_api_compat.device(y))
+        grads = []
+        for x in xs:
+            winner = (x == y) & ~taken
+            taken = taken | winner
+            grads.append(xp.where(winner, dy, xp.zeros_like(dy)))
+        return grads
+
+
+class Concatenate(_Merge):
+    """The inputs joined along ``axis`` (an axis of the batched arrays, default 1: the channels of NCHW; the
+    batch axis 0 cannot be joined). The other axes must agree."""
+
+    def __init__(self, axis: int = 1, *, name: str | None = None) -> None:
+        super().__init__(name)
+        if not isinstance(axis, int) or isinstance(axis, bool) or axis == 0:
+            raise ValueError(f"Concatenate: axis must be a non-zero int (axis 0 is the batch), got {axis!r}")
+        self.axis = axis
+
+    def _sample_axis(self, ndim: int) -> int:
+        """The joined axis among the per-sample axes (0-based), for samples of ``ndim`` axes."""
+        axis = self.axis - 1 if self.axis > 0 else ndim + self.axis
+        if not 0 <= axis < ndim:
+            raise ValueError(f"Concatenate: axis {self.axis} is outside inputs of {ndim + 1} axes (batch included)")
+        return axis
+
+    def _merged_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+        if len({len(s) for s in shapes}) != 1:
+            raise ValueError(f"Concatenate: inputs must have one number of axes, got per-sample shapes {shapes}")
+        axis = self._sample_axis(len(shapes[0]))
+        rest = [s[:axis] + s[axis + 1:] for s in shapes]
+        if any(r != rest[0] for r in rest):
+            raise ValueError(f"Concatenate: along axis {self.axis} the other axes must agree, got per-sample "
+                             f"shapes {shapes}")
+        return shapes[0][:axis] + (sum(s[axis] for s in shapes),) + shapes[0][axis + 1:]
+
+    def _merge(self, xs: list[Any]) -> Any:
+        xp = array_api_compat.array_namespace(*xs)
+        return xp.concat(xs, axis=1 + self._sample_axis(xs[0].ndim - 1))
+
+    def _split(self, dy: Any, xs: list[Any], y: Any) -> list[Any]:
+        axis = 1 + self._sample_axis(dy.ndim - 1)
+        grads, start = [], 0
+        for x in xs:
+            index = [slice(None)] * dy.ndim
+            index[axis] = slice(start, start + x.shape[axis])
+            grads.append(dy[tuple(index)])
+            start += x.shape[axis]
+        return grads
+
+    def get_config(self) -> dict[str, Any]:
+        return {"axis": self.axis}

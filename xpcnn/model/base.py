@@ -1,0 +1,240 @@
+"""What every model is, graph or stack: layers run by one executor (``xpcnn.graph.Plan``), parameters and
+buffers keyed for PyTorch's ``state_dict``, a summary, and saving through ``xpcnn.io``'s public functions.
+
+Subclasses give the plan (``_plan``), the key prefix of each layer (``keyed_layers()``: the index in a
+``Sequential``, as ``torch.nn.Sequential``; the layer's name in a graph ``Model``, as a module's attribute
+names), how inputs come in (``_inputs_of``) and the rows of the summary.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..backend import asarray, copy_array, dtype_name, to_numpy
+from ..graph import Plan
+from ..layers.base import Layer
+from ..training import Trainer
+
+__all__ = ["LayerGraph"]
+
+Array = Any
+
+
+class LayerGraph(Trainer):
+    """The base of ``Sequential`` and ``Model``: forward/backward, keys, state dicts, summary, saving."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = str(name)
+        self.layers: list[Layer] = []
+        self._plan: Plan | None = None
+        self._states: list[Any] | None = None  # the latest training forward's, for backward
+
+    # --- what subclasses provide -------------------------------------------------------------------------
+    def keyed_layers(self) -> list[tuple[str, Layer]]:
+        """Each layer with the prefix of its parameter keys (``"0"`` in a Sequential, its name in a Model)."""
+        raise NotImplementedError
+
+    def _inputs_of(self, x: Any) -> list[Array]:
+        """The model's input arrays from what ``forward`` was given (building the model if it must)."""
+        raise NotImplementedError
+
+    @property
+    def _single_input(self) -> bool:
+        return True
+
+    @property
+    def _single_output(self) -> bool:
+        return True
+
+    # --- forward and backward ----------------------------------------------------------------------------
+    def forward(self, x: Any, training: bool = False) -> Any:
+        """The model's output(s) for a batch ``x`` (batch axis first; a list for several inputs), on the
+        current backend's device."""
+        xs = self._inputs_of(x)
+        outputs, states = self._plan.forward(xs, training)
+        if training:
+            self._states = states
+        return outputs[0] if self._single_output else outputs
+
+    def backward(self, dy: Any, input_grad: bool = True) -> Any:
+        """Back-propagate the output gradient(s) ``dy`` of the latest training forward; sets every layer's
+        grads and returns the gradient of the model's input(s).
+
+        ``input_grad=False`` (what training does: nobody differentiates the data) returns None and skips the
+        work only that gradient needs: the layers before the first one with parameters, and that layer's own
+        input gradient where it can leave it out (``Conv2D.input_grad``), as PyTorch does for inputs without
+        ``requires_grad``. The parameters' gradients are the same either way.
+        """
+        dys = [dy] if self._single_output else list(dy)
+        states = self._states if self._states is not None else [None] * len(self._plan.steps)
+        dxs = self._plan.backward(dys, states, input_grad)
+        if not input_grad:
+            return None
+        return dxs[0] if self._single_input else dxs
+
+    # --- parameters --------------------------------------------------------------------------------------
+    def _collect(self, kind: str) -> dict[str, Array]:
+        return {f"{prefix}.{k}": v for prefix, layer in self.keyed_layers() for k, v in getattr(layer, kind).items()}
+
+    @property
+    def params(self) -> dict[str, Array]:
+        return self._collect("params")
+
+    @property
+    def grads(self) -> dict[str, Array]:
+        return self._collect("grads")
+
+    @property
+    def buffers(self) -> dict[str, Array]:
+        return self._collect("buffers")
+
+    def set_params(self, params: Mapping[str, Array]) -> None:
+        """Assign parameters by key (the arrays are used as given: the optimizer's output, for instance)."""
+        for key, value in params.items():
+            layer, name = self._split_key(key)
+            layer.params[name] = value
+
+    def set_buffers(self, buffers: Mapping[str, Array]) -> None:
+        """Assign buffers (batch-norm statistics) by key, as ``set_params`` does parameters."""
+        for key, value in buffers.items():
+            layer, name = self._split_key(key)
+            layer.buffers[name] = value
+
+    def _split_key(self, key: str) -> tuple[Layer, str]:
+        prefix, _, name = str(key).partition(".")
+        layer = dict(self.keyed_layers()).get(prefix)
+        if layer is None or not name:
+            raise KeyError(f"{self.name}: no parameter {key!r}")
+        return layer, name
+
+    @property
+    def num_params(self) -> int:
+        return sum(math.prod(p.shape) for p in self.params.values())
+
+    # --- state dicts -------------------------------------------------------------------------------------
+    def _entries(self) -> dict[str, Array]:
+        """Parameters then buffers of each layer in turn, in the order of a PyTorch ``state_dict``."""
+        return {f"{prefix}.{k}": v for prefix, layer in self.keyed_layers()
+                for k, v in (*layer.params.items(), *layer.buffers.items())}
+
+    def state_dict(self) -> dict[str, Array]:
+        """Parameters and buffers (copies, on the device) keyed like the equivalent PyTorch module's."""
+        return {key: copy_array(value) for key, value in self._entries().items()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Load parameters and buffers from a dict of NumPy arrays, torch tensors or any backend's arrays.
+
+        Keys and shapes must match exactly (torch's ``num_batches_tracked`` is ignored); otherwise a
+        ValueError lists every missing, unexpected or mis-shaped entry and the model is left untouched.
+        """
+        if not isinstance(state, Mapping):
+            raise TypeError(f"load_state_dict takes a mapping of arrays, got {type(state).__name__}")
+        if not self.built:
+            raise ValueError(
+                f"{self.name}: build the model (Sequential(..., input_shape=...) or model.build(shape)) before "
+                "loading a state dict, so that its parameters exist"
+            )
+        current = self._entries()
+        expected = {key: tuple(value.shape) for key, value in current.items()}
+        given = {str(k): v for k, v in state.items() if not str(k).endswith("num_batches_tracked")}
+        missing = [k for k in expected if k not in given]
+        unexpected = [k for k in given if k not in expected]
+        mismatched = []
+        for key, shape in expected.items():
+            if key in given:
+                got = tuple(getattr(given[key], "shape", np.shape(given[key])))
+                if got != shape:
+                    mismatched.append(f"{key}: expected {shape}, got {got}")
+        if missing or unexpected or mismatched:
+            parts = []
+            if missing:
+                parts.append(f"missing keys {missing}")
+            if unexpected:
+                parts.append(f"unexpected keys {unexpected}")
+            if mismatched:
+                parts.append("shape mismatches [" + "; ".join(mismatched) + "]")
+            raise ValueError(f"{self.name}: state dict does not fit this model: " + ", ".join(parts))
+        converted = {}
+        for key in expected:
+            try:
+                # through the host: detaches autograd tensors, copies, and works from any backend/device
+                host_value = np.asarray(to_numpy(given[key])).astype(dtype_name(current[key].dtype), copy=True)
+                converted[key] = asarray(host_value, dtype=current[key].dtype)
+            except Exception as exc:  # an object that is no array
+                raise ValueError(f"{self.name}: state dict entry {key!r} is not an array: {exc}") from exc
+        for key, value in converted.items():
+            layer, name = self._split_key(key)
+            (layer.params if name in layer.params else layer.buffers)[name] = value
+
+    # --- description -------------------------------------------------------------------------------------
+    def _summary_rows(self) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+        """The summary's column headers and one row per layer (subclasses add columns)."""
+        raise NotImplementedError
+
+    def _input_description(self) -> str:
+        raise NotImplementedError
+
+    def summary(self, print_fn: Any = None) -> str:
+        """Print (with ``print_fn``, default ``print``) and return a table of layers, output shapes and counts."""
+        if not self.built:
+            raise ValueError(
+                f"{self.name}: summary() needs a built model: pass input_shape=... to Sequential, call "
+                "model.build(shape), or run one batch through it"
+            )
+        headers, rows = self._summary_rows()
+        trainable = sum(math.prod(p.shape) for layer in self.layers for p in layer.params.values())
+        non_trainable = sum(math.prod(b.shape) for layer in self.layers for b in layer.buffers.values())
+        widths = [max(len(headers[c]), *(len(r[c]) for r in rows)) + 4 for c in range(len(headers))]
+        total_width = sum(widths)
+
+        def line(cells: Sequence[str]) -> str:
+            return "".join(cell.ljust(w) for cell, w in zip(cells, widths)).rstrip()
+
+        out = [
+            f'Model: "{self.name}"  input shape {self._input_description()}',
+            "_" * total_width,
+            line(headers),
+            "=" * total_width,
+            *[line(r) for r in rows],
+            "=" * total_width,
+            f"Total params: {trainable + non_trainable:,}",
+            f"Trainable params: {trainable:,}",
+            f"Non-trainable params: {non_trainable:,}",
+            "_" * total_width,
+        ]
+        text = "\n".join(out)
+        (print_fn or print)(text)
+        return text
+
+    @staticmethod
+    def _param_count(layer: Layer) -> str:
+        return f"{sum(math.prod(v.shape) for v in (*layer.params.values(), *layer.buffers.values())):,}"
+
+    @staticmethod
+    def _shape_text(shape: Sequence[int]) -> str:
+        return "(None, " + ", ".join(str(d) for d in shape) + ")"
+
+    # --- saving (see xpcnn.io) -----------------------------------------------------------------------
+    def save(self, path: Any) -> None:
+        """Write architecture, weights, buffers, compile config, optimizer state, epoch and random state to
+        ONE file at exactly ``path`` (atomically; see ``xpcnn.load_model``)."""
+        from ..io import save_model  # io rebuilds models: it imports this package, so import it here
+
+        save_model(self, path)
+
+    def save_weights(self, path: Any) -> None:
+        """Write parameters and buffers only (atomically) to ``path``."""
+        from ..io import save_weights
+
+        save_weights(self, path)
+
+    def load_weights(self, path: Any) -> None:
+        """Load parameters and buffers from a file written by ``save_weights`` or ``save``."""
+        from ..io import load_weights
+
+        load_weights(self, path)
