@@ -35,6 +35,10 @@ CASES = [
     pytest.param(CrossEntropy, _normal((1, 3)), _labels(1, 3), id="ce-indices-batch1"),
     pytest.param(CrossEntropy, 3 * _normal((3, 4)), _probabilities((3, 4)), id="ce-probabilities"),
     pytest.param(CrossEntropy, _normal((3, 4)), np.eye(4)[[0, 3, 1]], id="ce-one-hot"),
+    pytest.param(lambda: CrossEntropy(from_logits=False), _probabilities((4, 5), seed=8), _labels(4, 5),
+                 id="ce-from-probabilities"),
+    pytest.param(lambda: CrossEntropy(from_logits=False), _probabilities((3, 4), seed=9), _probabilities((3, 4)),
+                 id="ce-from-probabilities-soft-targets"),
     pytest.param(BinaryCrossEntropy, 3 * _normal((4, 1)), _uniform((4, 1), 0, 1), id="bce-logits"),
     pytest.param(BinaryCrossEntropy, _normal((1, 3)), np.array([[0.0, 1.0, 1.0]]), id="bce-logits-batch1"),
     pytest.param(lambda: BinaryCrossEntropy(from_logits=False), _uniform((3, 2), 0.05, 0.95),
@@ -48,6 +52,10 @@ def _torch_loss(loss: Loss, torch_target):
     import torch.nn.functional as F
 
     if isinstance(loss, CrossEntropy):
+        if not loss.from_logits:  # what torch users write for probabilities: the log-likelihood of their log
+            if torch_target.ndim == 1:
+                return lambda pred: F.nll_loss(pred.log(), torch_target)
+            return lambda pred: -(torch_target * pred.log()).sum(1).mean()
         return lambda pred: F.cross_entropy(pred, torch_target)
     if isinstance(loss, BinaryCrossEntropy):
         if loss.from_logits:

@@ -589,3 +589,36 @@ def test_backward_without_the_input_gradient_gives_the_same_parameter_gradients(
     assert model.backward(dy, input_grad=False) is None
     assert_same({k: host(v) for k, v in model.grads.items()}, full)
     assert model.layers[1].input_grad is True, "the layer's own setting is restored"
+
+
+@pytest.mark.parametrize("activation, loss, plain_loss, targets", [
+    ("softmax", "sparse_categorical_crossentropy", "cross_entropy", "labels"),
+    ("softmax", "categorical_crossentropy", "cross_entropy", "one_hot"),
+    ("sigmoid", "binary_crossentropy", "binary_cross_entropy", "binary"),
+])
+def test_a_softmax_or_sigmoid_output_trains_as_its_logits_would(backend64, activation, loss, plain_loss, targets):
+    """The tutorials' spelling, ``Dense(k, activation="softmax")`` with a Keras cross-entropy name, takes the
+    output as probabilities: one SGD step moves the weights as the logits model with the logits loss does."""
+    from xpcnn.layers.activations import Softmax
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 4))
+    units = 1 if activation == "sigmoid" else 3
+    y = {"labels": rng.integers(0, 3, 8), "one_hot": np.eye(3)[rng.integers(0, 3, 8)],
+         "binary": rng.integers(0, 2, (8, 1)).astype(np.float64)}[targets]
+    runs = []
+    for act, name in ((activation, loss), (None, plain_loss)):
+        xpcnn.manual_seed(5)
+        model = Sequential([Dense(units, activation=act)], input_shape=(4,))
+        model.compile(name, optimizers.SGD(0.5))
+        assert getattr(model.loss, "from_logits", True) is (act is None)
+        model.train_on_batch(x, y)
+        runs.append(snapshot(model))
+    for key in runs[0]:
+        np.testing.assert_allclose(runs[0][key], runs[1][key], rtol=1e-9, atol=1e-12, err_msg=key)
+    # a Softmax layer at the end counts too; a logits loss object with it is called out
+    model = Sequential([Dense(3), Softmax()], input_shape=(4,))
+    model.compile("cross_entropy", "sgd")
+    assert model.loss.from_logits is False
+    with pytest.warns(UserWarning, match="comes out of a softmax, but the loss object takes logits"):
+        model.compile(xpcnn.losses.CrossEntropy(), "sgd")

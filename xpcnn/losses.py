@@ -100,12 +100,22 @@ class Loss:
 
 
 class CrossEntropy(Loss):
-    """Softmax cross-entropy from raw logits ``(N, C)``, averaged over the batch (F.cross_entropy).
+    """Softmax cross-entropy averaged over the batch (F.cross_entropy), from raw logits ``(N, C)`` or, with
+    ``from_logits=False``, from probabilities (clipped to [1e-7, 1] before the logarithm).
 
     ``target``: integer class indices ``(N,)``, or one-hot / class probabilities ``(N, C)``.
     """
 
     name = "cross_entropy"
+
+    def __init__(self, from_logits: bool = True) -> None:
+        super().__init__()
+        if not isinstance(from_logits, bool):
+            raise TypeError(f"CrossEntropy: from_logits must be True or False, got {from_logits!r}")
+        self.from_logits = from_logits
+
+    def get_config(self) -> dict[str, Any]:
+        return {} if self.from_logits else {"from_logits": False}
 
     def _check_shapes(self, pred: Any, target: Any) -> None:
         xp = array_api_compat.array_namespace(pred, target)
@@ -131,10 +141,10 @@ class CrossEntropy(Loss):
             )
 
     def _loss(self, pred: Any, target: Any) -> Any:
-        return loss_ops.cross_entropy(pred, target)
+        return loss_ops.cross_entropy(pred, target, self.from_logits)
 
     def _gradient(self, pred: Any, target: Any) -> Any:
-        return loss_ops.cross_entropy_backward(pred, target)
+        return loss_ops.cross_entropy_backward(pred, target, self.from_logits)
 
 
 class BinaryCrossEntropy(Loss):
@@ -176,15 +186,27 @@ class MSE(Loss):
 
 
 _LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in (CrossEntropy, BinaryCrossEntropy, MSE)}
+#: Keras's spellings of the same losses
+ALIASES = {"categorical_crossentropy": "cross_entropy", "sparse_categorical_crossentropy": "cross_entropy",
+           "binary_crossentropy": "binary_cross_entropy", "mean_squared_error": "mse"}
+#: the activation whose output a loss can take as probabilities instead of logits
+PROBABILITY_ACTIVATION = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
 
 
-def get(loss: str | Loss) -> Loss:
-    """A loss object from its ``name`` ("cross_entropy", "binary_cross_entropy", "mse"), or ``loss`` itself."""
+def get(loss: str | Loss, output_activation: str | None = None) -> Loss:
+    """A loss object from its name ("cross_entropy", "binary_cross_entropy", "mse", or Keras's spellings
+    "categorical_crossentropy", "sparse_categorical_crossentropy", "binary_crossentropy",
+    "mean_squared_error"), or ``loss`` itself. A cross-entropy named for a model whose output comes out of a
+    softmax (a sigmoid for the binary one), ``output_activation``, takes probabilities (``from_logits=False``):
+    the tutorials' ``Dense(10, activation="softmax")`` with ``"categorical_crossentropy"`` trains as meant."""
     if isinstance(loss, Loss):
         return loss
     if isinstance(loss, str):
-        try:
-            return _LOSSES[loss]()
-        except KeyError:
-            raise ValueError(f"unknown loss {loss!r}; known losses are {sorted(_LOSSES)}") from None
+        name = ALIASES.get(loss, loss)
+        if name not in _LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; known losses are {sorted(_LOSSES)} and Keras's "
+                             f"{sorted(ALIASES)}")
+        if output_activation is not None and PROBABILITY_ACTIVATION.get(name) == output_activation:
+            return _LOSSES[name](from_logits=False)
+        return _LOSSES[name]()
     raise TypeError(f"a loss is one of {sorted(_LOSSES)} or a Loss object, got {type(loss).__name__}")

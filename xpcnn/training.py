@@ -15,6 +15,7 @@ ranges, shapes) happens before training starts, and before any state changes.
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -84,7 +85,9 @@ class Trainer:
         """Choose the loss (object or name), the optimizer (object or name) and the metrics to report.
 
         Metrics: ``"accuracy"`` (binary accuracy with binary cross-entropy), ``"top_k_accuracy"`` (k=5,
-        reported as ``"top_5_accuracy"``) or ``xpcnn.metrics.TopKAccuracy(k)``. ``jit``: ``"auto"`` compiles
+        reported as ``"top_5_accuracy"``) or ``xpcnn.metrics.TopKAccuracy(k)``. A cross-entropy given by name
+        takes probabilities when the model's output comes out of a softmax (a sigmoid for the binary one),
+        logits otherwise. ``jit``: ``"auto"`` compiles
         the train, test and predict steps with ``jax.jit`` on the JAX backend and runs them eagerly elsewhere;
         ``True`` insists on compiling (JAX only), ``False`` always runs eagerly.
         """
@@ -93,7 +96,13 @@ class Trainer:
         if jit is True and get_backend().name != "jax":
             raise ValueError(f"jit=True compiles with jax.jit and needs the jax backend; the current backend is "
                              f"{get_backend().name!r} (use jit='auto' or False)")
-        loss_obj = losses_module.get(loss)
+        activations = self.output_activations()
+        loss_obj = losses_module.get(loss, activations[0] if len(activations) == 1 else None)
+        kind = losses_module.PROBABILITY_ACTIVATION.get(getattr(loss_obj, "name", None))
+        if kind is not None and kind in activations and getattr(loss_obj, "from_logits", False):
+            warnings.warn(f"{self.name}: the model's output comes out of a {kind}, but the loss object takes "
+                          f"logits (from_logits=True): the {kind} is applied twice. Pass the loss by name, or "
+                          "with from_logits=False", UserWarning, stacklevel=2)
         opt = optimizers_module.get(optimizer)
         if metrics is None:
             metrics = []

@@ -43,6 +43,25 @@ class LayerGraph(Trainer):
         """The model's input arrays from what ``forward`` was given (building the model if it must)."""
         raise NotImplementedError
 
+    def output_layers(self) -> list[Layer]:
+        """The layer that makes each output."""
+        raise NotImplementedError
+
+    def output_activations(self) -> list[str | None]:
+        """For each output, "softmax" or "sigmoid" when it comes out of one (a ``Softmax`` over the classes,
+        a ``Sigmoid``, or ``activation=`` on the last layer), else None: a loss then takes probabilities."""
+        from ..layers.activations import Sigmoid, Softmax
+
+        kinds = []
+        for layer in self.output_layers():
+            if isinstance(layer, Softmax) and layer.axis in (1, -1):
+                kinds.append("softmax")
+            elif isinstance(layer, Sigmoid):
+                kinds.append("sigmoid")
+            else:
+                kinds.append(layer.activation if layer.activation in ("softmax", "sigmoid") else None)
+        return kinds
+
     @property
     def _single_input(self) -> bool:
         return True

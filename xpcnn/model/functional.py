@@ -117,6 +117,9 @@ class Model(LayerGraph):
     def keyed_layers(self) -> list[tuple[str, Layer]]:
         return [(layer.name, layer) for layer in self.layers]
 
+    def output_layers(self) -> list[Layer]:
+        return [t.node.layer for t in self.outputs]
+
     def compute_output_shape(self, sample_shape: Any) -> Any:
         """The per-sample output shape(s) for input(s) of ``sample_shape``; a ValueError when they differ
         from the model's inputs."""

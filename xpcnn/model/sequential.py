@@ -158,6 +158,9 @@ class Sequential(LayerGraph):
     def keyed_layers(self) -> list[tuple[str, Layer]]:
         return [(str(i), layer) for i, layer in enumerate(self.layers)]
 
+    def output_layers(self) -> list[Layer]:
+        return self.layers[-1:]
+
     # --- description -------------------------------------------------------------------------------------
     def _summary_rows(self) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
         rows = [(f"{i} ({type(layer).__name__})", self._shape_text(layer.output_shape), self._param_count(layer))

@@ -38,22 +38,29 @@ def _class_weights(target: Any, logits: Any) -> Any:
     return xp.astype(xp.expand_dims(target, axis=1) == classes, logits.dtype)
 
 
-def cross_entropy(logits: Any, target: Any) -> Any:
-    """Mean over the batch of -sum_c target_c * log_softmax(logits)_c (F.cross_entropy).
+def cross_entropy(pred: Any, target: Any, from_logits: bool = True) -> Any:
+    """Mean over the batch of -sum_c target_c * log q_c (F.cross_entropy), q = softmax(pred) or pred itself.
 
-    ``logits (N, C)``; ``target`` integer class indices ``(N,)`` or class probabilities ``(N, C)``.
+    ``pred (N, C)``: logits, or probabilities with ``from_logits=False`` (clipped to [PROBABILITY_CLIP, 1]
+    before the logarithm, as Keras does); ``target`` integer class indices ``(N,)`` or class probabilities
+    ``(N, C)``.
     """
-    xp = array_api_compat.array_namespace(logits, target)
-    weights = _class_weights(target, logits)
-    return -xp.sum(weights * log_softmax(logits, axis=1)) / logits.shape[0]
+    xp = array_api_compat.array_namespace(pred, target)
+    weights = _class_weights(target, pred)
+    log_q = log_softmax(pred, axis=1) if from_logits else xp.log(xp.clip(pred, PROBABILITY_CLIP, 1.0))
+    return -xp.sum(weights * log_q) / pred.shape[0]
 
 
-def cross_entropy_backward(logits: Any, target: Any) -> Any:
-    """(softmax(logits) * sum_c target_c - target) / N: the gradient for indices and soft targets alike."""
-    xp = array_api_compat.array_namespace(logits, target)
-    weights = _class_weights(target, logits)
-    probs = xp.exp(log_softmax(logits, axis=1))
-    return (probs * xp.sum(weights, axis=1, keepdims=True) - weights) / logits.shape[0]
+def cross_entropy_backward(pred: Any, target: Any, from_logits: bool = True) -> Any:
+    """From logits (softmax(pred) * sum_c target_c - target) / N, for indices and soft targets alike; from
+    probabilities -target / (N q), q clipped as in the forward (a softmax before it turns this into the
+    same gradient as from its logits)."""
+    xp = array_api_compat.array_namespace(pred, target)
+    weights = _class_weights(target, pred)
+    if not from_logits:
+        return -weights / (xp.clip(pred, PROBABILITY_CLIP, 1.0) * pred.shape[0])
+    probs = xp.exp(log_softmax(pred, axis=1))
+    return (probs * xp.sum(weights, axis=1, keepdims=True) - weights) / pred.shape[0]
 
 
 def binary_cross_entropy(pred: Any, target: Any, from_logits: bool = True) -> Any:
