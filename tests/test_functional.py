@@ -240,3 +240,90 @@ def test_layer_names_are_generated_and_checked(backend):
         Dense(2, name="has.dot")
     with pytest.raises(TypeError, match="called on a mix of symbolic tensors and arrays"):
         Add()([Input((2,)), xpcnn.asarray(np.ones((1, 2), np.float32))])
+
+
+# --- several inputs and outputs in fit / evaluate / predict -----------------------------------------------
+
+def two_in_two_out() -> Model:
+    a, b = Input((4,), name="left_in"), Input((3,), name="right_in")
+    h = Dense(6, activation="tanh", name="trunk")(Concatenate()([a, b]))
+    return Model([a, b], [Dense(3, name="label")(h), Dense(2, name="value")(h)], name="two_heads")
+
+
+def _two_data(n: int = 12, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = [rng.standard_normal((n, 4)).astype(np.float32), rng.standard_normal((n, 3)).astype(np.float32)]
+    y = {"label": rng.integers(0, 3, n), "value": rng.standard_normal((n, 2)).astype(np.float32)}
+    return x, y
+
+
+def test_one_weighted_step_of_two_losses_matches_torch(backend64):
+    model = two_in_two_out()
+    model.compile(["cross_entropy", "mse"], xpcnn.optimizers.SGD(0.1), loss_weights={"label": 0.5, "value": 2.0})
+
+    class TwoHeads(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.trunk, self.label, self.value = torch.nn.Linear(7, 6), torch.nn.Linear(6, 3), torch.nn.Linear(6, 2)
+
+        def forward(self, a, b):
+            h = torch.tanh(self.trunk(torch.cat([a, b], 1)))
+            return self.label(h), self.value(h)
+
+    module = TwoHeads().double()
+    model.load_state_dict(module.state_dict())
+    x, y = _two_data()
+    logs = model.train_on_batch([xpcnn.asarray(a.astype(np.float64)) for a in x], y)
+    opt = torch.optim.SGD(module.parameters(), lr=0.1)
+    label, value = module(*(torch.tensor(a, dtype=torch.float64) for a in x))
+    total = 0.5 * F.cross_entropy(label, torch.tensor(y["label"])) + 2.0 * F.mse_loss(
+        value, torch.tensor(y["value"], dtype=torch.float64))
+    total.backward()
+    opt.step()
+    np.testing.assert_allclose(float(logs["loss"]), total.item(), rtol=1e-10)
+    assert set(logs) == {"loss", "label_loss", "value_loss"}
+    for key, param in module.state_dict().items():
+        np.testing.assert_allclose(host(model.params[key]), param.numpy(), rtol=1e-10, atol=1e-12, err_msg=key)
+
+
+def test_fit_evaluate_predict_with_two_inputs_and_two_outputs(backend, tmp_path):
+    model = two_in_two_out()
+    model.compile({"label": "cross_entropy", "value": "mse"}, "adam", metrics={"label": ["accuracy"], "value": []},
+                  loss_weights=[1.0, 0.5])
+    x, y = _two_data(24)
+    history = model.fit({"left_in": x[0], "right_in": x[1]}, y, batch_size=8, epochs=2, verbose=0,
+                        validation_split=0.25).history
+    assert set(history) == {"loss", "label_loss", "value_loss", "label_accuracy", "val_loss", "val_label_loss",
+                            "val_value_loss", "val_label_accuracy", "lr"}
+    result = model.evaluate(x, [y["label"], y["value"]], batch_size=5)
+    assert result["loss"] == pytest.approx(result["label_loss"] + 0.5 * result["value_loss"], rel=1e-5)
+    label, value = model.predict(x, batch_size=5)
+    assert tuple(label.shape) == (24, 3) and tuple(value.shape) == (24, 2)
+    model.save(tmp_path / "two.xpcnn")
+    loaded = xpcnn.load_model(tmp_path / "two.xpcnn")
+    assert [loss.name for loss in loaded.loss] == ["cross_entropy", "mse"]
+    assert loaded.objectives.weights == [1.0, 0.5] and loaded.metrics_names == model.metrics_names
+    again = loaded.evaluate(x, [y["label"], y["value"]], batch_size=5)
+    for key in result:
+        assert again[key] == pytest.approx(result[key], rel=1e-5, abs=1e-6), key
+
+
+def test_several_inputs_and_outputs_are_checked_before_training(backend):
+    model = two_in_two_out()
+    model.compile(["cross_entropy", "mse"], "sgd")
+    x, y = _two_data()
+    before = {k: host(v) for k, v in model.params.items()}
+    with pytest.raises(ValueError, match=r"y by name must be exactly \['label', 'value'\]; missing \['value'\]"):
+        model.fit(x, {"label": y["label"]}, verbose=0)
+    with pytest.raises(ValueError, match=r"the inputs hold different numbers of samples: \{'left_in': 12, "
+                                         r"'right_in': 11\}"):
+        model.fit([x[0], x[1][:11]], y, verbose=0)
+    with pytest.raises(ValueError, match=r"y\['label'\]: integer labels must lie in \[0, 3\)"):
+        model.fit(x, {**y, "label": y["label"] + 3}, verbose=0)
+    with pytest.raises(ValueError, match=r"x must be a list of 2 arrays \(\['left_in', 'right_in'\]\)"):
+        model.predict(x[0])
+    assert all(np.array_equal(host(v), before[k]) for k, v in model.params.items())
+    with pytest.raises(ValueError, match="loss_weights weigh the losses of several outputs; this model has one"):
+        residual_model().compile("cross_entropy", "sgd", loss_weights=[1.0])
+    with pytest.raises(ValueError, match=r"loss: expected one entry per output \(2: \['label', 'value'\]\), got 3"):
+        model.compile(["mse"] * 3, "sgd")

@@ -108,12 +108,18 @@ def check_targets(x: Any, y: Any, output_shape: tuple[int, ...], loss_name: str 
 
 def split_validation(x: Any, y: Any, fraction: float) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
     """``((x_train, y_train), (x_val, y_val))`` with the LAST ``fraction`` of the samples held out (before any
-    shuffling), as Keras's ``validation_split``."""
-    n = int(x.shape[0])
+    shuffling), as Keras's ``validation_split``; ``x`` and ``y`` may be lists of arrays (several inputs or
+    outputs)."""
+    n = int((x[0] if isinstance(x, list) else x).shape[0])
     split_at = int(n * (1.0 - float(fraction)))
     if split_at < 1 or split_at >= n:
         raise ValueError(f"validation_split={fraction} leaves no training or no validation samples out of {n}")
-    return (x[:split_at, ...], y[:split_at, ...]), (x[split_at:, ...], y[split_at:, ...])
+
+    def cut(v: Any, part: slice) -> Any:
+        return [a[part, ...] for a in v] if isinstance(v, list) else v[part, ...]
+
+    head, tail = slice(None, split_at), slice(split_at, None)
+    return (cut(x, head), cut(y, head)), (cut(x, tail), cut(y, tail))
 
 
 # --- batches on the device -----------------------------------------------------------------------------
@@ -126,6 +132,14 @@ def _shape(a: Any, name: str) -> tuple[int, ...]:
     return shape
 
 
+def _parts(value: Any) -> tuple[list[Any], bool]:
+    """A list or tuple of arrays is several arrays (a model's several inputs or outputs); anything else is
+    one array (lists of numbers become NumPy arrays)."""
+    if isinstance(value, (list, tuple)) and value and all(array_api_compat.is_array_api_obj(a) for a in value):
+        return list(value), True
+    return [value if array_api_compat.is_array_api_obj(value) else np.asarray(value)], False
+
+
 class DataLoader:
     """Iterate over ``(xb, yb)`` mini-batches (or ``xb`` when ``y`` is None) of the current backend.
 
@@ -134,6 +148,8 @@ class DataLoader:
     integer dtype) and moved again only if the backend changes. Each ``for`` loop over the loader is one
     epoch: with ``shuffle`` a fresh permutation is drawn, so ``xpcnn.manual_seed`` makes epochs reproducible.
     ``transform`` (e.g. ``xpcnn.transforms.Compose([...])``) is applied to each ``xb`` on the device.
+    A list or tuple of arrays for ``x`` or ``y`` is several arrays of one length (a model's several inputs
+    or outputs): their batches come as lists, each gathered with the same indices.
     """
 
     def __init__(
@@ -151,19 +167,16 @@ class DataLoader:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable or None, got {transform!r}")
-        if not array_api_compat.is_array_api_obj(x):
-            x = np.asarray(x)
-        if y is not None and not array_api_compat.is_array_api_obj(y):
-            y = np.asarray(y)
-        x_shape = _shape(x, "x")
-        if y is not None:
-            y_shape = _shape(y, "y")
-            if y_shape[0] != x_shape[0]:
-                raise ValueError(
-                    f"x and y must hold the same number of samples, got x.shape={x_shape} and y.shape={y_shape}"
-                )
+        xs, self._several_x = _parts(x)
+        ys, self._several_y = ([], False) if y is None else _parts(y)
+        shapes = {f"x[{i}]" if self._several_x else "x": _shape(a, "x") for i, a in enumerate(xs)}
+        shapes.update({f"y[{i}]" if self._several_y else "y": _shape(a, "y") for i, a in enumerate(ys)})
+        if len({shape[0] for shape in shapes.values()}) > 1:
+            raise ValueError("x and y must hold the same number of samples, got shapes "
+                             + ", ".join(f"{k}.shape={v}" for k, v in shapes.items()))
         self.x, self.y = x, y
-        self.num_samples = int(x_shape[0])
+        self._xs, self._ys = xs, (None if y is None else ys)
+        self.num_samples = int(next(iter(shapes.values()))[0])
         self.batch_size = int(batch_size)
         self.shuffle, self.drop_last, self.transform = bool(shuffle), bool(drop_last), transform
         self._cache: tuple[Any, Any, Any] | None = None  # (backend, x on device, y on device)
@@ -174,29 +187,33 @@ class DataLoader:
             return self.num_samples // self.batch_size
         return math.ceil(self.num_samples / self.batch_size)
 
-    def _on_device(self) -> tuple[Any, Any]:
+    def _on_device(self) -> tuple[list[Any], list[Any] | None]:
         backend = get_backend()
         if self._cache is None or self._cache[0] != backend:
-            y = None if self.y is None else asarray(self.y)
-            self._cache = (backend, asarray(self.x), y)
+            ys = None if self._ys is None else [asarray(a) for a in self._ys]
+            self._cache = (backend, [asarray(a) for a in self._xs], ys)
         return self._cache[1], self._cache[2]
 
     def __iter__(self) -> Iterator[Any]:
-        x, y = self._on_device()
+        xs, ys = self._on_device()
         xp = get_backend().xp
         order = random.permutation(self.num_samples) if self.shuffle else None
         for b in range(len(self)):
             start, stop = b * self.batch_size, min((b + 1) * self.batch_size, self.num_samples)
             if order is None:
-                xb = x[start:stop, ...]
-                yb = None if y is None else y[start:stop, ...]
+                take = lambda a: a[start:stop, ...]  # noqa: E731
             else:
                 idx = order[start:stop]
-                xb = xp.take(x, idx, axis=0)
-                yb = None if y is None else xp.take(y, idx, axis=0)
+                take = lambda a: xp.take(a, idx, axis=0)  # noqa: E731
+            xb = [take(a) for a in xs]
             if self.transform is not None:
-                xb = self.transform(xb)
-            yield xb if y is None else (xb, yb)
+                xb = [self.transform(a) for a in xb]
+            xb = xb if self._several_x else xb[0]
+            if ys is None:
+                yield xb
+            else:
+                yb = [take(a) for a in ys]
+                yield xb, (yb if self._several_y else yb[0])
 
     def __repr__(self) -> str:
         return (

@@ -122,10 +122,12 @@ def save_model(model: LayerGraph, path: Any) -> None:
     config["compile"] = None
     config["optimizer_state"] = None
     if model.compiled:
+        objectives = model.objectives
         config["compile"] = {
-            "loss": {"name": model.loss.name, "config": model.loss.get_config()},
+            **objectives.config(),
             "optimizer": model.optimizer.get_config(),
-            "metrics": [_metric_config(m) for m in model.metrics],
+            "metrics": ([_metric_config(m) for m in objectives.metrics[0]] if objectives.single
+                        else [[_metric_config(m) for m in ms] for ms in objectives.metrics]),
         }
         state = model.optimizer.state_dict()
         config["optimizer_state"] = {
@@ -297,12 +299,13 @@ def load_model(path: Any, restore_random_state: bool = False) -> LayerGraph:
     compile_config = config.get("compile")
     if compile_config:
         try:
-            loss = _rebuild_loss(compile_config["loss"])
+            spec = compile_config["loss"]
+            loss = [_rebuild_loss(s) for s in spec] if isinstance(spec, list) else _rebuild_loss(spec)
             optimizer = optimizers_module.get(dict(compile_config["optimizer"]))
-            metrics = [m for m in (_rebuild_metric(spec) for spec in compile_config.get("metrics", [])) if m]
+            metrics = _rebuild_metrics(compile_config.get("metrics", []))
+            model.compile(loss, optimizer, metrics, loss_weights=compile_config.get("loss_weights"))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"{path}: cannot rebuild the compile configuration ({exc})") from exc
-        model.compile(loss, optimizer, metrics)
         opt_state = config.get("optimizer_state")
         if opt_state:
             try:
@@ -326,6 +329,13 @@ def _rebuild_loss(spec: Mapping[str, Any]) -> Any:
     loss = losses_module.get(spec["name"])
     cfg = spec.get("config") or {}
     return type(loss)(**cfg) if cfg else loss
+
+
+def _rebuild_metrics(specs: list[Any]) -> list[Any]:
+    """The saved metrics: a list, or a list per output (of a model with several outputs)."""
+    if specs and all(isinstance(s, list) for s in specs):
+        return [_rebuild_metrics(s) for s in specs]
+    return [m for m in (_rebuild_metric(spec) for spec in specs) if m]
 
 
 def _rebuild_metric(spec: Mapping[str, Any]) -> Any:

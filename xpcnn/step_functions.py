@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 from . import random
 from .backend import get_backend
 
-__all__ = ["StepFunctions", "TrainState", "accumulate", "train_step"]
+__all__ = ["StepFunctions", "TrainState", "accumulate", "batch_size", "train_step"]
 
 Array = Any
 
@@ -39,29 +39,26 @@ class TrainState(NamedTuple):
     lr: Any
 
 
-def _logs(model: Any, loss: Array, pred: Array, y: Array) -> dict[str, Array]:
-    logs = {"loss": loss}
-    for metric in model.metrics:
-        logs[metric.name] = metric(pred, y)
-    return logs
-
-
-def train_step(model: Any, state: TrainState, x: Array, y: Array) -> tuple[TrainState, dict[str, Array]]:
-    """One optimisation step of ``model`` from ``state`` on the batch ``(x, y)``: the new state and the batch's
-    loss and metrics as 0-d arrays."""
+def train_step(model: Any, state: TrainState, x: Any, y: Any) -> tuple[TrainState, dict[str, Array]]:
+    """One optimisation step of ``model`` from ``state`` on the batch ``(x, y)`` (lists for several inputs or
+    outputs): the new state and the batch's loss and metrics as 0-d arrays."""
     model.set_params(state.params)
     model.set_buffers(state.buffers)
     pred = model.forward(x, training=True)
-    loss = model.loss.forward(pred, y)
-    model.backward(model.loss.backward(), input_grad=False)
+    logs, dpred = model.objectives(pred, y)
+    model.backward(dpred, input_grad=False)
     params, slots = model.optimizer.apply(state.params, model.grads, state.slots, state.steps, state.lr)
-    return state._replace(params=params, buffers=model.buffers, slots=slots), _logs(model, loss, pred, y)
+    return state._replace(params=params, buffers=model.buffers, slots=slots), logs
 
 
-def test_step(model: Any, x: Array, y: Array) -> dict[str, Array]:
+def test_step(model: Any, x: Any, y: Any) -> dict[str, Array]:
     """Loss and metrics of ``model`` on ``(x, y)`` in inference mode, as 0-d arrays."""
-    pred = model.forward(x, training=False)
-    return _logs(model, model.loss.forward(pred, y), pred, y)
+    return model.objectives.evaluate(model.forward(x, training=False), y)
+
+
+def batch_size(x: Any) -> int:
+    """The number of samples in a batch of one array or of a list of them."""
+    return int((x[0] if isinstance(x, (list, tuple)) else x).shape[0])
 
 
 def accumulate(sums: Mapping[str, Array] | None, logs: Mapping[str, Array], size: int) -> dict[str, Array]:
@@ -98,7 +95,7 @@ class StepFunctions:
         if not self.jit:
             state = TrainState(model.params, model.buffers, optimizer.state, steps, optimizer.lr)
             new, logs = train_step(model, state, x, y)
-            sums = accumulate(sums, logs, x.shape[0])
+            sums = accumulate(sums, logs, batch_size(x))
         else:
             state = TrainState(model.params, model.buffers, optimizer.init_state(model.params), steps,
                                optimizer.lr)
@@ -118,7 +115,7 @@ class StepFunctions:
         """Loss and metrics of one batch in inference mode, and ``sums`` with them added."""
         if not self.jit:
             logs = test_step(self.model, x, y)
-            return logs, accumulate(sums, logs, x.shape[0])
+            return logs, accumulate(sums, logs, batch_size(x))
         params, buffers = self.model.params, self.model.buffers
         try:
             return self._test(self._static(), params, buffers, x, y, self._sums(sums))
@@ -142,14 +139,14 @@ class StepFunctions:
         with random.traced_counter(counter) as drawn:
             new, logs = train_step(self.model, state, x, y)
             self._draws = drawn()
-        return new, logs, accumulate(sums, logs, x.shape[0])
+        return new, logs, accumulate(sums, logs, batch_size(x))
 
     def _compiled_test(self, static: str, params: dict[str, Array], buffers: dict[str, Array], x: Array, y: Array,
                        sums: dict[str, Array]) -> tuple[dict[str, Array], dict[str, Array]]:
         self.traces["test"] += 1
         self._restore(params, buffers)
         logs = test_step(self.model, x, y)
-        return logs, accumulate(sums, logs, x.shape[0])
+        return logs, accumulate(sums, logs, batch_size(x))
 
     def _compiled_predict(self, static: str, params: dict[str, Array], buffers: dict[str, Array], x: Array) -> Array:
         self.traces["predict"] += 1

@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from . import losses as losses_module
-from . import metrics as metrics_module
 from . import optimizers as optimizers_module
 from .backend import asarray, get_backend, to_numpy
 from .callbacks import CallbackList, History, ProgressBar
 from .data import DataLoader, check_samples, check_targets, split_validation
+from .objectives import Objectives
 from .step_functions import StepFunctions
+from .step_functions import batch_size as batch_size_of
 
 __all__ = ["Trainer"]
 
@@ -71,9 +72,10 @@ class Trainer:
     """``compile``/``fit``/``evaluate``/``predict``/``train_on_batch``/``test_on_batch`` for a model."""
 
     def __init__(self) -> None:
-        self.loss: Any = None
+        self.loss: Any = None  # the loss, or a list of one per output
         self.optimizer: Any = None
-        self.metrics: list[Any] = []
+        self.metrics: list[Any] = []  # the metrics, or a list of them per output
+        self.objectives: Objectives | None = None
         self.jit: bool | str = "auto"
         self.stop_training = False
         self.epoch = 0  # number of epochs completed by fit (saved in checkpoints)
@@ -81,15 +83,17 @@ class Trainer:
         self._step_functions: tuple[Any, StepFunctions] | None = None
 
     # --- compile -----------------------------------------------------------------------------------------
-    def compile(self, loss: Any, optimizer: Any, metrics: Any = None, jit: bool | str = "auto") -> None:
+    def compile(self, loss: Any, optimizer: Any, metrics: Any = None, loss_weights: Any = None,
+                jit: bool | str = "auto") -> None:
         """Choose the loss (object or name), the optimizer (object or name) and the metrics to report.
 
         Metrics: ``"accuracy"`` (binary accuracy with binary cross-entropy), ``"top_k_accuracy"`` (k=5,
         reported as ``"top_5_accuracy"``) or ``xpcnn.metrics.TopKAccuracy(k)``. A cross-entropy given by name
         takes probabilities when the model's output comes out of a softmax (a sigmoid for the binary one),
-        logits otherwise. ``jit``: ``"auto"`` compiles
-        the train, test and predict steps with ``jax.jit`` on the JAX backend and runs them eagerly elsewhere;
-        ``True`` insists on compiling (JAX only), ``False`` always runs eagerly.
+        logits otherwise. With several outputs ``loss``, ``metrics`` and ``loss_weights`` may be given per
+        output, as lists or dicts by output name (``xpcnn.objectives``). ``jit``: ``"auto"`` compiles the train,
+        test and predict steps with ``jax.jit`` on the JAX backend and runs them eagerly elsewhere; ``True``
+        insists on compiling (JAX only), ``False`` always runs eagerly.
         """
         if jit not in JIT_CHOICES or isinstance(jit, int) and not isinstance(jit, bool):
             raise ValueError(f"jit must be True, False or 'auto', got {jit!r}")
@@ -97,23 +101,18 @@ class Trainer:
             raise ValueError(f"jit=True compiles with jax.jit and needs the jax backend; the current backend is "
                              f"{get_backend().name!r} (use jit='auto' or False)")
         activations = self.output_activations()
-        loss_obj = losses_module.get(loss, activations[0] if len(activations) == 1 else None)
-        kind = losses_module.PROBABILITY_ACTIVATION.get(getattr(loss_obj, "name", None))
-        if kind is not None and kind in activations and getattr(loss_obj, "from_logits", False):
-            warnings.warn(f"{self.name}: the model's output comes out of a {kind}, but the loss object takes "
-                          f"logits (from_logits=True): the {kind} is applied twice. Pass the loss by name, or "
-                          "with from_logits=False", UserWarning, stacklevel=2)
+        objectives = Objectives(loss, metrics, loss_weights, self.output_names, activations)
+        for loss_obj, kind in zip(objectives.losses, activations):
+            if (kind is not None and losses_module.PROBABILITY_ACTIVATION.get(loss_obj.name) == kind
+                    and getattr(loss_obj, "from_logits", False)):
+                warnings.warn(f"{self.name}: the model's output comes out of a {kind}, but the loss object takes "
+                              f"logits (from_logits=True): the {kind} is applied twice. Pass the loss by name, or "
+                              "with from_logits=False", UserWarning, stacklevel=2)
         opt = optimizers_module.get(optimizer)
-        if metrics is None:
-            metrics = []
-        elif isinstance(metrics, (str, metrics_module.Metric)):
-            metrics = [metrics]
-        metric_objs = [metrics_module.get(m, loss_obj) for m in metrics]
-        names = [m.name for m in metric_objs]
-        for n in names:
-            if n == "loss" or n.startswith("val_") or names.count(n) > 1:
-                raise ValueError(f"metric names must be unique, not 'loss' and not start with 'val_'; got {names}")
-        self.loss, self.optimizer, self.metrics, self.jit = loss_obj, opt, metric_objs, jit
+        self.objectives, self.optimizer, self.jit = objectives, opt, jit
+        single = objectives.single
+        self.loss = objectives.losses[0] if single else objectives.losses
+        self.metrics = objectives.metrics[0] if single else objectives.metrics
         self._step_functions = None
 
     @property
@@ -126,14 +125,14 @@ class Trainer:
 
     @property
     def metrics_names(self) -> list[str]:
-        return ["loss", *(m.name for m in self.metrics)]
+        return self.objectives.log_names if self.objectives is not None else ["loss"]
 
     @property
     def step_functions(self) -> StepFunctions:
         """The train/test/predict steps for the current backend (made anew when the backend or the
         compilation changes); ``.jit`` tells whether they are compiled, ``.traces`` how often they traced."""
         backend = get_backend()
-        key = (backend, self.loss, self.optimizer, tuple(self.metrics), self.jit)
+        key = (backend, self.objectives, self.optimizer, self.jit)
         cached = self._step_functions
         if cached is None or cached[0] != key:
             jit = backend.name == "jax" if self.jit == "auto" else bool(self.jit)
@@ -144,11 +143,49 @@ class Trainer:
         return cached[1]
 
     # --- data: checked once, before anything changes ----------------------------------------------------
+    def _has_several_inputs(self) -> bool:
+        return not getattr(self, "_single_input", True)
+
+    def _has_several_outputs(self) -> bool:
+        return not getattr(self, "_single_output", True)
+
+    def _per_name(self, value: Any, names: list[str], what: str) -> list[Any]:
+        """Several inputs (outputs) given as a list in order or a dict by name, as a list."""
+        if isinstance(value, Mapping):
+            unknown, missing = sorted(set(value) - set(names)), [n for n in names if n not in value]
+            if unknown or missing:
+                raise ValueError(f"{self.name}: {what} by name must be exactly {names}; missing {missing}, "
+                                 f"unknown {unknown}")
+            return [value[n] for n in names]
+        if not isinstance(value, (list, tuple)) or len(value) != len(names):
+            raise ValueError(f"{self.name}: {what} must be a list of {len(names)} arrays ({names}) or a dict by "
+                             f"name, got {type(value).__name__}"
+                             + (f" of {len(value)}" if isinstance(value, (list, tuple)) else ""))
+        return list(value)
+
+    def _checked_inputs(self, x: Any, xname: str = "x") -> Any:
+        """The inputs checked (sample axis, floating values): one array, or a list for several inputs."""
+        if not self._has_several_inputs():
+            return check_samples(x, xname, inputs=True)
+        names = self.input_names
+        xs = [check_samples(a, f"{xname}[{n!r}]", inputs=True) for a, n in zip(self._per_name(x, names, xname), names)]
+        lengths = {n: int(a.shape[0]) for a, n in zip(xs, names)}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"{self.name}: the inputs hold different numbers of samples: {lengths}")
+        return xs
+
     def _checked_pair(self, x: Any, y: Any, xname: str = "x", yname: str = "y") -> tuple[Any, Any]:
-        x = check_samples(x, xname, inputs=True)
-        y = check_samples(y, yname)
-        out = self.compute_output_shape(tuple(x.shape[1:]))
-        return x, check_targets(x, y, out, getattr(self.loss, "name", None), xname, yname)
+        x = self._checked_inputs(x, xname)
+        first = x[0] if isinstance(x, list) else x
+        shapes = [tuple(a.shape[1:]) for a in x] if isinstance(x, list) else tuple(x.shape[1:])
+        out = self.compute_output_shape(shapes)
+        if not self._has_several_outputs():
+            y = check_samples(y, yname)
+            return x, check_targets(first, y, out, getattr(self.loss, "name", None), xname, yname)
+        names = self.output_names
+        ys = [check_samples(a, f"{yname}[{n!r}]") for a, n in zip(self._per_name(y, names, yname), names)]
+        return x, [check_targets(first, t, o, loss.name, xname, f"{yname}[{n!r}]")
+                   for t, o, loss, n in zip(ys, out, self.objectives.losses, names)]
 
     def _build_for(self, x: Any) -> None:
         if not self.built:
@@ -169,7 +206,11 @@ class Trainer:
         self._require_compiled("test_on_batch")
         return self.step_functions.test(*self._batch(x, y), None)[0]
 
-    def _batch(self, x: Any, y: Any) -> tuple[Array, Array]:
+    def _batch(self, x: Any, y: Any) -> tuple[Any, Any]:
+        if self._has_several_inputs() or self._has_several_outputs():
+            x, y = self._checked_pair(x, y)
+            on_device = (lambda v: [asarray(a) for a in v] if isinstance(v, list) else asarray(v))  # noqa: E731
+            return on_device(x), on_device(y)
         x, y = check_samples(x, "x", inputs=True), check_samples(y, "y")
         if isinstance(y, np.ndarray):
             x, y = self._checked_pair(x, y)
@@ -224,7 +265,8 @@ class Trainer:
                 raise TypeError(f"callbacks must be xpcnn.callbacks.Callback objects, got {type(cb).__name__}")
 
         # --- from here on, state changes ---
-        self._build_for(x)
+        if not isinstance(x, list):
+            self._build_for(x)
         steps = self.step_functions
         loader = DataLoader(x, y, batch_size=batch_size, shuffle=shuffle)
         val_loader = None if val is None else DataLoader(val[0], val[1], batch_size=batch_size, shuffle=False)
@@ -245,7 +287,7 @@ class Trainer:
             cbs.on_epoch_begin(epoch, {})
             sums, seen = None, 0
             for step, (xb, yb) in enumerate(loader):
-                size = int(xb.shape[0])
+                size = batch_size_of(xb)
                 cbs.on_train_batch_begin(step, {"size": size})
                 logs, sums = steps.train(xb, yb, sums)
                 seen += size
@@ -274,7 +316,7 @@ class Trainer:
         steps = self.step_functions
         sums, seen = None, 0
         for step, (xb, yb) in enumerate(loader):
-            size = int(xb.shape[0])
+            size = batch_size_of(xb)
             if cbs is not None:
                 cbs.on_test_batch_begin(step, {"size": size})
             logs, sums = steps.test(xb, yb, sums)
@@ -293,7 +335,8 @@ class Trainer:
         batch_size = _check_int(batch_size, "batch_size", 1)
         verbose = _check_verbose(verbose)
         x, y = self._checked_pair(x, y)
-        self._build_for(x)
+        if not isinstance(x, list):
+            self._build_for(x)
         loader = DataLoader(x, y, batch_size=batch_size, shuffle=False)
         callback_list = list(callbacks or [])
         if verbose:
@@ -315,9 +358,11 @@ class Trainer:
         """
         batch_size = _check_int(batch_size, "batch_size", 1)
         verbose = _check_verbose(verbose)
-        x = check_samples(x, "x", inputs=True)
-        self.compute_output_shape(tuple(x.shape[1:]))  # a clear error before anything changes
-        self._build_for(x)
+        x = self._checked_inputs(x)
+        # a clear error before anything changes
+        self.compute_output_shape([tuple(a.shape[1:]) for a in x] if isinstance(x, list) else tuple(x.shape[1:]))
+        if not isinstance(x, list):
+            self._build_for(x)
         loader = DataLoader(x, None, batch_size=batch_size, shuffle=False)
         cbs = CallbackList(list(callbacks or []), model=self, params={"steps": len(loader), "verbose": verbose,
                                                                       "batch_size": batch_size})
@@ -325,14 +370,18 @@ class Trainer:
         cbs.on_predict_begin({})
         outputs = []
         for step, xb in enumerate(_maybe_progress(loader, verbose, "predict")):
-            size = int(xb.shape[0])
+            size = batch_size_of(xb)
             cbs.on_predict_batch_begin(step, {"size": size})
             outputs.append(forward(xb))
             cbs.on_predict_batch_end(step, {"outputs": outputs[-1], "size": size})
         cbs.on_predict_end({})
-        if len(outputs) == 1:
-            return outputs[0]
-        return get_backend().xp.concat(outputs, axis=0)
+        if not self._has_several_outputs():
+            return _joined(outputs)
+        return [_joined([o[i] for o in outputs]) for i in range(len(self.output_names))]
+
+
+def _joined(batches: list[Array]) -> Array:
+    return batches[0] if len(batches) == 1 else get_backend().xp.concat(batches, axis=0)
 
 
 def _maybe_progress(loader: DataLoader, verbose: int, desc: str) -> Iterable[Any]:

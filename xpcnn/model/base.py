@@ -47,6 +47,11 @@ class LayerGraph(Trainer):
         """The layer that makes each output."""
         raise NotImplementedError
 
+    @property
+    def output_names(self) -> list[str]:
+        """The name of each output: the name of the layer that makes it."""
+        return [layer.name for layer in self.output_layers()] or ["output"]
+
     def output_activations(self) -> list[str | None]:
         """For each output, "softmax" or "sigmoid" when it comes out of one (a ``Softmax`` over the classes,
         a ``Sigmoid``, or ``activation=`` on the last layer), else None: a loss then takes probabilities."""

@@ -84,10 +84,6 @@ class Model(LayerGraph):
     def input_names(self) -> list[str]:
         return [t.name for t in self.inputs]
 
-    @property
-    def output_names(self) -> list[str]:
-        return [t.name for t in self.outputs]
-
     # --- what the shared executor needs -------------------------------------------------------------
     def _inputs_of(self, x: Any) -> list[Array]:
         if isinstance(x, Mapping):
