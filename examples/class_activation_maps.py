@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     scores = model.evaluate(x_test, y_test, batch_size=250)
     print(f"test accuracy on {len(x_test)} digits: {scores['accuracy']:.3f}")
 
-    last_conv = 6  # the third Conv2D above; the ReLU after it is shape-preserving, then the global pooling
-    maps, predicted = class_activation_map(model, x_test[:SHOWN], layer_index=last_conv)
+    # the maps of the last Conv2D: the ReLU after it is shape-preserving, then comes the global pooling
+    maps, predicted = class_activation_map(model, x_test[:SHOWN], layer=Conv2D)
     fig = plot_class_activation_maps(
         x_test[:SHOWN], maps, predicted, labels=y_test[:SHOWN], ncols=8,
         title=f"Class activation maps (test accuracy {scores['accuracy']:.1%})",

@@ -242,6 +242,19 @@ def test_layer_names_are_generated_and_checked(backend):
         Add()([Input((2,)), xpcnn.asarray(np.ones((1, 2), np.float32))])
 
 
+
+def test_get_layer_by_name_or_index(backend):
+    x = Input((3,))
+    hidden = Dense(4, name="hidden")
+    model = Model(x, Dense(2, name="out")(hidden(x)))
+    assert model.get_layer("hidden") is hidden and model.get_layer(index=-1).name == "out"
+    with pytest.raises(ValueError, match=r"no layer named 'missing'; the layers are \['hidden', 'out'\]"):
+        model.get_layer("missing")
+    with pytest.raises(ValueError, match="exactly one"):
+        model.get_layer("hidden", index=0)
+    with pytest.raises(ValueError, match="out of range"):
+        model.get_layer(index=2)
+
 # --- several inputs and outputs in fit / evaluate / predict -----------------------------------------------
 
 def two_in_two_out() -> Model:

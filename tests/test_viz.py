@@ -11,7 +11,7 @@ pytest.importorskip("matplotlib")
 
 import xpcnn  # noqa: E402
 from xpcnn import viz  # noqa: E402
-from xpcnn.layers.activations import ReLU, Softmax  # noqa: E402
+from xpcnn.layers.activations import ReLU  # noqa: E402
 from xpcnn.layers.conv import Conv2D  # noqa: E402
 from xpcnn.layers.dense import Dense  # noqa: E402
 from xpcnn.layers.pool import GlobalAvgPool2D, MaxPool2D  # noqa: E402
@@ -139,67 +139,9 @@ def test_missing_matplotlib_names_the_extra(monkeypatch):
         viz.plot_history(HISTORY)
 
 
-# --- class activation maps -----------------------------------------------------------------------------
-
-def _cam_layers(pool: bool, softmax: bool = False) -> list:
-    layers = [Conv2D(4, 3, padding=1), ReLU()]
-    if pool:
-        layers.append(MaxPool2D(2))
-    layers += [Conv2D(5, 3, padding=1), ReLU(), GlobalAvgPool2D(), Dense(3)]
-    if softmax:
-        layers.append(Softmax())
-    return layers
-
-
-def _forward(layers, x):
-    for layer in layers:
-        x = layer.forward(x)
-    return x
-
-
-def test_cam_is_the_class_score_spread_over_the_image(backend):
-    """Without pooling the map has the input's size, and its mean plus the bias is the predicted logit."""
-    layers = _cam_layers(pool=False)
-    x = xpcnn.asarray(_rand((3, 1, 8, 8)))
-    logits = np.asarray(xpcnn.to_numpy(_forward(layers, x)))
-    cams, predicted = viz.class_activation_map(layers, x, layer_index=3, normalize=False)
-    assert isinstance(cams, np.ndarray) and cams.shape == (3, 8, 8)
-    assert isinstance(predicted, np.ndarray) and predicted.shape == (3,)
-    np.testing.assert_array_equal(predicted, logits.argmax(axis=1))
-    bias = np.asarray(xpcnn.to_numpy(layers[-1].params["bias"]))
-    expected = logits[np.arange(3), predicted] - bias[predicted]
-    np.testing.assert_allclose(cams.mean(axis=(1, 2)), expected, rtol=1e-4, atol=1e-5)
-
-
-def test_cam_upsampled_to_the_input_and_normalised(backend):
-    layers = _cam_layers(pool=True, softmax=True)
-    x = xpcnn.asarray(_rand((2, 1, 8, 10)))
-    cams, predicted = viz.class_activation_map(layers, x)  # layer_index=None: the layer before the pooling
-    assert cams.shape == (2, 8, 10) and cams.dtype == np.float32
-    assert cams.min() >= 0.0 and cams.max() <= 1.0
-    assert predicted.shape == (2,) and predicted.dtype == np.int64
-    same, _ = viz.class_activation_map(layers, x, layer_index=4)  # the ReLU before the pooling
-    conv, _ = viz.class_activation_map(layers, x, layer_index=3)  # the conv: ReLU in between is allowed
-    np.testing.assert_allclose(same, conv)
-    other, _ = viz.class_activation_map(layers, x, classes=[0, 1])
-    assert other.shape == cams.shape
-
-
-def test_cam_rejects_models_of_the_wrong_shape(backend):
-    layers = [Conv2D(4, 3, padding=1), ReLU(), MaxPool2D(2), Conv2D(5, 3), GlobalAvgPool2D(), Dense(3)]
-    x = xpcnn.asarray(_rand((1, 1, 8, 8)))
-    with pytest.raises(ValueError, match="shape-preserving"):
-        viz.class_activation_map(layers, x, layer_index=0)  # pooling between the layer and the GAP
-    with pytest.raises(ValueError, match="GlobalAvgPool2D"):
-        viz.class_activation_map(layers[:4], x)
-    with pytest.raises(IndexError):
-        viz.class_activation_map(layers, x, layer_index=10)
-    with pytest.raises(ValueError, match="classes"):
-        viz.class_activation_map(layers, x, classes=[3])
-
-
 def test_plot_class_activation_maps(backend):
-    layers = _cam_layers(pool=True)
+    layers = [Conv2D(4, 3, padding=1), ReLU(), MaxPool2D(2), Conv2D(5, 3, padding=1), ReLU(), GlobalAvgPool2D(),
+              Dense(3)]
     x = xpcnn.asarray(np.random.default_rng(0).uniform(size=(4, 1, 8, 8)))
     cams, predicted = viz.class_activation_map(layers, x)
     fig = viz.plot_class_activation_maps(x, cams, predicted, labels=[0, 1, 2, 0])

@@ -67,6 +67,16 @@ class Plan:
     # --- running ------------------------------------------------------------------------------------
     def forward(self, xs: Sequence[Array], training: bool) -> tuple[list[Array], list[Any]]:
         """The outputs for inputs ``xs``, and (training) each step's forward state for ``backward``."""
+        values, states = self._run(xs, training)
+        return [values[t] for t in self.outputs], states
+
+    def values_of(self, xs: Sequence[Array], wanted: Sequence[int]) -> list[Array]:
+        """The inference values of tensors ``wanted`` for inputs ``xs``: what introspection reads (the feature
+        maps a class activation map weighs), without a second executor."""
+        values, _ = self._run(xs, training=False)
+        return [values[t] for t in wanted]
+
+    def _run(self, xs: Sequence[Array], training: bool) -> tuple[dict[int, Array], list[Any]]:
         values = dict(zip(self.inputs, xs))
         states: list[Any] = []
         for step in self.steps:
@@ -74,7 +84,7 @@ class Plan:
             values[step.output] = step.runner.forward(args if step.several else args[0], training=training)
             if training:
                 states.append(self._state_of(step))
-        return [values[t] for t in self.outputs], states
+        return values, states
 
     def backward(self, dys: Sequence[Array], states: list[Any], input_grad: bool = True) -> list[Array | None]:
         """Back-propagate the outputs' gradients; set every layer's ``grads``; return the inputs' gradients

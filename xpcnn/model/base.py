@@ -101,6 +101,29 @@ class LayerGraph(Trainer):
             return None
         return dxs[0] if self._single_input else dxs
 
+    @property
+    def plan(self) -> Plan | None:
+        """What the executor runs (steps over numbered tensors), None until the model is built."""
+        return self._plan
+
+    def values_of(self, x: Any, tensors: Sequence[int]) -> list[Array]:
+        """The inference values of the plan's ``tensors`` for a batch ``x`` (e.g. a layer's feature maps)."""
+        xs = self._inputs_of(x)  # builds a model that is not yet built, checks the shapes of one that is
+        return self._plan.values_of(xs, tensors)
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """The layer called ``name``, or at position ``index`` of ``layers`` (Keras's ``get_layer``)."""
+        if (name is None) == (index is None):
+            raise ValueError(f"{self.name}: get_layer takes a name or an index, exactly one of them")
+        if index is not None:
+            if not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"{self.name}: layer index {index} is out of range for {len(self.layers)} layers")
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"{self.name}: no layer named {name!r}; the layers are {[la.name for la in self.layers]}")
+
     # --- parameters --------------------------------------------------------------------------------------
     def _collect(self, kind: str) -> dict[str, Array]:
         return {f"{prefix}.{k}": v for prefix, layer in self.keyed_layers() for k, v in getattr(layer, kind).items()}

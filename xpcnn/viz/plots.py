@@ -1,4 +1,4 @@
-"""Plots for training curves, feature maps, filters and class activation maps.
+"""Plots: training curves, image grids, feature maps, filters, class activation maps over their images.
 
 matplotlib is an optional extra (``pip install "xpcnn[examples]"``) imported only when a function runs. On
 a Linux machine without a display, and when nobody chose a matplotlib backend, the non-interactive "Agg"
@@ -19,10 +19,9 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from .backend import asarray, get_backend, to_numpy
+from ..backend import to_numpy
 
 __all__ = [
-    "class_activation_map",
     "plot_class_activation_maps",
     "plot_feature_maps",
     "plot_filters",
@@ -344,125 +343,6 @@ def _show(ax: Any, image: np.ndarray, cmap: str) -> None:
 
 
 # --- class activation maps ------------------------------------------------------------------------------
-
-def _layers_of(model: Any) -> list[Any]:
-    layers = getattr(model, "layers", model)
-    try:
-        return list(layers)
-    except TypeError:
-        raise TypeError(f"class_activation_map takes a Sequential model (or a list of layers), got {model!r}") from None
-
-
-def _resize_bilinear(maps: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of ``(N, h, w)`` maps to ``out_hw`` with half-pixel centres (align_corners=False)."""
-    n, h, w = maps.shape
-    if (h, w) == tuple(out_hw):
-        return maps
-
-    def axis(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        src = np.clip((np.arange(out_size) + 0.5) * (in_size / out_size) - 0.5, 0.0, in_size - 1)
-        lo = np.floor(src).astype(np.int64)
-        hi = np.minimum(lo + 1, in_size - 1)
-        return lo, hi, (src - lo).astype(maps.dtype)
-
-    r0, r1, wr = axis(h, out_hw[0])
-    c0, c1, wc = axis(w, out_hw[1])
-    rows = maps[:, r0, :] * (1 - wr)[None, :, None] + maps[:, r1, :] * wr[None, :, None]
-    return rows[:, :, c0] * (1 - wc)[None, None, :] + rows[:, :, c1] * wc[None, None, :]
-
-
-def class_activation_map(
-    model: Any, x: Any, layer_index: int | None = None, *, classes: Any = None, normalize: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Class activation maps (Zhou et al., 2016): where in each image the evidence for a class lies.
-
-    The model must end the CAM way::
-
-        ... -> layers[layer_index] (a Conv2D, giving (N, C, h, w))
-            -> shape-preserving layers, if any (ReLU, BatchNorm2D, ...)
-            -> GlobalAvgPool2D -> (Flatten / Dropout, if any) -> Dense(num_classes)
-            -> an output activation, if any (Softmax)
-
-    so that the class score is ``sum_c W[k, c] * mean(F_c)`` with ``F`` the GlobalAvgPool2D input and
-    ``W`` the Dense weight ``(num_classes, C)``. The map for class ``k`` is ``sum_c W[k, c] * F_c``,
-    upsampled bilinearly from ``(h, w)`` to the input's ``(H, W)``. ``layer_index=None`` picks the layer
-    just before the last GlobalAvgPool2D.
-
-    ``x`` is a batch ``(N, C_in, H, W)`` of any backend (moved to the current one); ``classes`` (one per
-    sample) selects the class to explain, default the predicted one. With ``normalize`` each map is scaled
-    to [0, 1]. Returns NumPy ``(maps (N, H, W), predicted labels (N,))``.
-    """
-    layers = _layers_of(model)
-    gap_indices = [i for i, layer in enumerate(layers) if type(layer).__name__ == "GlobalAvgPool2D"]
-    if layer_index is None:
-        if not gap_indices or gap_indices[-1] == 0:
-            raise ValueError("class_activation_map: the model has no GlobalAvgPool2D after a conv layer "
-                             "(see the docstring)")
-        layer_index = gap_indices[-1] - 1
-    if not -len(layers) <= layer_index < len(layers):
-        raise IndexError(
-            f"class_activation_map: layer_index {layer_index} out of range for {len(layers)} layers"
-        )
-    layer_index %= len(layers)
-    gap = next((i for i in gap_indices if i > layer_index), None)
-    if gap is None:
-        raise ValueError(
-            f"class_activation_map: no GlobalAvgPool2D after layer {layer_index} "
-            f"({type(layers[layer_index]).__name__}); the model must be ... -> Conv2D -> GlobalAvgPool2D -> Dense"
-        )
-    dense = next((i for i in range(gap + 1, len(layers)) if type(layers[i]).__name__ == "Dense"), None)
-    if dense is None:
-        raise ValueError(
-            "class_activation_map: the GlobalAvgPool2D must be followed by a Dense layer (see the docstring)"
-        )
-
-    h = asarray(x)
-    if h.ndim != 4:
-        raise ValueError(f"class_activation_map: x must be a batch (N, C, H, W), got shape {tuple(h.shape)}")
-    in_hw = (int(h.shape[2]), int(h.shape[3]))
-    target_shape = None
-    features = None
-    for i, layer in enumerate(layers):
-        h = layer.forward(h, training=False)
-        if i == layer_index:
-            target_shape = tuple(h.shape)
-        if i == gap - 1:
-            features = h
-    if features.ndim != 4 or tuple(features.shape) != target_shape:
-        raise ValueError(
-            f"class_activation_map: layer {layer_index} gives {target_shape} but GlobalAvgPool2D receives "
-            f"{tuple(features.shape)}; only shape-preserving layers may sit between them"
-        )
-    for i in range(gap + 1, dense):
-        if getattr(layers[i], "params", {}):
-            raise ValueError(f"class_activation_map: layer {i} ({type(layers[i]).__name__}) between GlobalAvgPool2D "
-                             "and Dense has parameters; the class score must be linear in the pooled features")
-    predicted = np.argmax(_numpy(h).reshape(int(h.shape[0]), -1), axis=1)
-
-    xp = get_backend().xp
-    weight = layers[dense].params["weight"]  # (num_classes, C)
-    if weight.shape[1] != features.shape[1]:
-        raise ValueError(
-            f"class_activation_map: Dense weight {tuple(weight.shape)} does not take the "
-            f"{features.shape[1]} pooled channels"
-        )
-    targets = predicted
-    if classes is not None:
-        targets = np.broadcast_to(np.asarray(classes, dtype=np.int64), predicted.shape)
-        if targets.min() < 0 or targets.max() >= weight.shape[0]:
-            raise ValueError(f"class_activation_map: classes must lie in [0, {weight.shape[0]}), got {classes!r}")
-    host_w = _numpy(weight)[targets]  # (N, C): a small gather on the host
-    w_sel = asarray(host_w)
-    n, c, fh, fw = (int(s) for s in features.shape)
-    cams = xp.matmul(w_sel[:, None, :], xp.reshape(features, (n, c, fh * fw)))  # (N, 1, h*w)
-    cams = _numpy(cams).astype(np.float32).reshape(n, fh, fw)
-    cams = _resize_bilinear(cams, in_hw)
-    if normalize:
-        lo = cams.min(axis=(1, 2), keepdims=True)
-        span = cams.max(axis=(1, 2), keepdims=True) - lo
-        cams = np.where(span > 0, (cams - lo) / np.where(span > 0, span, 1.0), 0.0).astype(np.float32)
-    return cams, predicted.astype(np.int64)
-
 
 def plot_class_activation_maps(
     images: Any, maps: Any, predicted: Sequence[Any] | None = None, labels: Sequence[Any] | None = None,
