@@ -24,6 +24,7 @@ import numpy as np
 from . import losses as losses_module
 from . import optimizers as optimizers_module
 from .backend import asarray, get_backend, to_numpy
+from .batch_norm_stats import update_bn
 from .callbacks import CallbackList, History, ProgressBar
 from .data import DataLoader, check_samples, check_targets, split_validation
 from .objectives import Objectives
@@ -241,7 +242,8 @@ class Trainer:
         takes precedence. ``verbose``: 0 silent, 1 progress bar, 2 one line per epoch.
         With an optimizer that averages the weights (``use_ema=True``) the epochs train and validate the
         raw weights, and the model holds the averaged ones when a ``fit`` that took a step returns (Keras's
-        behaviour; batch-norm running statistics stay those gathered with the raw weights).
+        behaviour), with batch-norm running statistics re-estimated for them by one forward pass over the
+        training data (``xpcnn.batch_norm_stats.update_bn``, as ``torch.optim.swa_utils.update_bn``).
         Raises ValueError before anything changes when x and y differ in length or labels are out of range.
         """
         self._require_compiled("fit")
@@ -309,6 +311,7 @@ class Trainer:
         trained = self.optimizer.iterations > first_iteration
         if trained and self.optimizer.use_ema:  # as in Keras, before on_train_end (EarlyStopping may restore)
             self.set_params(self.optimizer.averaged_params(self.params))
+            update_bn(self, x, batch_size)  # the running statistics of the averaged weights
         cbs.on_train_end(dict(epoch_logs))
         return history
 
