@@ -124,10 +124,9 @@ def test_batch_norm_equals_the_generic_path(request, dtype_fixture, shape):
     before = [np.asarray(xpcnn.to_numpy(a)).copy() for a in (mean, var)]
 
     def run():
-        cache: dict = {}
-        train = normalization.batch_norm(x, weight, bias, mean, var, True, 0.1, 1e-5, cache=cache)
+        *train, saved = normalization.batch_norm(x, weight, bias, mean, var, True, 0.1, 1e-5, return_saved=True)
         infer = normalization.batch_norm(x, weight, bias, mean, var, False, 0.1, 1e-5)[0]
-        return (*train, infer, *normalization.batch_norm_backward(dy, x, weight, 1e-5, cache=cache),
+        return (*train, infer, *normalization.batch_norm_backward(dy, x, weight, 1e-5, saved=saved),
                 *normalization.batch_norm_backward(dy, x, weight, 1e-5))
 
     _close(*_runs(run), dtype)

@@ -120,14 +120,14 @@ class Conv2D(_ConvBase):
         weight = self.params["weight"]
         if not training:
             return conv_ops.conv2d(x, weight, self.params.get("bias"), **self._op_args())
-        reuse: dict = {}  # the op leaves the padded input here for the backward
-        self._cache = (x, weight, reuse)
-        return conv_ops.conv2d(x, weight, self.params.get("bias"), **self._op_args(), cache=reuse)
+        y, saved = conv_ops.conv2d(x, weight, self.params.get("bias"), **self._op_args(), return_saved=True)
+        self._cache = (x, weight, saved)
+        return y
 
     def _backward(self, dy: Any) -> Any:
-        x, weight, reuse = self._cache
+        x, weight, saved = self._cache
         dx, dw, db = conv_ops.conv2d_backward(
-            dy, x, weight, bias=self.use_bias, input_grad=self.input_grad, cache=reuse, **self._op_args()
+            dy, x, weight, bias=self.use_bias, input_grad=self.input_grad, saved=saved, **self._op_args()
         )
         self._set_grads(dw, db)
         return dx

@@ -34,29 +34,29 @@ class ReLUMaxPool:
 
     def __init__(self, pool: MaxPool2D) -> None:
         self.pool = pool
-        self._y: Any = None
+        self._cache: Any = None
 
     def forward(self, x: Any, training: bool = False) -> Any:
         y = act.relu(self.pool.forward(x, training=training))
-        self._y = y if training else None
+        self._cache = y if training else None
         return y
 
     def backward(self, dy: Any) -> Any:
-        if self._y is None:  # the pool says what is missing
+        if self._cache is None:  # the pool says what is missing
             return self.pool.backward(dy)
-        if tuple(dy.shape) != tuple(self._y.shape):
+        if tuple(dy.shape) != tuple(self._cache.shape):
             raise ValueError(
                 f"ReLU + {self.pool._name()}: output gradient has shape {tuple(dy.shape)}, "
-                f"but the last forward produced {tuple(self._y.shape)}"
+                f"but the last forward produced {tuple(self._cache.shape)}"
             )
-        return self.pool.backward(act.relu_backward(dy, self._y))
+        return self.pool.backward(act.relu_backward(dy, self._cache))
 
     def call_state(self) -> Any:
         """The ReLU's part of the forward state (the pool keeps its own), for a pool called at several places."""
-        return self._y
+        return self._cache
 
     def restore_call_state(self, state: Any) -> None:
-        self._y = state
+        self._cache = state
 
 
 def fuse(layers: Sequence[Layer]) -> list[Step]:

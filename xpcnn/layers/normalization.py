@@ -51,20 +51,19 @@ class _BatchNorm(Layer):
 
     def _forward(self, x: Any, training: bool) -> Any:
         weight = self.params["weight"]
-        reuse: dict | None = {} if training else None  # the op leaves the batch statistics here for backward
-        y, running_mean, running_var = norm_ops.batch_norm(
+        y, running_mean, running_var, saved = norm_ops.batch_norm(
             x, weight, self.params["bias"], self.buffers["running_mean"], self.buffers["running_var"],
-            training, self.momentum, self.eps, cache=reuse,
+            training, self.momentum, self.eps, return_saved=True,
         )
         if training:
             self.buffers["running_mean"], self.buffers["running_var"] = running_mean, running_var
-            self._cache = (x, weight, reuse)
+            self._cache = (x, weight, saved)
         return y
 
     def _backward(self, dy: Any) -> Any:
-        x, weight, reuse = self._cache
+        x, weight, saved = self._cache
         dx, self.grads["weight"], self.grads["bias"] = norm_ops.batch_norm_backward(
-            dy, x, weight, self.eps, cache=reuse
+            dy, x, weight, self.eps, saved=saved
         )
         return dx
 

@@ -145,22 +145,21 @@ def avg_pool2d_backward(dy: Any, x: Any, geometry: Any) -> Any:
 # --- batch normalisation (the op's contract: new running statistics, the caller's left as they are) -------
 
 def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any, training: bool, momentum: float,
-               eps: float, cache: dict | None) -> tuple[Any, Any, Any]:
-    """``batch_norm``: ``aten.native_batch_norm``, which updates running statistics in place, on copies."""
+               eps: float) -> tuple[Any, Any, Any, Any]:
+    """``batch_norm`` and what its backward reuses: ``aten.native_batch_norm``, which updates running
+    statistics in place, on copies."""
     if not training:
         y = _aten.native_batch_norm(x, weight, bias, running_mean, running_var, False, momentum, eps)[0]
-        return y, running_mean, running_var
+        return y, running_mean, running_var, None
     running_mean, running_var = running_mean.clone(), running_var.clone()
     y, mean, inv_std = _aten.native_batch_norm(x, weight, bias, running_mean, running_var, True, momentum, eps)
-    if cache is not None:
-        cache.update(x=x, eps=eps, mean=mean, inv_std=inv_std)
-    return y, running_mean, running_var
+    return y, running_mean, running_var, (mean, inv_std)
 
 
-def batch_norm_backward(dy: Any, x: Any, weight: Any, eps: float, cache: dict | None) -> tuple[Any, Any, Any]:
-    """Gradients of training-mode ``batch_norm``, from the forward's batch statistics when cached."""
-    if cache is not None and cache.get("x") is x and cache.get("eps") == eps:
-        mean, inv_std = cache["mean"], cache["inv_std"]
+def batch_norm_backward(dy: Any, x: Any, weight: Any, eps: float, saved: Any) -> tuple[Any, Any, Any]:
+    """Gradients of training-mode ``batch_norm``, from the forward's batch statistics when saved."""
+    if saved is not None:
+        mean, inv_std = saved
     else:
         axes = [0, *range(2, x.ndim)]
         var, mean = torch.var_mean(x, dim=axes, correction=0)

@@ -139,17 +139,11 @@ def _store_rows(
     return xpx.at(out, (slice(None), slice(r0, r1), slice(None), slice(None))).set(band)
 
 
-def _padded(x: Any, pads: Pads, cache: dict | None) -> Any:
-    """``x`` batch-last and padded, taken from ``cache`` when the forward left it there for this very ``x``."""
-    if cache is not None and cache.get("x") is x and cache.get("pads") == pads:
-        return cache["x_pad"]
-    return pad2d(_batch_last(x), pads, layout=_LAYOUT)
-
-
 def _forward(
-    x: Any, weight: Any, stride, pads, dilation, out_hw, groups: int, bias: Any = None, cache: dict | None = None,
-) -> Any:
-    """y[n, g*Og+o] = W[g, o, :] @ cols[g, :, n]: one GEMM per group and band of output rows."""
+    x: Any, weight: Any, stride, pads, dilation, out_hw, groups: int, bias: Any = None,
+) -> tuple[Any, Any]:
+    """y[n, g*Og+o] = W[g, o, :] @ cols[g, :, n]: one GEMM per group and band of output rows. Returns y and
+    the batch-last padded x, which the weight gradient reads again."""
     xp = array_api_compat.array_namespace(x, weight)
     n, c = x.shape[0], x.shape[1]
     o, kh, kw = weight.shape[0], weight.shape[2], weight.shape[3]
@@ -157,15 +151,13 @@ def _forward(
     w = xp.reshape(weight, (groups, o // groups, (c // groups) * kh * kw))
     b = None if bias is None else xp.reshape(bias, (groups, o // groups, 1))
     x_pad = pad2d(_batch_last(x), pads, layout=_LAYOUT)
-    if cache is not None:
-        cache.update(x=x, pads=pads, x_pad=x_pad)
     step = _band_rows(x, oh, c * kh * kw * ow * n * _itemsize(x))
     y = None
     for r0 in range(0, oh, step):
         r1 = min(oh, r0 + step)
         cols = _band_columns(x_pad, r0, r1, (kh, kw), stride, dilation, ow, groups, "cols")
         y = _store_rows(y, r0, r1, w, cols, b, (o, oh, ow, n))
-    return _batch_first(y)
+    return _batch_first(y), x_pad
 
 
 def _flipped_transposed(weight: Any, groups: int) -> Any:
@@ -204,12 +196,13 @@ def _use_correlation(x_channels: int, dy_channels: int, stride) -> bool:
 
 def _backward(
     dy: Any, x: Any, weight: Any, stride, pads, dilation, groups: int, *, x_shape=None, weight_shape=None,
-    bias: bool = False, route: str | None = None, cache: dict | None = None,
+    bias: bool = False, route: str | None = None, x_pad: Any = None,
 ) -> tuple[Any, Any, Any]:
     """``(dx, dw, db)`` of ``_forward``, band by band (``db`` is None unless ``bias``).
 
     ``x=None`` skips the weight gradient (then ``x_shape`` gives the input's shape), ``weight=None`` skips the
     input gradient (then ``weight_shape`` gives the weight's); the skipped gradient comes back as None.
+    ``x_pad``: the padded input ``_forward`` returned for this ``x``, else it is padded again.
     dw[g] = sum over bands of dy[g] @ cols[g]^T, each band's columns recomputed while hot. dx by ``route``:
     ``"col2im"`` (W^T @ dy, summed back over the windows) or ``"correlation"`` (the windows of the
     zero-dilated, padded ``dy`` times the flipped kernel: one im2col and one GEMM per band of input rows, no
@@ -231,7 +224,10 @@ def _backward(
         w_t = xp.matrix_transpose(xp.reshape(weight, (groups, o // groups, cg * kh * kw)))
         padded_hw = (h + pads[0] + pads[1], w_in + pads[2] + pads[3])
     if x is not None or bias or col2im_dx:  # one pass over bands of output rows
-        x_pad = _padded(x, pads, cache) if x is not None else None
+        if x is None:
+            x_pad = None  # no weight gradient
+        elif x_pad is None:
+            x_pad = pad2d(_batch_last(x), pads, layout=_LAYOUT)
         step = _band_rows(dy, oh, c * kh * kw * ow * n * size)
         for r0 in range(0, oh, step):
             r1 = min(oh, r0 + step)
@@ -273,30 +269,33 @@ def _backward(
 
 def conv2d(
     x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1,
-    *, cache: dict | None = None,
+    *, return_saved: bool = False,
 ) -> Any:
     """Cross-correlation of ``x (N, C, H, W)`` with ``weight (O, C/groups, kh, kw)`` -> ``(N, O, OH, OW)``.
 
     ``padding`` is an int, a pair, ``"valid"`` or ``"same"`` (TensorFlow placement for stride > 1).
-    ``cache``: a dict the op fills with what ``conv2d_backward`` can reuse for this ``x`` (the padded input);
-    pass the same dict there. The result is NCHW in shape and values; its memory is batch-last (see above).
+    With ``return_saved`` the result is ``(y, saved)``: what ``conv2d_backward(..., saved=saved)`` reuses for
+    this ``x`` (the padded input; None where the backend's own kernels need nothing). The result is NCHW in
+    shape and values; its memory is batch-last (see above).
     """
     _check_operands("conv2d", x, weight, groups, in_axis=1)
     kernel = (weight.shape[2], weight.shape[3])
     stride, pads, dilation, out_hw = _geometry("conv2d", (x.shape[2], x.shape[3]), kernel, stride, padding, dilation)
     native = _native.kernel(array_api_compat.array_namespace(x, weight), "conv2d")
     if native is not None:
-        return native(x, weight, bias, stride=stride, pads=pads, dilation=dilation, groups=groups)
-    return _forward(x, weight, stride, pads, dilation, out_hw, groups, bias, cache)
+        y = native(x, weight, bias, stride=stride, pads=pads, dilation=dilation, groups=groups)
+        return (y, None) if return_saved else y
+    y, x_pad = _forward(x, weight, stride, pads, dilation, out_hw, groups, bias)
+    return (y, x_pad) if return_saved else y
 
 
 def conv2d_backward(
     dy: Any, x: Any, weight: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1,
-    bias: bool = True, *, input_grad: bool = True, cache: dict | None = None,
+    bias: bool = True, *, input_grad: bool = True, saved: Any = None,
 ) -> tuple[Any, Any, Any]:
     """Gradients ``(dx, dweight, dbias)`` of ``conv2d`` for output gradient ``dy``; dbias is None without bias,
     dx is None with ``input_grad=False`` (not computed: for an input nobody differentiates, like the data).
-    ``cache``: the dict given to ``conv2d`` for this ``x``, if any."""
+    ``saved``: what ``conv2d(..., return_saved=True)`` returned with this ``x``'s output, if kept."""
     kernel = (weight.shape[2], weight.shape[3])
     in_hw = (x.shape[2], x.shape[3])
     stride, pads, dilation, _ = _geometry("conv2d", in_hw, kernel, stride, padding, dilation)
@@ -306,9 +305,9 @@ def conv2d_backward(
                       input_grad=bool(input_grad))
     if not input_grad:
         return _backward(
-            dy, x, None, stride, pads, dilation, groups, weight_shape=tuple(weight.shape), bias=bias, cache=cache
+            dy, x, None, stride, pads, dilation, groups, weight_shape=tuple(weight.shape), bias=bias, x_pad=saved
         )
-    return _backward(dy, x, weight, stride, pads, dilation, groups, bias=bias, cache=cache)
+    return _backward(dy, x, weight, stride, pads, dilation, groups, bias=bias, x_pad=saved)
 
 
 def _transpose_geometry(
@@ -359,7 +358,7 @@ def conv2d_transpose_backward(
     if native is not None:
         return native(dy, x, weight, stride=stride, pads=pads, dilation=dilation, groups=groups, bias=bool(bias))
     in_hw = (x.shape[2], x.shape[3])
-    dx = _forward(dy, weight, stride, pads, dilation, in_hw, groups)
+    dx = _forward(dy, weight, stride, pads, dilation, in_hw, groups)[0]
     dw = _backward(x, dy, None, stride, pads, dilation, groups, weight_shape=tuple(weight.shape))[1]
     db = array_api_compat.array_namespace(dy).sum(dy, axis=(0, 2, 3)) if bias else None
     return dx, dw, db

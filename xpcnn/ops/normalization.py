@@ -50,43 +50,45 @@ def _batch_moments(x: Any) -> tuple[Any, Any]:
 
 def batch_norm(
     x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any, training: bool,
-    momentum: float = 0.1, eps: float = 1e-5, *, cache: dict | None = None,
-) -> tuple[Any, Any, Any]:
+    momentum: float = 0.1, eps: float = 1e-5, *, return_saved: bool = False,
+) -> tuple[Any, ...]:
     """``(y, running_mean, running_var)``: y = weight * (x - mean) / sqrt(var + eps) + bias.
 
     In training the statistics come from the batch and the returned running statistics are new arrays;
-    otherwise the running statistics normalise and come back unchanged. ``cache``: a dict that a training
-    call fills with what ``batch_norm_backward`` reuses for this ``x`` (the batch mean and 1/std, per channel,
-    as PyTorch saves them); pass the same dict there.
+    otherwise the running statistics normalise and come back unchanged. With ``return_saved`` a fourth item
+    follows: what ``batch_norm_backward(..., saved=saved)`` reuses for this ``x`` (the batch mean and 1/std
+    per channel, as PyTorch saves them; None outside training).
     """
     xp = array_api_compat.array_namespace(x, weight, bias, running_mean, running_var)
     if training:
         check_training_batch(tuple(x.shape))
     native = _native.kernel(xp, "batch_norm")
     if native is not None:
-        return native(x, weight, bias, running_mean, running_var, training, momentum, eps, cache)
+        *result, saved = native(x, weight, bias, running_mean, running_var, training, momentum, eps)
+        return (*result, saved) if return_saved else tuple(result)
+    saved = None
     if training:
         mean, centered = _batch_moments(x)
         var = xp.mean(centered * centered, axis=_reduced_axes(x.ndim))
         count = _values_per_channel(tuple(x.shape))
         running_mean = running_mean * (1.0 - momentum) + mean * momentum
         running_var = running_var * (1.0 - momentum) + var * (momentum * count / (count - 1))
-        if cache is not None:
-            cache.update(x=x, eps=eps, mean=mean, inv_std=1.0 / xp.sqrt(var + eps))
+        if return_saved:
+            saved = (mean, 1.0 / xp.sqrt(var + eps))
     else:
         var = running_var
         centered = x - _per_channel(running_mean, x.ndim)
     y = centered  # a temporary of this op: scaled and shifted in place (JAX rebinds instead)
     y *= _per_channel(weight / xp.sqrt(var + eps), x.ndim)
     y += _per_channel(bias, x.ndim)
-    return y, running_mean, running_var
+    return (y, running_mean, running_var, saved) if return_saved else (y, running_mean, running_var)
 
 
 def batch_norm_backward(
-    dy: Any, x: Any, weight: Any, eps: float = 1e-5, *, cache: dict | None = None,
+    dy: Any, x: Any, weight: Any, eps: float = 1e-5, *, saved: Any = None,
 ) -> tuple[Any, Any, Any]:
-    """Gradients ``(dx, dweight, dbias)`` of training-mode ``batch_norm``: batch statistics taken from
-    ``cache`` when the forward left them there for this very ``x``, else recomputed from ``x``.
+    """Gradients ``(dx, dweight, dbias)`` of training-mode ``batch_norm``: batch statistics from ``saved``
+    (what ``batch_norm(..., return_saved=True)`` returned for this ``x``), else recomputed from ``x``.
 
     With x_hat = (x - mean) / std and k = weight / std per channel:
     dx = k * (dy - mean(dy) - x_hat * mean(dy * x_hat)), written as ``dy * k - (centered * a + b)`` with
@@ -95,10 +97,11 @@ def batch_norm_backward(
     xp = array_api_compat.array_namespace(dy, x, weight)
     native = _native.kernel(xp, "batch_norm_backward")
     if native is not None:
-        return native(dy, x, weight, eps, cache)
+        return native(dy, x, weight, eps, saved)
     axes, ndim = _reduced_axes(x.ndim), x.ndim
-    if cache is not None and cache.get("x") is x and cache.get("eps") == eps:
-        centered, inv_std = x - _per_channel(cache["mean"], ndim), cache["inv_std"]
+    if saved is not None:
+        mean, inv_std = saved
+        centered = x - _per_channel(mean, ndim)
     else:
         _, centered = _batch_moments(x)
         inv_std = 1.0 / xp.sqrt(xp.mean(centered * centered, axis=axes) + eps)
