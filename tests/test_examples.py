@@ -32,6 +32,8 @@ CASES = {
     "class_activation_maps.py": ("class_activation_maps.png", True, (304, 944)),
     "autoencoder.py": ("autoencoder.png", True, (288, 1088)),
     "train_mnist.py": ("history.png", True, (272, 720)),
+    "resnet.py": ("resnet_history.png", True, (272, 1080)),
+    "unet_segmentation.py": ("unet_segmentation.png", False, (412, 880)),
 }
 
 
