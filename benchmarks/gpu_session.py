@@ -45,7 +45,7 @@ import xml.etree.ElementTree as ET
 from typing import Any, TextIO
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-DRY_RUN_TESTS = ("tests/test_backend.py", "tests/test_layers_dense.py")
+DRY_RUN_TESTS = ("tests/test_backend.py", "tests/layers/test_dense.py")
 FAST_SUBSET = "not slow and not serial"
 RESERVE_S = 10.0  # kept back from the steps for the summary and the files
 GRACE_S = 15.0  # between the interrupt that lets pytest write its report and the kill

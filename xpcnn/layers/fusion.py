@@ -4,7 +4,7 @@ The maximum commutes with the ReLU (a monotone function), so relu(max_pool(x)) =
 value, and the pooling gradient lands on the same first maximum: where that maximum is positive it is the
 same element, and where it is not, the ReLU's zero gradient kills it either way. Run in this order the
 ReLU's forward and backward passes touch the pooled array, a quarter of the size for 2x2 windows, instead of
-the full feature map. ``tests/test_fusion.py`` checks outputs and gradients are identical to the layers run
+the full feature map. ``tests/layers/test_fusion.py`` checks outputs and gradients are identical to the layers run
 one by one.
 
 The fused ReLU layer itself is skipped: its ``forward``/``backward`` are not called, so it keeps no cache.

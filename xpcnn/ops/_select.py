@@ -5,7 +5,7 @@ as good as random, so it runs at the speed of branch mispredictions (about 5 ns 
 arithmetic pass). On NumPy the same selection is a bitwise AND of the float's bit pattern with an all-ones
 or all-zeros word made from the mask: branch-free, and bit-for-bit what ``where`` returns, for every value
 including NaN, infinities and signed zeros (unlike ``a * mask``, which turns ``inf * 0`` into NaN). The test
-``tests/test_fast_paths.py`` checks the two implementations agree exactly.
+``tests/ops/test_fast_paths.py`` checks the two implementations agree exactly.
 
 Only this module and ``_strided`` in ``xpcnn.ops`` import NumPy. Nothing here is public API; ``__all__`` is
 empty so that the benchmark profiler charges this time to the calling op.

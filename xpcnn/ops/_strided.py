@@ -2,7 +2,7 @@
 
 Each function here is a second implementation (DESIGN.md rule 8) of one step of ``windows``, ``conv`` or
 ``pool``; the caller asks ``supports(xp)`` first (NumPy only) and falls back to its generic Array API code
-when the answer is no or the function returns None. ``tests/test_fast_paths.py`` checks every one against
+when the answer is no or the function returns None. ``tests/ops/test_fast_paths.py`` checks every one against
 the generic code, bit for bit.
 
 * ``im2col``: the generic code stacks ``kh*kw`` strided slices, one array operation per kernel offset; here

@@ -3,7 +3,7 @@
 Numerics follow F.batch_norm: training normalises with the biased batch variance and folds the unbiased one
 into the running estimate, ``new = (1 - momentum) * running + momentum * batch``; inference normalises with
 the running statistics. Statistics and parameters have shape ``(C,)``. On torch, PyTorch's own batch-norm
-kernels run instead (``_native``), tested equal in tests/test_native_kernels.py.
+kernels run instead (``_native``), tested equal in tests/ops/test_native_kernels.py.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ pixels out). Backward ops take the forward's input ``x``, as PyTorch's do; ``max
 takes what the forward can hand over instead: the positions of the maxima (``return_indices=True``, what
 ``MaxPool2D`` keeps, so that its backward never reads ``x`` again) or the output ``y``. A window holding NaN
 outputs NaN and passes no gradient. NumPy fast paths (``_strided``) find the maxima's positions and route
-the gradient without ``where``; tests/test_fast_paths.py holds them equal to the generic code. On torch,
-PyTorch's own pooling kernels run instead (``_native``), tested equal in tests/test_native_kernels.py.
+the gradient without ``where``; tests/ops/test_fast_paths.py holds them equal to the generic code. On torch,
+PyTorch's own pooling kernels run instead (``_native``), tested equal in tests/ops/test_native_kernels.py.
 """
 
 from __future__ import annotations
