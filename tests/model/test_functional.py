@@ -175,6 +175,19 @@ def test_graph_model_saves_loads_and_predicts_the_same(backend, tmp_path):
     np.testing.assert_allclose(host(other.predict(x)), expected, rtol=1e-5, atol=1e-6)
 
 
+
+def test_graph_model_saved_on_numpy_loads_and_predicts_the_same_on_the_session_backend(backend, tmp_path):
+    x = _images(5, (3, 6, 6)).astype(np.float32)
+    with xpcnn.use_backend("numpy"):
+        model = residual_model()
+        model.compile("cross_entropy", "adam")
+        model.fit(x, np.arange(5) % 5, batch_size=2, epochs=1, verbose=0)
+        expected = host(model.predict(x))
+        model.save(tmp_path / "numpy-residual.xpcnn")
+    loaded = xpcnn.load_model(tmp_path / "numpy-residual.xpcnn")
+    assert isinstance(loaded, Model) and all(v.dtype == backend.dtype for v in loaded.params.values())
+    np.testing.assert_allclose(host(loaded.predict(x)), expected, rtol=1e-5, atol=1e-5)
+
 def test_summary_shows_what_each_layer_is_connected_to(backend):
     text = residual_model().summary(print_fn=lambda s: None)
     assert "Connected to" in text
