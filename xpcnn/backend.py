@@ -239,7 +239,10 @@ def to_numpy(x: Any) -> np.ndarray:
     if array_api_compat.is_cupy_array(x):
         return x.get()
     if array_api_compat.is_torch_array(x):
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        if str(x.dtype) == "torch.bfloat16":  # NumPy has no bfloat16; float32 holds each value exactly
+            x = x.float()
+        return x.numpy()
     if type(x).__module__.startswith("array_api_strict"):
         return np.array(np.from_dlpack(x))  # it refuses __array__ off its default device
     return np.asarray(x)
@@ -273,6 +276,8 @@ def asarray(obj: Any, dtype: Any = None) -> Any:
         arr = _from_other_backend(obj, backend)
     else:
         host = np.asarray(obj)
+        if any(step < 0 for step in host.strides):  # a flipped view (np.flip): torch takes no negative strides
+            host = np.ascontiguousarray(host)
         if host.dtype == np.float64 and dtype is None:
             host = host.astype(dtype_name(backend.dtype))  # never ask a float64-less device for float64
         arr = xp.asarray(host, device=backend.device)

@@ -1,6 +1,6 @@
 """Data in: the checks a dataset passes before training, and mini-batches on the device.
 
-Everything that looks at the data on the host (shapes, dtypes, label ranges) runs once here, before a
+Everything that looks at the data on the host (shapes, dtypes, label ranges, NaN) runs once here, before a
 training loop starts and before any state changes: ``check_samples`` for inputs, ``check_targets`` for
 targets against the model's output and the loss, ``split_validation`` for Keras's ``validation_split``. The
 ``DataLoader`` then moves the dataset to the device once, and every batch is a gather on the device.
@@ -20,7 +20,7 @@ import numpy as np
 from . import random
 from .backend import asarray, dtype_name, get_backend, to_numpy
 
-__all__ = ["DataLoader", "check_samples", "check_targets", "split_validation"]
+__all__ = ["DataLoader", "check_finite", "check_samples", "check_targets", "split_validation"]
 
 
 # --- checks, once per call of fit/evaluate/predict -----------------------------------------------------
@@ -42,6 +42,30 @@ def check_samples(a: Any, name: str, *, inputs: bool = False) -> Any:
                          "first, e.g. images.astype('float32') / 255")
     return a
 
+
+
+_FINITE_CHUNK = 1 << 22  # values per pass of the NumPy check: bounded temporary memory on big datasets
+
+
+def check_finite(a: Any, name: str) -> None:
+    """A ValueError naming ``name`` and the first sample holding NaN or infinity, if one does (floating data
+    only): one pass over host data in bounded chunks, one reduction and one read for a device array."""
+    if not _has_kind(a, "real floating"):
+        return
+    if isinstance(a, np.ndarray):
+        per_sample = max(1, math.prod(a.shape[1:]))
+        step = max(1, _FINITE_CHUNK // per_sample)
+        for start in range(0, a.shape[0], step):
+            chunk = a[start:start + step]
+            if not np.isfinite(chunk).all():
+                bad = start + int(np.argmin(np.isfinite(chunk.reshape(chunk.shape[0], -1)).all(axis=1)))
+                raise ValueError(f"{name} holds NaN or infinity (first in sample {bad}); clean the data, or pass "
+                                 "check_finite=False to train on it anyway")
+        return
+    xp = array_api_compat.array_namespace(a)
+    if not bool(to_numpy(xp.all(xp.isfinite(a)))):
+        raise ValueError(f"{name} holds NaN or infinity; clean the data, or pass check_finite=False to train on it "
+                         "anyway")
 
 def _has_kind(a: Any, kind: str) -> bool:
     if isinstance(a, np.ndarray):

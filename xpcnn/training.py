@@ -26,7 +26,7 @@ from . import optimizers as optimizers_module
 from .backend import asarray, get_backend, to_numpy
 from .batch_norm_stats import update_bn
 from .callbacks import CallbackList, History, ProgressBar
-from .data import DataLoader, check_samples, check_targets, split_validation
+from .data import DataLoader, check_finite, check_samples, check_targets, split_validation
 from .objectives import Objectives
 from .step_functions import StepFunctions
 from .step_functions import batch_size as batch_size_of
@@ -188,6 +188,15 @@ class Trainer:
         return x, [check_targets(first, t, o, loss.name, xname, f"{yname}[{n!r}]")
                    for t, o, loss, n in zip(ys, out, self.objectives.losses, names)]
 
+    def _check_finite(self, x: Any, y: Any, xname: str = "x", yname: str = "y") -> None:
+        """No NaN or infinity in the checked inputs and targets (see ``data.check_finite``)."""
+        for arrays, what, names in ((x, xname, "input_names"), (y, yname, "output_names")):
+            if isinstance(arrays, list):  # several inputs (outputs), named as the model names them
+                for a, n in zip(arrays, getattr(self, names)):
+                    check_finite(a, f"{what}[{n!r}]")
+            else:
+                check_finite(arrays, what)
+
     def _build_for(self, x: Any) -> None:
         if not self.built:
             self.build(tuple(x.shape[1:]))
@@ -234,6 +243,7 @@ class Trainer:
         callbacks: Sequence[Any] | None = None,
         verbose: int = 1,
         initial_epoch: int = 0,
+        check_finite: bool = True,
     ) -> Any:
         """Train for ``epochs - initial_epoch`` epochs; return a ``History`` (``history.history["loss"]`` ...).
 
@@ -244,7 +254,8 @@ class Trainer:
         raw weights, and the model holds the averaged ones when a ``fit`` that took a step returns (Keras's
         behaviour), with batch-norm running statistics re-estimated for them by one forward pass over the
         training data (``xpcnn.batch_norm_stats.update_bn``, as ``torch.optim.swa_utils.update_bn``).
-        Raises ValueError before anything changes when x and y differ in length or labels are out of range.
+        Raises ValueError before anything changes when x and y differ in length, labels are out of range, or
+        (unless ``check_finite=False``) x, a floating y or the validation data hold NaN or infinity.
         """
         self._require_compiled("fit")
         batch_size = _check_int(batch_size, "batch_size", 1)
@@ -259,7 +270,11 @@ class Trainer:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (x_val, y_val)")
             val = self._checked_pair(*validation_data, "x_val", "y_val")
-        elif validation_split > 0.0:
+        if check_finite:
+            self._check_finite(x, y)
+            if val is not None:
+                self._check_finite(*val, "x_val", "y_val")
+        if validation_data is None and validation_split > 0.0:
             (x, y), val = split_validation(x, y, validation_split)
         callback_list = list(callbacks or [])
         for cb in callback_list:

@@ -74,6 +74,26 @@ def test_max_pool_sends_tied_gradients_to_the_first_maximum_like_torch(request, 
     assert_matches_torch(MaxPool2D(k, stride=s, padding=p), x, _torch_pool("max", k, s, p), rtol=rtol_for(backend))
 
 
+
+@pytest.mark.parametrize("n, c, h, w, k, s, p", [case for case in POOL_CASES if "p1" in case.id or "p2" in case.id])
+def test_max_pool_window_of_minus_infinity_beside_padding_sends_its_gradient_to_a_real_pixel(
+        backend, n, c, h, w, k, s, p):
+    """Windows that hold only -inf and reach into the padding: PyTorch picks the window's first real pixel."""
+    torch = pytest.importorskip("torch")
+    x = _input((n, c, h, w))
+    x[:, :, : h // 2, :] = -np.inf  # the top half: its windows are -inf beside the top and side padding
+    layer = MaxPool2D(k, stride=s, padding=p)
+    y = layer.forward(xpcnn.asarray(x), training=True)
+    dy = np.random.default_rng(1).uniform(1.0, 2.0, tuple(y.shape))
+    dx = host(layer.backward(xpcnn.asarray(dy)))
+    tx = torch.tensor(x, requires_grad=True)
+    ty = torch.nn.functional.max_pool2d(tx, k, s, p)
+    ty.backward(torch.tensor(dy))
+    np.testing.assert_allclose(host(y), ty.detach().numpy(), rtol=rtol_for(backend))
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=rtol_for(backend))
+    recomputed = pool_ops.max_pool2d_backward(xpcnn.asarray(dy), xpcnn.asarray(x), k, s, p)  # from x, no indices
+    np.testing.assert_allclose(host(recomputed), tx.grad.numpy(), rtol=rtol_for(backend))
+
 @pytest.mark.parametrize("kind", POOL_LAYERS)
 @pytest.mark.parametrize(
     "shape, k",

@@ -403,6 +403,47 @@ def test_binary_cross_entropy_with_flat_targets(backend):
         model.fit(x, y * 2, verbose=0)
 
 
+
+def test_fit_refuses_nan_or_infinity_unless_told_not_to_check(backend):
+    model = tiny_cnn()
+    model.compile("cross_entropy", "adam")
+    x, y = blobs(40)
+    bad = x.copy()
+    bad[17, 0, 2, 3] = np.nan
+    before = snapshot(model)
+    with pytest.raises(ValueError, match=r"x holds NaN or infinity \(first in sample 17\).*check_finite=False"):
+        model.fit(bad, y, verbose=0)
+    val = x[:8].copy()
+    val[3, 0, 0, 0] = np.inf
+    with pytest.raises(ValueError, match=r"x_val holds NaN or infinity \(first in sample 3\)"):
+        model.fit(x, y, validation_data=(val, y[:8]), verbose=0)
+    with pytest.raises(ValueError, match="x holds NaN or infinity"):  # an array of the backend: one reduction
+        model.fit(xpcnn.asarray(bad), y, verbose=0)
+    assert_same(snapshot(model), before)
+    assert model.optimizer.iterations == 0
+    regression = Sequential([Flatten(), Dense(2)], input_shape=(1, 8, 8))
+    regression.compile("mse", "sgd")
+    targets = np.zeros((40, 2), np.float32)
+    targets[5, 1] = -np.inf
+    with pytest.raises(ValueError, match=r"y holds NaN or infinity \(first in sample 5\)"):
+        regression.fit(x, targets, verbose=0)
+    model.fit(bad, y, epochs=1, verbose=0, check_finite=False)  # told: trains (into NaN weights)
+    assert model.optimizer.iterations > 0
+
+
+def test_flipped_numpy_views_train_on_every_backend(backend):
+    x, y = blobs(32)
+    flipped = np.flip(x, axis=-1)  # negative strides
+    assert flipped.strides[-1] < 0
+    results = []
+    for data in (flipped, np.ascontiguousarray(flipped)):
+        xpcnn.manual_seed(0)
+        model = tiny_cnn()
+        model.compile("cross_entropy", "sgd")
+        model.fit(data, y, batch_size=8, epochs=1, verbose=0)
+        results.append(host(model.predict(data)))
+    np.testing.assert_array_equal(*results)
+
 # --- state dicts -----------------------------------------------------------------------------------------
 
 def test_state_dict_round_trip_and_errors(backend):
@@ -453,6 +494,21 @@ def test_torch_state_dict_loads_and_predicts_the_same(backend):
     np.testing.assert_allclose(host(model.predict(x)), expected, rtol=1e-4, atol=1e-5)
     assert list(model.state_dict()) == list(tmodel.state_dict())
 
+
+
+@pytest.mark.parametrize("half", ["bfloat16", "float16"])
+def test_half_precision_torch_state_dict_loads_cast_to_the_models_dtype(backend, half):
+    torch, tmodel = _torch_models()
+    tmodel = tmodel.to(getattr(torch, half))
+    model = Sequential(
+        [Conv2D(4, 3, padding=1), ReLU(), MaxPool2D(2), Conv2D(6, 3, padding=1), ReLU(), MaxPool2D(2),
+         Flatten(), Dense(5)],
+        input_shape=(1, 8, 8),
+    )
+    model.load_state_dict(tmodel.state_dict())
+    for key, value in model.state_dict().items():
+        assert value.dtype == backend.dtype
+        np.testing.assert_array_equal(host(value), tmodel.state_dict()[key].float().numpy())  # exact: widening
 
 def test_torch_state_dict_with_batchnorm(backend):
     torch, _ = _torch_models()

@@ -9,7 +9,8 @@ offset back (a plain ``set`` when the windows tile the input exactly, an ``add``
 pixels out). Backward ops take the forward's input ``x``, as PyTorch's do; ``max_pool2d_backward`` also
 takes what the forward can hand over instead: the positions of the maxima (``return_indices=True``, what
 ``MaxPool2D`` keeps, so that its backward never reads ``x`` again) or the output ``y``. A window holding NaN
-outputs NaN and passes no gradient. NumPy fast paths (``_strided``) find the maxima's positions and route
+outputs NaN and passes no gradient (PyTorch sends it to the window's last NaN). A window that reaches into the
+padding and holds only -inf sends its gradient to its first real pixel, as PyTorch does. NumPy fast paths (``_strided``) find the maxima's positions and route
 the gradient without ``where``; tests/ops/test_fast_paths.py holds them equal to the generic code. On torch,
 PyTorch's own pooling kernels run instead (``_native``), tested equal in tests/ops/test_native_kernels.py.
 """
@@ -21,6 +22,7 @@ from typing import Any, NamedTuple
 
 import array_api_compat
 import array_api_extra as xpx
+import numpy as np
 
 from . import _native, _strided
 from ._select import keep_where
@@ -184,6 +186,20 @@ def _max_and_offsets(windows: list[Any], want_offsets: bool) -> tuple[Any, Any]:
     return y, (_first_max_offsets(windows, y) if want_offsets else None)
 
 
+def _padding_ties_to_real_pixels(offsets: Any, y: Any, geometry: PoolGeometry) -> Any:
+    """PyTorch's rule for a window that reaches into the padding and holds only -inf: its maximum is the
+    first REAL pixel (the -inf padding ties with it, and the first-maximum rule could pick the padding)."""
+    if not any(geometry.pads):
+        return offsets
+    (kh, kw), (sh, sw), (h, w), (oh, ow) = geometry.kernel, geometry.stride, geometry.in_hw, geometry.out_hw
+    top, left = np.arange(oh) * sh - geometry.pads[0], np.arange(ow) * sw - geometry.pads[2]  # in x's pixels
+    touches = ((top < 0) | (top + kh > h))[:, None] | ((left < 0) | (left + kw > w))[None, :]
+    first_real = np.maximum(-top, 0)[:, None] * kw + np.maximum(-left, 0)[None, :]
+    xp, device = array_api_compat.array_namespace(offsets, y), array_api_compat.device(offsets)
+    empty = (y == -math.inf) & xp.asarray(touches, device=device)
+    return xp.where(empty, xp.asarray(first_real.astype(np.int64), dtype=offsets.dtype, device=device), offsets)
+
+
 def max_pool2d(
     x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, *, return_indices: bool = False,
 ) -> Any:
@@ -200,7 +216,7 @@ def max_pool2d(
     if native is not None:
         return native(x, geometry, return_indices)
     y, offsets = _max_and_offsets(_windows(pad2d(x, geometry.pads, -math.inf), geometry), return_indices)
-    return (y, offsets) if return_indices else y
+    return (y, _padding_ties_to_real_pixels(offsets, y, geometry)) if return_indices else y
 
 
 def max_pool2d_backward(
@@ -217,7 +233,11 @@ def max_pool2d_backward(
     native = _native.kernel(array_api_compat.array_namespace(dy, x), "max_pool2d_backward")
     if indices is None:
         windows = _windows(pad2d(x, geometry.pads, -math.inf), geometry)
-        indices = _max_and_offsets(windows, True)[1] if y is None else _first_max_offsets(windows, y)
+        if y is None:
+            y, indices = _max_and_offsets(windows, True)
+        else:
+            indices = _first_max_offsets(windows, y)
+        indices = _padding_ties_to_real_pixels(indices, y, geometry)
     if native is not None:
         return native(dy, x, geometry, indices)
     xp = array_api_compat.array_namespace(dy, indices)
