@@ -269,3 +269,65 @@ def test_save_needs_a_built_model_and_an_existing_folder(backend, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         make_model().save(tmp_path / "no" / "such" / "m")
 
+
+
+
+_KILLED_SAVE = """
+import os, signal, sys
+import numpy as np
+import xpcnn
+from xpcnn.layers import Dense
+model = xpcnn.Sequential([Dense(3)], input_shape=(4,))
+real_savez = np.savez
+def savez_then_die(f, **entries):
+    f.write(b"PK half an archive")
+    f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+np.savez = savez_then_die
+model.save(sys.argv[1])
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL and the stale-file check are POSIX")
+def test_a_save_killed_mid_write_keeps_the_old_file_and_the_next_save_removes_its_temporary(backend, tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "m.xpcnn"
+    make_model().save(path)
+    original = path.read_bytes()
+    script = tmp_path / "killed_save.py"
+    script.write_text(_KILLED_SAVE)
+    result = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, timeout=120)
+    assert result.returncode == -9, result.stderr.decode()[-2000:]
+    assert path.read_bytes() == original  # the old file is whole
+    left = [name for name in os.listdir(tmp_path) if name.endswith(".xpcnn-tmp")]
+    assert len(left) == 1 and left[0].startswith(".m.xpcnn.")  # named after its target
+    live = tmp_path / f".m.xpcnn.{os.getppid()}.abc.xpcnn-tmp"  # a save still running in another process
+    live.write_bytes(b"")
+    other = tmp_path / ".n.xpcnn.999999999.abc.xpcnn-tmp"  # a dead writer, but of another target: kept
+    other.write_bytes(b"")
+    make_model().save(path)
+    assert sorted(os.listdir(tmp_path)) == sorted(["m.xpcnn", "killed_save.py", live.name, other.name])
+    load_model(path)
+
+
+def test_a_bad_destination_is_named_as_given(backend, tmp_path):
+    model = make_model()
+    with pytest.raises(ValueError, match="the path is empty"):
+        model.save("")
+    with pytest.raises(IsADirectoryError, match=f"cannot save to {tmp_path}: it is a directory"):
+        model.save(tmp_path)
+    with pytest.raises(FileNotFoundError, match="cannot save to .*missing.*m: the folder .* does not exist"):
+        model.save_weights(tmp_path / "missing" / "m")
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    with pytest.raises(OSError) as info:
+        model.save(blocked / "m")  # a path through a file: the folder is unreachable
+    assert str(blocked / "m") in str(info.value) and ".xpcnn-tmp" not in str(info.value)
+    if hasattr(os, "geteuid") and os.geteuid() != 0:  # root writes anywhere: no refusal to see
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(PermissionError) as info:
+            model.save(locked / "m")
+        assert str(locked / "m") in str(info.value) and ".xpcnn-tmp" not in str(info.value)

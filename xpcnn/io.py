@@ -5,8 +5,9 @@ extension) and it is read back with ``np.load(..., allow_pickle=False)``: loadin
 The ``config`` entry (UTF-8 JSON stored as a uint8 array) holds the architecture (layer class names, their
 ``get_config()`` and the input shape), the compile configuration (loss, optimizer, metrics), the epoch
 count, the ``xpcnn.random`` state and the names of the arrays that hold the weights, buffers and optimizer
-state. Writes go to a temporary file in the destination folder, then ``os.replace``: a failed save leaves an
-existing file intact, and readers never see half a file.
+state. Writes go to a temporary file in the destination folder (``.<name>.<pid>.<random>.xpcnn-tmp``), then
+``os.replace``: a failed save leaves an existing file intact, readers never see half a file, and the temporary
+file of a save killed outright is removed by the next save of that name.
 
 Arrays are stored on the host in their own dtype; loading rebuilds the model on the CURRENT backend and
 device, so a model trained on one backend predicts the same on another.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from typing import Any
@@ -44,9 +46,18 @@ def _umask() -> int:
     return mask
 
 
+_TEMP_SUFFIX = ".xpcnn-tmp"  # ".<name>.<pid>.<random>.xpcnn-tmp" beside the target while a save writes
+
+
 def _atomic_savez(path: Any, config: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
-    """Write ``config`` (as JSON) and ``arrays`` with ``np.savez`` to a temp file, then rename it to ``path``."""
+    """Write ``config`` (as JSON) and ``arrays`` with ``np.savez`` to a temp file, then rename it to ``path``.
+
+    The temp file is named after the target and the writing process, so that a save killed outright
+    (SIGKILL) leaves a file users recognise, which the next save of that target removes. Errors name the
+    user's path, never the temp file."""
     path = os.fspath(path)
+    if not path:
+        raise ValueError("cannot save: the path is empty")
     try:
         text = json.dumps(config, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -57,21 +68,50 @@ def _atomic_savez(path: Any, config: Mapping[str, Any], arrays: Mapping[str, np.
         raise FileNotFoundError(f"cannot save to {path}: the folder {folder} does not exist")
     if os.path.isdir(path):
         raise IsADirectoryError(f"cannot save to {path}: it is a directory")
-    mode = os.stat(path).st_mode & 0o777 if os.path.isfile(path) else 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    _remove_stale_temporaries(folder, os.path.basename(path))
+    tmp = None
     try:
+        mode = os.stat(path).st_mode & 0o777 if os.path.isfile(path) else 0o666 & ~_umask()
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=_TEMP_SUFFIX,
+                                   dir=folder)
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **entries)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except BaseException as exc:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+        if isinstance(exc, OSError):
+            raise type(exc)(f"cannot save to {path}: {exc.strerror or exc}") from exc
         raise
+
+
+def _remove_stale_temporaries(folder: str, name: str) -> None:
+    """Remove the temp files of saves of ``name`` whose process is gone (killed mid-write). Only where a
+    process can be asked whether it lives without harm (POSIX: signal 0); a live writer's file is kept."""
+    if os.name != "posix":
+        return
+    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)\.[^.]+{re.escape(_TEMP_SUFFIX)}")
+    for entry in os.listdir(folder):
+        match = pattern.fullmatch(entry)
+        if match is None or int(match.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+            continue  # its writer still runs
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError):
+            continue
+        try:
+            os.unlink(os.path.join(folder, entry))
+        except OSError:
+            pass
 
 
 class _ArrayTable:
