@@ -31,6 +31,7 @@ from . import optimizers as optimizers_module
 from . import random
 from .backend import get_backend, to_numpy
 from .model import LayerGraph, Model, Sequential
+from .safetensors_io import read_safetensors, write_safetensors
 
 __all__ = ["load_model", "load_weights", "save_model", "save_weights"]
 
@@ -49,20 +50,25 @@ def _umask() -> int:
 _TEMP_SUFFIX = ".xpcnn-tmp"  # ".<name>.<pid>.<random>.xpcnn-tmp" beside the target while a save writes
 
 
-def _atomic_savez(path: Any, config: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
-    """Write ``config`` (as JSON) and ``arrays`` with ``np.savez`` to a temp file, then rename it to ``path``.
+def _json(config: Any, path: str) -> str:
+    try:
+        return json.dumps(config, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"cannot save to {path}: the configuration is not JSON-serialisable ({exc})") from exc
+
+
+def _atomic_savez(path: str, config: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``config`` (as JSON) and ``arrays`` as one ``np.savez`` archive at ``path``, atomically."""
+    entries = {"config": np.frombuffer(_json(config, path).encode("utf-8"), dtype=np.uint8), **arrays}
+    _atomic_write(path, lambda f: np.savez(f, **entries))
+
+
+def _atomic_write(path: str, write: Any) -> None:
+    """Call ``write(f)`` on a temp file beside ``path``, then rename it to ``path``.
 
     The temp file is named after the target and the writing process, so that a save killed outright
     (SIGKILL) leaves a file users recognise, which the next save of that target removes. Errors name the
     user's path, never the temp file."""
-    path = os.fspath(path)
-    if not path:
-        raise ValueError("cannot save: the path is empty")
-    try:
-        text = json.dumps(config, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"cannot save to {path}: the configuration is not JSON-serialisable ({exc})") from exc
-    entries = {"config": np.frombuffer(text.encode("utf-8"), dtype=np.uint8), **arrays}
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"cannot save to {path}: the folder {folder} does not exist")
@@ -75,7 +81,7 @@ def _atomic_savez(path: Any, config: Mapping[str, Any], arrays: Mapping[str, np.
         fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=_TEMP_SUFFIX,
                                    dir=folder)
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **entries)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
@@ -153,9 +159,24 @@ def _metric_config(metric: Any) -> dict[str, Any]:
     return {"class_name": None, "name": getattr(metric, "name", repr(metric))}
 
 
+def _destination(path: Any) -> str:
+    path = os.fspath(path)
+    if not path:
+        raise ValueError("cannot save: the path is empty")
+    return path
+
+
+def _is_safetensors(path: str) -> bool:
+    return str(path).lower().endswith(".safetensors")
+
+
 def save_model(model: LayerGraph, path: Any) -> None:
     """Write the whole model to ONE file at exactly ``path`` (see the module docstring)."""
     _require_built(model, "save")
+    path = _destination(path)
+    if _is_safetensors(path):
+        raise ValueError(f"cannot save to {path}: safetensors holds weights only; use model.save_weights(path), or "
+                         "save the whole model under another name")
     table = _ArrayTable()
     config = _base_config(FORMAT_MODEL, model)
     config["weights"] = {key: table.add(value) for key, value in _weights(model).items()}
@@ -182,8 +203,19 @@ def save_model(model: LayerGraph, path: Any) -> None:
 
 
 def save_weights(model: LayerGraph, path: Any) -> None:
-    """Write parameters and buffers (with the architecture, for checks) to ONE file at exactly ``path``."""
+    """Write parameters and buffers (with the architecture, for checks) to ONE file at exactly ``path``:
+    the safetensors format when ``path`` ends in ``.safetensors`` (state-dict keys; the xpcnn version and the
+    architecture in its metadata), else xpcnn's own."""
     _require_built(model, "save_weights")
+    path = _destination(path)
+    if _is_safetensors(path):
+        from . import __version__
+
+        tensors = {key: np.asarray(to_numpy(value)) for key, value in _weights(model).items()}
+        metadata = {"format": FORMAT_WEIGHTS, "xpcnn_version": __version__,
+                    "architecture": _json(model.get_config(), path)}
+        _atomic_write(path, lambda f: write_safetensors(f, tensors, metadata))
+        return
     table = _ArrayTable()
     config = _base_config(FORMAT_WEIGHTS, model)
     config["weights"] = {key: table.add(value) for key, value in _weights(model).items()}
@@ -271,8 +303,7 @@ def load_weights(model: LayerGraph, path: Any) -> None:
     if not isinstance(model, LayerGraph):
         raise TypeError(f"load_weights takes an xpcnn model (Sequential or Model), got {type(model).__name__}")
     path = os.fspath(path)
-    config, arrays = _read(path)
-    weights = _weights_from(config, arrays, path)
+    config, weights = _read_weights(path)
     saved_classes = _prefix_classes(config)
     if saved_classes is not None:
         current_classes = {prefix: type(layer).__name__ for prefix, layer in model.keyed_layers()}
@@ -305,6 +336,22 @@ def load_weights(model: LayerGraph, path: Any) -> None:
         random.set_state(random_state)
 
 
+def _read_weights(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The config (architecture, when the file records it) and the weights of either format."""
+    if not _is_safetensors(path):
+        config, arrays = _read(path)
+        return config, _weights_from(config, arrays, path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such file: {path}")
+    weights, metadata = read_safetensors(path)
+    if "architecture" not in metadata:
+        return {}, weights  # written by another library: keys and shapes are still checked
+    try:
+        return {"architecture": json.loads(metadata["architecture"])}, weights
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"{path}: the architecture in the safetensors metadata is not valid JSON ({exc})") from exc
+
+
 def _load_state(model: LayerGraph, weights: Mapping[str, np.ndarray], path: str) -> None:
     try:
         model.load_state_dict(weights)
@@ -321,6 +368,9 @@ def load_model(path: Any, restore_random_state: bool = False) -> LayerGraph:
     exactly; otherwise loading leaves the random stream as it was.
     """
     path = os.fspath(path)
+    if _is_safetensors(path):
+        raise ValueError(f"{path} is a safetensors file: weights only; build the model and call "
+                         "model.load_weights(path)")
     config, arrays = _read(path)
     if config["format"] != FORMAT_MODEL:
         raise ValueError(f"{path} holds weights only (written by save_weights); build the model and call "
