@@ -235,8 +235,6 @@ def test_weights_of_another_architecture_are_refused(backend, tmp_path):
 
 
 def test_failed_save_leaves_the_existing_file_intact(backend, tmp_path, monkeypatch):
-    import xpcnn.io as xio
-
     model = make_model()
     path = tmp_path / "m.xpcnn"
     model.save(path)
@@ -246,7 +244,7 @@ def test_failed_save_leaves_the_existing_file_intact(backend, tmp_path, monkeypa
         f.write(b"PK\x03\x04 half a zip")
         raise OSError("disk full")
 
-    monkeypatch.setattr(xio.np, "savez", broken_savez)
+    monkeypatch.setattr(np, "savez", broken_savez)
     with pytest.raises(OSError, match="disk full"):
         make_model().save(path)
     with pytest.raises(OSError, match="disk full"):

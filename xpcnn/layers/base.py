@@ -14,15 +14,19 @@ What a backward needs from its forward travels one way: a training ``_forward`` 
 from __future__ import annotations
 
 import collections
+import contextlib
+import contextvars
 import math
 import re
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import array_api_compat
 
 from ..backend import dtype_name, get_backend
+from ..initializers import INITIALIZERS
 
-__all__ = ["Layer", "check_layer_name", "get_layer_class"]
+__all__ = ["Layer", "check_layer_name", "get_layer_class", "make_layer", "parameter_limit"]
 
 _REGISTRY: dict[str, type[Layer]] = {}
 _NAME_COUNTS: collections.Counter[str] = collections.Counter()  # per prefix, process-wide, as in Keras
@@ -47,11 +51,35 @@ def check_layer_name(name: Any, owner: str) -> str:
 
 
 def get_layer_class(name: str) -> type[Layer]:
-    """The layer class registered under ``name`` (its class name), for rebuilding saved models."""
+    """The layer class registered under ``name`` (its class name), for rebuilding saved models. Only public,
+    concrete classes register: bases and private classes (``_ConvBase``, ...) cannot be named in a file."""
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise ValueError(f"unknown layer type {name!r:.60}; known: {sorted(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def make_layer(spec: Mapping[str, Any], where: str) -> Layer:
+    """A layer from its saved ``{"class_name", "config", "name"}``; a ValueError naming ``where`` when the class
+    is unknown or its constructor refuses the config."""
+    layer_cls = get_layer_class(spec["class_name"])
     try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown layer type {name!r}; known: {sorted(_REGISTRY)}") from None
+        return layer_cls(**spec.get("config", {}), name=spec.get("name"))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where} ({spec['class_name']}): {exc}") from exc
+
+
+_MAX_ELEMENTS: contextvars.ContextVar[int | None] = contextvars.ContextVar("max_elements", default=None)
+
+
+@contextlib.contextmanager
+def parameter_limit(max_elements: int) -> Iterator[None]:
+    """Within the block, a layer refuses to create a parameter or buffer of more than ``max_elements`` values,
+    before allocating it: what rebuilding a model from a file runs under (``load_model(max_array_elements=)``)."""
+    token = _MAX_ELEMENTS.set(int(max_elements))
+    try:
+        yield
+    finally:
+        _MAX_ELEMENTS.reset(token)
 
 
 class Layer:
@@ -66,7 +94,8 @@ class Layer:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        _REGISTRY[cls.__name__] = cls
+        if not cls.__name__.startswith("_"):
+            _REGISTRY[cls.__name__] = cls
 
     def __init__(self, name: str | None = None) -> None:
         self.name = _default_name(type(self).__name__) if name is None else check_layer_name(name, type(self).__name__)
@@ -194,15 +223,27 @@ class Layer:
         """``{"activation": name}`` when one is set (configs and reprs without it stay as they were)."""
         return {} if self.activation is None else {"activation": self.activation}
 
-    def _new_param(self, host_values: Any) -> Any:
-        """A parameter on the current backend and device, in its default dtype, from host (NumPy) values."""
+    def _drawn(self, shape: tuple[int, ...], initializer: str, fan_in: int, fan_out: int) -> Any:
+        """A parameter drawn on the host by the named initializer (one seed, the same weights everywhere), on
+        the current backend and device in its default dtype."""
+        self._check_size(shape)
         backend = get_backend()
+        host_values = INITIALIZERS[initializer](shape, fan_in, fan_out)
         return backend.xp.asarray(host_values.astype(dtype_name(backend.dtype)), device=backend.device)
 
     def _zeros(self, shape: tuple[int, ...]) -> Any:
+        self._check_size(shape)
         backend = get_backend()
         return backend.xp.zeros(shape, dtype=backend.dtype, device=backend.device)
 
     def _ones(self, shape: tuple[int, ...]) -> Any:
+        self._check_size(shape)
         backend = get_backend()
         return backend.xp.ones(shape, dtype=backend.dtype, device=backend.device)
+
+    def _check_size(self, shape: tuple[int, ...]) -> None:
+        limit = _MAX_ELEMENTS.get()
+        if limit is not None and math.prod(shape) > limit:
+            raise ValueError(f"{self._name()} {self.name!r}: a parameter of shape {tuple(shape)} would hold "
+                             f"{math.prod(shape):,} values, more than the limit of {limit:,} per array "
+                             "(raise it with max_array_elements= if the model really is that large)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..initializers import INITIALIZERS, check_initializer, fans
+from ..initializers import check_initializer, fans
 from ..ops import conv as conv_ops
 from ..ops.windows import as_pair, check_padding, conv_output_hw, conv_transpose_output_hw, resolve_padding
 from .base import Layer
@@ -53,7 +53,7 @@ class _ConvBase(Layer):
         fan_in, fan_out = fans(weight_shape)
         if type(self) is Conv2DTranspose:  # torch computes fans of (in, out/g, ...) weights the other way round
             fan_in, fan_out = fan_out, fan_in
-        self.params["weight"] = self._new_param(INITIALIZERS[self.weight_init](weight_shape, fan_in, fan_out))
+        self.params["weight"] = self._drawn(weight_shape, self.weight_init, fan_in, fan_out)
         if self.use_bias:
             self.params["bias"] = self._zeros((self.out_channels,))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..initializers import INITIALIZERS, check_initializer, fans
+from ..initializers import check_initializer, fans
 from ..ops.linear import dense, dense_backward
 from .base import Layer
 
@@ -41,7 +41,7 @@ class Dense(Layer):
     def _build(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         shape = (self.out_features, input_shape[0])
         fan_in, fan_out = fans(shape)
-        self.params["weight"] = self._new_param(INITIALIZERS[self.weight_init](shape, fan_in, fan_out))
+        self.params["weight"] = self._drawn(shape, self.weight_init, fan_in, fan_out)
         if self.use_bias:
             self.params["bias"] = self._zeros((self.out_features,))
         return (self.out_features,)

@@ -194,7 +194,8 @@ class LayerGraph(Trainer):
         mismatched = []
         for key, shape in expected.items():
             if key in given:
-                got = tuple(getattr(given[key], "shape", np.shape(given[key])))
+                value = given[key]  # its shape only: an array read lazily from a file is not read yet
+                got = tuple(value.shape) if hasattr(value, "shape") else np.shape(value)
                 if got != shape:
                     mismatched.append(f"{key}: expected {shape}, got {got}")
         if missing or unexpected or mismatched:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..backend import asarray
 from ..graph import graph_plan, nodes_between
-from ..layers.base import Layer, get_layer_class
+from ..layers.base import Layer, make_layer
 from ..layers.node import InputLayer, Node, SymbolicTensor, call_symbolic
 from .base import LayerGraph
 
@@ -175,9 +175,8 @@ class Model(LayerGraph):
     def from_config(cls, config: Mapping[str, Any]) -> Model:
         """Rebuild the graph (fresh weights) on the current backend from ``get_config()``'s output."""
         layers: dict[str, Layer] = {}
-        for spec in config["layers"]:
-            layer_cls = get_layer_class(spec["class_name"])
-            layers[spec["name"]] = layer_cls(**spec.get("config", {}), name=spec["name"])
+        for i, spec in enumerate(config["layers"]):
+            layers[spec["name"]] = make_layer(spec, f"layers[{i}]")
         tensors: dict[tuple[str, int], SymbolicTensor] = {}
         for node in config["nodes"]:
             layer = layers[node["layer"]]

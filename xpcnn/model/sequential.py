@@ -16,7 +16,7 @@ from .. import layers as _every_layer  # noqa: F401  (registers every layer clas
 from .. import random
 from ..backend import asarray
 from ..graph import chain_plan
-from ..layers.base import Layer, get_layer_class
+from ..layers.base import Layer, make_layer
 from .base import LayerGraph
 
 __all__ = ["Sequential"]
@@ -181,10 +181,7 @@ class Sequential(LayerGraph):
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Sequential:
         """Rebuild (fresh weights) on the current backend from ``get_config()``'s output."""
-        layers = []
-        for spec in config["layers"]:
-            layer_cls = get_layer_class(spec["class_name"])
-            layers.append(layer_cls(**spec.get("config", {}), name=spec.get("name")))
+        layers = [make_layer(spec, f"layers[{i}]") for i, spec in enumerate(config["layers"])]
         return cls(layers, input_shape=config.get("input_shape"), name=config.get("name", "sequential"))
 
     def __repr__(self) -> str:

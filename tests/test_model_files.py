@@ -1,0 +1,209 @@
+"""Model files read within a budget: only the arrays the config names are inflated, each after its header;
+absurd layers refused before allocation; every field checked, every refusal a ValueError naming the file and
+the field; only public, concrete classes can be named; the model given to load_weights left unchanged."""
+
+from __future__ import annotations
+
+import io
+import json
+import tracemalloc
+import zipfile
+
+import numpy as np
+import pytest
+
+import xpcnn
+from xpcnn import optimizers
+from xpcnn.io import load_model
+from xpcnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
+from xpcnn.model import Sequential
+
+
+def _model() -> Sequential:
+    model = Sequential([Conv2D(4, 3, padding="same"), ReLU(), MaxPool2D(2), Flatten(), Dense(3)],
+                       input_shape=(1, 8, 8))
+    model.compile("cross_entropy", optimizers.Adam(0.01), metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    model.fit(rng.standard_normal((16, 1, 8, 8)).astype(np.float32), rng.integers(0, 3, 16), batch_size=8,
+              epochs=1, verbose=0)
+    return model
+
+
+def _snapshot(model) -> dict[str, np.ndarray]:
+    return {k: np.array(xpcnn.to_numpy(v), copy=True) for k, v in model.state_dict().items()}
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _rewrite(source, target, edit=None, members=None, zeros: dict[str, int] | None = None) -> None:
+    """Copy an xpcnn file, editing its config (``edit(config)``), replacing or adding ``members`` (name -> bytes),
+    and adding members of ``zeros[name]`` zero bytes, written in chunks (a zip bomb: tiny compressed)."""
+    with zipfile.ZipFile(source) as zin:
+        entries = {name: zin.read(name) for name in zin.namelist()}
+    config = json.loads(np.load(io.BytesIO(entries["config.npy"])).tobytes())
+    if edit is not None:
+        edit(config)
+    entries["config.npy"] = _npy(np.frombuffer(json.dumps(config).encode(), dtype=np.uint8))
+    entries.update(members or {})
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as zout:
+        for name, content in entries.items():
+            zout.writestr(name, content)
+        for name, size in (zeros or {}).items():
+            with zout.open(name, "w", force_zip64=True) as f:
+                chunk = bytes(2**20)
+                for _ in range(size // len(chunk)):
+                    f.write(chunk)
+
+
+def _saved_member(path, key: str) -> str:
+    """Save a trained model at ``path``; the zip member holding its weight ``key``."""
+    _model().save(path)
+    with zipfile.ZipFile(path) as zf:
+        config = json.loads(np.load(io.BytesIO(zf.read("config.npy"))).tobytes())
+    return config["weights"][key] + ".npy"
+
+
+def _peak_mib(action) -> float:
+    tracemalloc.start()
+    try:
+        action()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
+def test_members_the_config_does_not_name_are_never_inflated(backend, tmp_path):
+    model = _model()
+    model.save(tmp_path / "m")
+    _rewrite(tmp_path / "m", tmp_path / "bomb", zeros={"junk.npy": 200 * 2**20})
+    assert (tmp_path / "bomb").stat().st_size < 2 * 2**20  # 200 MiB of zeros, compressed
+    loaded = []
+    peak = _peak_mib(lambda: loaded.append(load_model(tmp_path / "bomb")))
+    assert peak < 50, f"loading inflated {peak:.0f} MiB"
+    for key, value in _snapshot(model).items():
+        np.testing.assert_array_equal(_snapshot(loaded[0])[key], value)
+
+
+def test_an_array_of_the_wrong_shape_is_refused_before_its_data_is_read(backend, tmp_path):
+    member = _saved_member(tmp_path / "m", "4.weight")
+    big = np.zeros((6000, 6000), np.float32)  # 137 MiB inflated, a few hundred KiB compressed
+    _rewrite(tmp_path / "m", tmp_path / "big", members={member: _npy(big)})
+    del big
+    target = Sequential([Conv2D(4, 3, padding="same"), ReLU(), MaxPool2D(2), Flatten(), Dense(3)],
+                        input_shape=(1, 8, 8))
+    before = _snapshot(target)
+
+    def refuse():
+        with pytest.raises(ValueError, match=r"4\.weight: expected \(3, 64\), got \(6000, 6000\)"):
+            load_model(tmp_path / "big")
+        with pytest.raises(ValueError, match=r"4\.weight: expected \(3, 64\), got \(6000, 6000\)"):
+            target.load_weights(tmp_path / "big")
+
+    assert _peak_mib(refuse) < 50
+    for key, value in _snapshot(target).items():
+        np.testing.assert_array_equal(before[key], value)
+
+
+def test_a_header_that_does_not_match_its_member_is_refused(backend, tmp_path):
+    member = _saved_member(tmp_path / "m", "0.bias")
+    lying = _npy(np.zeros(4, np.float32))[:-8]  # the header says 4 values, the member holds 2
+    _rewrite(tmp_path / "m", tmp_path / "lie", members={member: lying})
+    with pytest.raises(ValueError, match=r"header declares \(4,\) of float32 \(16 bytes\) but the member holds 8"):
+        load_model(tmp_path / "lie")
+    _rewrite(tmp_path / "m", tmp_path / "objects", members={member: _npy(np.array(["a", "b"]))})
+    with pytest.raises(ValueError, match="holds <U1 values; xpcnn files hold numbers only"):
+        load_model(tmp_path / "objects")
+
+
+def test_an_absurd_layer_is_refused_before_allocation(backend, tmp_path):
+    model = _model()
+    model.save(tmp_path / "m")
+
+    def huge(config):
+        config["architecture"]["layers"][4]["config"]["out_features"] = 10**12
+
+    _rewrite(tmp_path / "m", tmp_path / "huge", edit=huge)
+    state = xpcnn.random.get_state()
+    peak = _peak_mib(lambda: pytest.raises(ValueError, load_model, tmp_path / "huge"))
+    assert peak < 20
+    with pytest.raises(ValueError, match=r"field architecture.*Dense 'dense.*\(1000000000000, 64\).*more than the "
+                                         r"limit of 2,147,483,648 per array.*max_array_elements="):
+        load_model(tmp_path / "huge")
+    assert xpcnn.random.get_state() == state
+    with pytest.raises(ValueError, match=r"\(4, 1, 3, 3\) would hold 36 values, more than the limit of 10"):
+        load_model(tmp_path / "m", max_array_elements=10)
+    load_model(tmp_path / "m", max_array_elements=192)  # the largest array, Dense's (3, 64): just fits
+
+
+def _set(field: str, value):
+    """An edit setting the dotted/indexed ``field`` of the config to ``value``."""
+    def edit(config):
+        keys = [int(k) if k.isdigit() else k for k in field.replace("[", ".").replace("]", "").split(".")]
+        target = config
+        for key in keys[:-1]:
+            target = target[key]
+        target[keys[-1]] = value
+    return edit
+
+
+def _nest(config):
+    deep: list = []
+    for _ in range(500):  # (deeper than json.dumps can write here; json.loads fails near 1000)
+        deep = [deep]
+    config["saved_from"] = deep
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (_set("version", "1"), "field version must be a positive integer"),
+    (_set("epoch", "abc"), "field epoch must be an integer, got str 'abc'"),
+    (_set("epoch", -3), r"field epoch must lie in \[0, inf\], got -3"),
+    (_set("architecture", []), "field architecture must be an object, got list"),
+    (_set("architecture.layers", "x"), "field architecture.layers must be a list, got str"),
+    (_set("architecture.input_shape", [1, 0, 8]), r"field architecture.input_shape\[1\] must lie in"),
+    (_set("architecture.layers[0].class_name", "_ConvBase"), r"architecture.layers\[0\].class_name unknown layer "
+                                                             "type '_ConvBase'"),
+    (_set("architecture.layers[0].class_name", "Layer"), "unknown layer type 'Layer'"),
+    (_set("architecture.layers[0].class_name", 7), r"architecture.layers\[0\].class_name must be a string"),
+    (_set("architecture.layers[0].config", {"out_channels": "many", "kernel_size": 3}),
+     r"field architecture: cannot rebuild it: layers\[0\] \(Conv2D\)"),
+    (_set("architecture.layers[0].config", {"kernel_size": 3, "colour": "red"}),
+     r"layers\[0\] \(Conv2D\).*colour"),
+    (_set("weights", {"0.weight": 5}), r"field weights\['0.weight'\] must be a string, got int"),
+    (_set("weights", {"0.weight": "a999"}), r"weights\['0.weight'\] names array 'a999', which the file does not"),
+    (_set("optimizer_state.iterations", -1), r"field optimizer_state.iterations must lie in \[0, inf\]"),
+    (_set("optimizer_state.steps", {"0.weight": "x"}), r"optimizer_state.steps\['0.weight'\] must be an integer"),
+    (_set("random_state.seed", "x"), "field random_state.seed must be an integer"),
+    (_set("compile.loss", 3), "field compile.loss must be an object, got int"),
+    (_set("compile.loss.name", "hinge"), "field compile.loss: cannot rebuild it: unknown loss 'hinge'"),
+    (_set("compile.optimizer.name", "Optimizer"), "field compile.optimizer: cannot rebuild it: unknown optimizer"),
+    (_set("compile.optimizer.lr", "fast"), "field compile.optimizer: cannot rebuild it"),
+    (_set("compile.metrics", [{"class_name": "Metric", "config": {}}]), "unknown metric class 'Metric'"),
+    (_nest, "the config nests 50[0-9] levels deep, more than the 64"),
+])
+def test_every_field_is_checked_and_named(backend, tmp_path, edit, message):
+    model = _model()
+    model.save(tmp_path / "m")
+    _rewrite(tmp_path / "m", tmp_path / "bad", edit=edit)
+    with pytest.raises(ValueError, match=message) as info:
+        load_model(tmp_path / "bad")
+    assert str(tmp_path / "bad") in str(info.value)
+    target = Sequential([Conv2D(4, 3, padding="same"), ReLU(), MaxPool2D(2), Flatten(), Dense(3)],
+                        input_shape=(1, 8, 8))
+    before = _snapshot(target)
+    try:
+        target.load_weights(tmp_path / "bad")  # weights-only reads skip compile and optimizer fields
+    except ValueError as exc:
+        assert str(tmp_path / "bad") in str(exc)
+        for key, value in before.items():  # refused: untouched
+            np.testing.assert_array_equal(_snapshot(target)[key], value)
+
+
+def test_only_public_concrete_layer_classes_register():
+    from xpcnn.layers.base import _REGISTRY
+
+    assert not [name for name in _REGISTRY if name.startswith("_")]
+    assert {"Conv2D", "Dense", "InputLayer", "Add", "BatchNorm2D"} <= set(_REGISTRY)

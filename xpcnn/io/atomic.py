@@ -1,0 +1,78 @@
+"""Writing a file atomically: a temp file beside the target, renamed over it when whole.
+
+A failed or killed save leaves an existing file intact and readers never see half a file. The temp file is
+named after its target and the writing process (``.<name>.<pid>.<random>.xpcnn-tmp``), so a save killed outright
+(SIGKILL) leaves a file users recognise, which the next save of that target removes once its process is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+__all__ = ["atomic_write"]
+
+_TEMP_SUFFIX = ".xpcnn-tmp"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str, write: Callable[[BinaryIO], Any]) -> None:
+    """Call ``write(f)`` on a temp file beside ``path``, then rename it to ``path``; errors name the user's
+    path, never the temp file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot save to {path}: the folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot save to {path}: it is a directory")
+    _remove_stale_temporaries(folder, os.path.basename(path))
+    tmp = None
+    try:
+        mode = os.stat(path).st_mode & 0o777 if os.path.isfile(path) else 0o666 & ~_umask()
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=_TEMP_SUFFIX,
+                                   dir=folder)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+        if isinstance(exc, OSError):
+            raise type(exc)(f"cannot save to {path}: {exc.strerror or exc}") from exc
+        raise
+
+
+def _remove_stale_temporaries(folder: str, name: str) -> None:
+    """Remove the temp files of saves of ``name`` whose process is gone (killed mid-write). Only where a
+    process can be asked whether it lives without harm (POSIX: signal 0); a live writer's file is kept."""
+    if os.name != "posix":
+        return
+    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)\.[^.]+{re.escape(_TEMP_SUFFIX)}")
+    for entry in os.listdir(folder):
+        match = pattern.fullmatch(entry)
+        if match is None or int(match.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+            continue  # its writer still runs
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError):
+            continue
+        try:
+            os.unlink(os.path.join(folder, entry))
+        except OSError:
+            pass
