@@ -23,7 +23,8 @@ def update_bn(model: Any, x: Any, batch_size: int = 32) -> None:
     of ``x`` (in order, ``batch_size`` samples each) run through the model in training mode; nothing else
     changes but the random stream when the model has dropout. A model without batch norm is left untouched.
     A last batch of one sample is left out (batch norm cannot train on it)."""
-    norms = [layer for layer in model.layers if isinstance(layer, (BatchNorm1D, BatchNorm2D))]
+    norms = [layer for layer in model.layers
+             if isinstance(layer, (BatchNorm1D, BatchNorm2D)) and layer.track_running_stats]
     if not norms:
         return
     loader = DataLoader(x, batch_size=batch_size, shuffle=False)

@@ -86,6 +86,52 @@ def test_batch_norm_inference_uses_running_statistics_like_torch(request, dtype_
         np.testing.assert_array_equal(host(layer.buffers[name]), value, err_msg=f"{name} changed in inference")
 
 
+
+@pytest.mark.parametrize("dtype_fixture", ["backend", "backend64"])
+@pytest.mark.parametrize("cls, shape", [(BatchNorm2D, (3, 2, 4, 5)), (BatchNorm1D, (6, 3)), (BatchNorm1D, (2, 3, 4))])
+@pytest.mark.parametrize("affine, track", [(False, True), (True, False), (False, False)])
+def test_affine_and_running_statistics_options_match_torch(request, dtype_fixture, cls, shape, affine, track):
+    torch = pytest.importorskip("torch")
+    backend = request.getfixturevalue(dtype_fixture)
+    layer = cls(momentum=0.3, affine=affine, track_running_stats=track)
+    layer.build(shape[1:])
+    assert set(layer.params) == ({"weight", "bias"} if affine else set())
+    assert set(layer.buffers) == ({"running_mean", "running_var"} if track else set())
+    reference = (torch.nn.BatchNorm2d if cls is BatchNorm2D else torch.nn.BatchNorm1d)(
+        shape[1], momentum=0.3, affine=affine, track_running_stats=track).double()
+    rtol = rtol_for(backend)
+    for training in (True, False):  # inference: the running statistics, or the batch's without them
+        reference.train(training)
+        x = _input(shape, seed=int(training))
+        tx = torch.tensor(x, requires_grad=True)
+        ty = reference(tx)
+        y = layer.forward(xpcnn.asarray(x), training=training)
+        np.testing.assert_allclose(host(y), ty.detach().numpy(), rtol=rtol, atol=rtol)
+        for name, value in layer.buffers.items():
+            np.testing.assert_allclose(host(value), getattr(reference, name).numpy(), rtol=rtol, atol=rtol)
+        if training:
+            dy = np.random.default_rng(3).standard_normal(shape)
+            ty.backward(torch.tensor(dy))
+            np.testing.assert_allclose(host(layer.backward(xpcnn.asarray(dy))), tx.grad.numpy(), rtol=rtol, atol=rtol)
+            for name, value in layer.grads.items():
+                np.testing.assert_allclose(host(value), getattr(reference, name).grad.numpy(), rtol=rtol, atol=rtol)
+    assert layer.get_config() == {"momentum": 0.3, "eps": 1e-5, **({} if affine else {"affine": False}),
+                                  **({} if track else {"track_running_stats": False})}
+
+
+@pytest.mark.parametrize("affine, track", [(False, True), (False, False)])
+def test_options_numerical_gradients(backend64, affine, track):
+    layer = BatchNorm2D(affine=affine, track_running_stats=track)
+    layer.build((2, 3, 3))
+    check_numerical_gradients(layer, _input((3, 2, 3, 3)))
+
+
+def test_options_must_be_booleans():
+    with pytest.raises(ValueError, match="BatchNorm2D: affine must be True or False, got None"):
+        BatchNorm2D(affine=None)
+    with pytest.raises(ValueError, match="BatchNorm1D: track_running_stats must be True or False, got 0"):
+        BatchNorm1D(track_running_stats=0)
+
 def test_training_output_is_normalised_per_channel(backend64):
     y = host(BatchNorm2D().forward(xpcnn.asarray(_input((4, 3, 5, 5))), training=True))
     np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0.0, atol=1e-12)

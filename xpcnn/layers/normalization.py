@@ -1,7 +1,9 @@
 """Batch normalisation layers, thin over ``xpcnn.ops.normalization``.
 
 PyTorch names and layouts: params ``weight`` (ones) and ``bias`` (zeros), buffers ``running_mean`` (zeros)
-and ``running_var`` (ones), all ``(C,)`` with C the channel axis 1 of the input.
+and ``running_var`` (ones), all ``(C,)`` with C the channel axis 1 of the input. ``affine=False`` has no
+params; ``track_running_stats=False`` has no buffers and normalises with the batch's statistics in training
+and in inference alike, as torch's layers do.
 """
 
 from __future__ import annotations
@@ -18,19 +20,24 @@ __all__ = ["BatchNorm1D", "BatchNorm2D"]
 class _BatchNorm(Layer):
     """Batch statistics when training (and a momentum update of the running ones), running ones otherwise."""
 
-    def __init__(self, momentum: float = 0.1, eps: float = 1e-5, *, name: str | None = None) -> None:
+    def __init__(self, momentum: float = 0.1, eps: float = 1e-5, affine: bool = True,
+                 track_running_stats: bool = True, *, name: str | None = None) -> None:
         super().__init__(name)
         name = type(self).__name__
         if not isinstance(momentum, numbers.Real) or isinstance(momentum, bool) or not 0.0 <= momentum <= 1.0:
             raise ValueError(f"{name}: momentum must be a number in [0, 1], got {momentum!r}")
         if not isinstance(eps, numbers.Real) or isinstance(eps, bool) or not eps > 0.0:
             raise ValueError(f"{name}: eps must be a positive number, got {eps!r}")
+        for flag, value in (("affine", affine), ("track_running_stats", track_running_stats)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name}: {flag} must be True or False, got {value!r}")
         self.momentum = float(momentum)
         self.eps = float(eps)
+        self.affine, self.track_running_stats = affine, track_running_stats
 
     def forward(self, x: Any, training: bool = False) -> Any:
         """As ``Layer.forward``; a training batch must hold more than one value per channel."""
-        if training:
+        if training or not self.track_running_stats:
             norm_ops.check_training_batch(tuple(getattr(x, "shape", ())), owner=self._name())
         return super().forward(x, training)
 
@@ -43,32 +50,39 @@ class _BatchNorm(Layer):
 
     def _build(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         channels = (input_shape[0],)
-        self.params["weight"] = self._ones(channels)
-        self.params["bias"] = self._zeros(channels)
-        self.buffers["running_mean"] = self._zeros(channels)
-        self.buffers["running_var"] = self._ones(channels)
+        if self.affine:
+            self.params["weight"] = self._ones(channels)
+            self.params["bias"] = self._zeros(channels)
+        if self.track_running_stats:
+            self.buffers["running_mean"] = self._zeros(channels)
+            self.buffers["running_var"] = self._ones(channels)
         return input_shape
 
     def _forward(self, x: Any, training: bool) -> Any:
-        weight = self.params["weight"]
+        weight = self.params.get("weight")
+        batch_statistics = training or not self.track_running_stats
         y, running_mean, running_var, saved = norm_ops.batch_norm(
-            x, weight, self.params["bias"], self.buffers["running_mean"], self.buffers["running_var"],
-            training, self.momentum, self.eps, return_saved=True,
+            x, weight, self.params.get("bias"), self.buffers.get("running_mean"), self.buffers.get("running_var"),
+            batch_statistics, self.momentum, self.eps, return_saved=True,
         )
         if training:
-            self.buffers["running_mean"], self.buffers["running_var"] = running_mean, running_var
+            if self.track_running_stats:
+                self.buffers["running_mean"], self.buffers["running_var"] = running_mean, running_var
             self._cache = (x, weight, saved)
         return y
 
     def _backward(self, dy: Any) -> Any:
         x, weight, saved = self._cache
-        dx, self.grads["weight"], self.grads["bias"] = norm_ops.batch_norm_backward(
-            dy, x, weight, self.eps, saved=saved
-        )
+        dx, dweight, dbias = norm_ops.batch_norm_backward(dy, x, weight, self.eps, saved=saved)
+        if self.affine:
+            self.grads["weight"], self.grads["bias"] = dweight, dbias
         return dx
 
     def get_config(self) -> dict[str, Any]:
-        return {"momentum": self.momentum, "eps": self.eps}
+        options = {"affine": self.affine} if not self.affine else {}
+        if not self.track_running_stats:
+            options["track_running_stats"] = False
+        return {"momentum": self.momentum, "eps": self.eps, **options}
 
 
 class BatchNorm2D(_BatchNorm):

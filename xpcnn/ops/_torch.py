@@ -151,7 +151,8 @@ def batch_norm(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: A
     if not training:
         y = _aten.native_batch_norm(x, weight, bias, running_mean, running_var, False, momentum, eps)[0]
         return y, running_mean, running_var, None
-    running_mean, running_var = running_mean.clone(), running_var.clone()
+    if running_mean is not None:
+        running_mean, running_var = running_mean.clone(), running_var.clone()
     y, mean, inv_std = _aten.native_batch_norm(x, weight, bias, running_mean, running_var, True, momentum, eps)
     return y, running_mean, running_var, (mean, inv_std)
 
@@ -164,5 +165,6 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, eps: float, saved: Any) ->
         axes = [0, *range(2, x.ndim)]
         var, mean = torch.var_mean(x, dim=axes, correction=0)
         inv_std = torch.rsqrt(var + eps)
+    affine = weight is not None
     return tuple(_aten.native_batch_norm_backward(dy, x, weight, None, None, mean, inv_std, True, eps,
-                                                  [True, True, True]))
+                                                  [True, affine, affine]))

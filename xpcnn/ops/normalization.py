@@ -55,11 +55,15 @@ def batch_norm(
     """``(y, running_mean, running_var)``: y = weight * (x - mean) / sqrt(var + eps) + bias.
 
     In training the statistics come from the batch and the returned running statistics are new arrays;
-    otherwise the running statistics normalise and come back unchanged. With ``return_saved`` a fourth item
+    otherwise the running statistics normalise and come back unchanged. ``weight``/``bias`` None (no affine
+    part) count as ones/zeros; ``running_mean``/``running_var`` None (no running statistics, then
+    ``training`` must be True: the batch's are the only ones) come back None. With ``return_saved`` a fourth item
     follows: what ``batch_norm_backward(..., saved=saved)`` reuses for this ``x`` (the batch mean and 1/std
     per channel, as PyTorch saves them; None outside training).
     """
-    xp = array_api_compat.array_namespace(x, weight, bias, running_mean, running_var)
+    xp = array_api_compat.array_namespace(*(a for a in (x, weight, bias, running_mean, running_var) if a is not None))
+    if not training and running_mean is None:
+        raise ValueError("batch_norm: without running statistics only the batch's can normalise (training=True)")
     if training:
         check_training_batch(tuple(x.shape))
     native = _native.kernel(xp, "batch_norm")
@@ -71,16 +75,19 @@ def batch_norm(
         mean, centered = _batch_moments(x)
         var = xp.mean(centered * centered, axis=_reduced_axes(x.ndim))
         count = _values_per_channel(tuple(x.shape))
-        running_mean = running_mean * (1.0 - momentum) + mean * momentum
-        running_var = running_var * (1.0 - momentum) + var * (momentum * count / (count - 1))
+        if running_mean is not None:
+            running_mean = running_mean * (1.0 - momentum) + mean * momentum
+            running_var = running_var * (1.0 - momentum) + var * (momentum * count / (count - 1))
         if return_saved:
             saved = (mean, 1.0 / xp.sqrt(var + eps))
     else:
         var = running_var
         centered = x - _per_channel(running_mean, x.ndim)
     y = centered  # a temporary of this op: scaled and shifted in place (JAX rebinds instead)
-    y *= _per_channel(weight / xp.sqrt(var + eps), x.ndim)
-    y += _per_channel(bias, x.ndim)
+    scale = 1.0 / xp.sqrt(var + eps)
+    y *= _per_channel(scale if weight is None else weight * scale, x.ndim)
+    if bias is not None:
+        y += _per_channel(bias, x.ndim)
     return (y, running_mean, running_var, saved) if return_saved else (y, running_mean, running_var)
 
 
@@ -89,12 +96,13 @@ def batch_norm_backward(
 ) -> tuple[Any, Any, Any]:
     """Gradients ``(dx, dweight, dbias)`` of training-mode ``batch_norm``: batch statistics from ``saved``
     (what ``batch_norm(..., return_saved=True)`` returned for this ``x``), else recomputed from ``x``.
+    ``weight`` None (no affine part): ones, and dweight and dbias come back None.
 
     With x_hat = (x - mean) / std and k = weight / std per channel:
     dx = k * (dy - mean(dy) - x_hat * mean(dy * x_hat)), written as ``dy * k - (centered * a + b)`` with
     per-channel a, b, so that the full-size passes are few.
     """
-    xp = array_api_compat.array_namespace(dy, x, weight)
+    xp = array_api_compat.array_namespace(*(a for a in (dy, x, weight) if a is not None))
     native = _native.kernel(xp, "batch_norm_backward")
     if native is not None:
         return native(dy, x, weight, eps, saved)
@@ -108,10 +116,10 @@ def batch_norm_backward(
     dbias = xp.sum(dy, axis=axes)
     dweight = xp.sum(dy * centered, axis=axes) * inv_std
     count = _values_per_channel(tuple(x.shape))
-    k = weight * inv_std
+    k = inv_std if weight is None else weight * inv_std
     dx = dy * _per_channel(k, ndim)
     correction = centered  # a temporary of this op: updated in place (JAX rebinds instead)
     correction *= _per_channel(k * inv_std * dweight / count, ndim)
     correction += _per_channel(k * dbias / count, ndim)
     dx -= correction
-    return dx, dweight, dbias
+    return (dx, None, None) if weight is None else (dx, dweight, dbias)
