@@ -28,11 +28,18 @@ def _torch_pad(padding):
     return lambda x: F.pad(x, (left, right, top, bottom))
 
 
-def _torch_upsample(scale_factor, mode):
+def _torch_upsample(scale_factor, mode, align_corners=False):
     import torch.nn.functional as F
 
-    corners = {} if mode == "nearest" else {"align_corners": False}
+    corners = {} if mode == "nearest" else {"align_corners": align_corners}
     return lambda x: F.interpolate(x, scale_factor=scale_factor, mode=mode, **corners)
+
+
+def _torch_resize(size, mode, align_corners):
+    import torch.nn.functional as F
+
+    corners = {} if mode == "nearest" else {"align_corners": align_corners}
+    return lambda x: F.interpolate(x, size=size, mode=mode, **corners)
 
 
 # (make layer, input shape, torch reference factory, its argument)
@@ -58,6 +65,18 @@ CASES = [
         UpSampling2D, (2, "bilinear"), (1, 2, 1, 1), lambda: _torch_upsample(2, "bilinear"), id="bilinear-1px"
     ),
     pytest.param(UpSampling2D, (1, "bilinear"), (1, 2, 3, 3), lambda: _torch_upsample(1, "bilinear"), id="bilinear-1x"),
+    *[pytest.param(lambda mode=mode, size=size, corners=corners: UpSampling2D(mode=mode, size=size,
+                                                                            align_corners=corners),
+                   (), shape, lambda mode=mode, size=size, corners=corners: _torch_resize(size, mode, corners),
+                   id=f"{mode}-size{size}-{shape[2:]}" + ("-corners" if corners else ""))
+      for mode, size, shape, corners in [
+          ("nearest", (7, 5), (2, 2, 4, 3), False), ("nearest", (5, 9), (1, 1, 7, 4), False),
+          ("nearest", (20, 14), (1, 1, 14, 10), False), ("nearest", (3, 2), (1, 2, 6, 5), False),
+          ("bilinear", (7, 5), (2, 2, 4, 3), False), ("bilinear", (3, 8), (1, 1, 5, 3), False),
+          ("bilinear", (7, 5), (2, 2, 4, 3), True), ("bilinear", (9, 9), (1, 1, 3, 3), True),
+          ("bilinear", (1, 4), (1, 1, 3, 2), True)]],
+    pytest.param(lambda: UpSampling2D(2, "bilinear", align_corners=True), (), (1, 2, 3, 4),
+                 lambda: _torch_upsample(2, "bilinear", True), id="bilinear-2-corners"),
 ]
 
 
@@ -85,11 +104,12 @@ def test_layers_keep_everything_on_the_device(backend, layer):
 
 def test_interpolation_matrix_rows_sum_to_one_and_stay_on_the_device(backend):
     like = xpcnn.asarray(np.zeros((1,)))
-    for in_size, scale in [(1, 2), (4, 2), (5, 3), (3, 1)]:
-        a = resize_ops.interpolation_matrix(in_size, scale, like)
-        assert_on_device(a, backend)
-        assert a.dtype == backend.dtype and tuple(a.shape) == (in_size * scale, in_size)
-        np.testing.assert_allclose(host(a).sum(axis=1), 1.0, rtol=1e-6)
+    for in_size, out_size in [(1, 2), (4, 8), (5, 15), (3, 3), (7, 4), (4, 9)]:
+        for mode, corners in [("nearest", False), ("bilinear", False), ("bilinear", True)]:
+            a = resize_ops.interpolation_matrix(in_size, out_size, like, mode, corners)
+            assert_on_device(a, backend)
+            assert a.dtype == backend.dtype and tuple(a.shape) == (out_size, in_size)
+            np.testing.assert_allclose(host(a).sum(axis=1), 1.0, rtol=1e-6)
 
 
 def test_shapes_config_and_repr(backend):
@@ -105,7 +125,10 @@ def test_shapes_config_and_repr(backend):
     up = UpSampling2D((2, 3), mode="bilinear")
     assert up.build((4, 5, 6)) == (4, 10, 18)
     assert repr(up) == "UpSampling2D(scale_factor=(2, 3), mode='bilinear')"
-    for layer in (Flatten(), Reshape((3, -1)), pad, up):
+    sized = UpSampling2D(size=(7, 5), mode="bilinear", align_corners=True)
+    assert sized.build((2, 3, 3)) == (2, 7, 5)
+    assert repr(sized) == "UpSampling2D(size=(7, 5), mode='bilinear', align_corners=True)"
+    for layer in (Flatten(), Reshape((3, -1)), pad, up, sized):
         rebuilt = get_layer_class(type(layer).__name__)(**layer.get_config())
         assert rebuilt.get_config() == layer.get_config()
         assert layer.num_params == 0
@@ -133,6 +156,11 @@ def test_shape_layers_follow_the_batch_size(backend):
         (lambda: UpSampling2D(0), "UpSampling2D: scale_factor must be >= 1"),
         (lambda: UpSampling2D(1.5), "UpSampling2D: scale_factor must be an int or a pair"),
         (lambda: UpSampling2D(2, mode="bicubic"), "UpSampling2D: mode must be one of"),
+        (lambda: UpSampling2D(2, size=(4, 4)), "UpSampling2D: give scale_factor or size, not both"),
+        (lambda: UpSampling2D(size=(0, 4)), "UpSampling2D: size must be >= 1"),
+        (lambda: UpSampling2D(size=4, mode="bicubic"), "UpSampling2D: mode must be one of"),
+        (lambda: UpSampling2D(2, align_corners=True), "align_corners applies to mode='bilinear' only"),
+        (lambda: UpSampling2D(2, "bilinear", align_corners=None), "align_corners must be True or False"),
     ],
 )
 def test_constructor_rejects_bad_arguments(make, message):
@@ -174,3 +202,12 @@ def test_upsample_backward_rejects_a_gradient_of_the_wrong_size(backend):
     message = r"upsample2d_backward: .* \(4, 5\) are not multiples of scale_factor \(2, 2\)"
     with pytest.raises(ValueError, match=message):
         resize_ops.upsample2d_backward(xpcnn.asarray(_input((1, 1, 4, 5))), 2)
+
+
+
+def test_upsampling_by_a_factor_follows_the_input_size(backend):
+    layer = UpSampling2D(2, "bilinear")
+    layer.forward(xpcnn.asarray(_input((1, 1, 3, 3))))
+    y = layer.forward(xpcnn.asarray(_input((1, 1, 4, 5))), training=True)  # another image size: another output
+    assert tuple(y.shape) == (1, 1, 8, 10)
+    assert tuple(layer.backward(xpcnn.asarray(_input((1, 1, 8, 10)))).shape) == (1, 1, 4, 5)

@@ -1,4 +1,4 @@
-"""Integer-factor upsampling of NCHW images, thin over ``xpcnn.ops.resize``."""
+"""Upsampling of NCHW images by integer factors or to a size, thin over ``xpcnn.ops.resize``."""
 
 from __future__ import annotations
 
@@ -11,28 +11,53 @@ __all__ = ["UpSampling2D"]
 
 
 class UpSampling2D(Layer):
-    """``(N, C, H, W)`` -> ``(N, C, H*sh, W*sw)`` for ``scale_factor`` s (int or pair ``(sh, sw)``).
+    """``(N, C, H, W)`` -> ``(N, C, H*sh, W*sw)`` for ``scale_factor`` s (int or pair ``(sh, sw)``, default 2),
+    or -> ``(N, C, *size)`` for ``size=(H, W)`` (any output size, as ``torch.nn.Upsample(size=)``).
 
-    ``mode="nearest"`` repeats pixels; ``"bilinear"`` interpolates like ``F.interpolate(...,
-    mode="bilinear", align_corners=False)``.
+    ``mode="nearest"`` takes the nearest pixel (repeats pixels for integer factors); ``"bilinear"``
+    interpolates like ``F.interpolate(..., mode="bilinear", align_corners=align_corners)``. Keras's ``size=``
+    factors are ``scale_factor`` here.
     """
 
     input_ndim = 3
 
-    def __init__(self, scale_factor: Any = 2, mode: str = "nearest", *, name: str | None = None) -> None:
+    def __init__(self, scale_factor: Any = None, mode: str = "nearest", *, size: Any = None,
+                 align_corners: bool = False, name: str | None = None) -> None:
         super().__init__(name)
-        self.scale_factor = resize_ops.check_upsample_args(scale_factor, mode, owner=self._name())
-        self.mode = mode
+        owner = self._name()
+        if size is not None and scale_factor is not None:
+            raise ValueError(f"{owner}: give scale_factor or size, not both (got {scale_factor!r} and {size!r})")
+        if not isinstance(align_corners, bool):
+            raise ValueError(f"{owner}: align_corners must be True or False, got {align_corners!r}")
+        if align_corners and mode != "bilinear":
+            raise ValueError(f"{owner}: align_corners applies to mode='bilinear' only, got mode={mode!r}")
+        self.scale_factor = None if size is not None else resize_ops.check_upsample_args(
+            2 if scale_factor is None else scale_factor, mode, owner=owner)
+        self.size = None if size is None else resize_ops.check_size(size, owner=owner)
+        if size is not None:
+            resize_ops.check_upsample_args(1, mode, owner=owner)  # the mode's own check
+        self.mode, self.align_corners = mode, align_corners
+
+    def _out_hw(self, h: int, w: int) -> tuple[int, int]:
+        return self.size if self.size is not None else (h * self.scale_factor[0], w * self.scale_factor[1])
 
     def _build(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         c, h, w = input_shape
-        return (c, h * self.scale_factor[0], w * self.scale_factor[1])
+        return (c, *self._out_hw(h, w))
 
     def _forward(self, x: Any, training: bool) -> Any:
-        return resize_ops.upsample2d(x, self.scale_factor, self.mode)
+        in_hw = (int(x.shape[2]), int(x.shape[3]))
+        if training:
+            self._cache = in_hw
+        return resize_ops.resize2d(x, self._out_hw(*in_hw), self.mode, self.align_corners)
 
     def _backward(self, dy: Any) -> Any:
-        return resize_ops.upsample2d_backward(dy, self.scale_factor, self.mode)
+        return resize_ops.resize2d_backward(dy, self._cache, self.mode, self.align_corners)
 
     def get_config(self) -> dict[str, Any]:
-        return {"scale_factor": self.scale_factor, "mode": self.mode}
+        config: dict[str, Any] = ({"scale_factor": self.scale_factor} if self.size is None
+                                  else {"size": self.size})
+        config["mode"] = self.mode
+        if self.align_corners:
+            config["align_corners"] = True
+        return config

@@ -1,8 +1,9 @@
-"""Resizing NCHW images: integer-factor upsampling and zero padding, each forward beside its backward.
+"""Resizing NCHW images: to a size or by integer factors, and zero padding, each forward beside its backward.
 
-``upsample2d`` matches ``F.interpolate(..., mode="nearest")`` and ``mode="bilinear", align_corners=False``
-for integer scale factors. Bilinear resizing is linear and separable, so it is two small interpolation
-matrices built on the device, ``y = A_h @ x @ A_w^T``, and its backward is the transposes.
+``resize2d`` (to an output size) and ``upsample2d`` (by integer factors) match ``F.interpolate`` in
+``mode="nearest"`` and ``mode="bilinear"`` (``align_corners`` either way). Resizing is linear and separable,
+so it is two small resampling matrices, ``y = A_h @ x @ A_w^T``, and its backward is the transposes; nearest
+resizing by integer factors repeats pixels instead.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import array_api_compat
+import numpy as np
 
 from .pool import check_nchw
 from .windows import Pads, as_pair, pad2d, unpad2d
@@ -18,7 +20,10 @@ from .windows import Pads, as_pair, pad2d, unpad2d
 __all__ = [
     "UPSAMPLE_MODES",
     "check_upsample_args",
+    "check_size",
     "interpolation_matrix",
+    "resize2d",
+    "resize2d_backward",
     "upsample2d",
     "upsample2d_backward",
     "zero_pad2d",
@@ -36,53 +41,98 @@ def check_upsample_args(scale_factor: Any, mode: str, owner: str = "upsample2d")
     return as_pair(scale_factor, "scale_factor", owner=owner)
 
 
-def interpolation_matrix(in_size: int, scale: int, like: Any) -> Any:
-    """``(in_size*scale, in_size)`` bilinear weights (align_corners=False), in ``like``'s dtype and device.
+def check_size(size: Any, owner: str = "resize2d") -> tuple[int, int]:
+    """An output size ``(H, W)`` (or one int for both) as a pair of positive ints."""
+    return as_pair(size, "size", owner=owner)
 
-    Output pixel ``o`` samples source coordinate ``max((o + 0.5)/scale - 0.5, 0)`` between neighbours ``i0``
-    and ``i1 = min(i0 + 1, in_size - 1)``; each row holds the weights ``1 - t`` and ``t`` (summing at the edge).
+
+def interpolation_matrix(in_size: int, out_size: int, like: Any, mode: str = "bilinear",
+                         align_corners: bool = False) -> Any:
+    """``(out_size, in_size)`` resampling weights, PyTorch's ``F.interpolate`` rules, in ``like``'s dtype and
+    device. Built on the host (a small constant) from these source coordinates of output pixel ``o``:
+
+    * nearest: pixel ``min(floor(o * in/out), in - 1)``, with the product in float32 as torch computes it;
+    * bilinear: ``max((o + 0.5) * in/out - 0.5, 0)``, or ``o * (in - 1)/(out - 1)`` with ``align_corners``,
+      between neighbours ``i0`` and ``min(i0 + 1, in - 1)`` with weights ``1 - t`` and ``t``.
     """
+    out = np.arange(out_size)
+    weights = np.zeros((out_size, in_size))
+    if mode == "nearest":
+        scale = np.float32(in_size) / np.float32(out_size)
+        source = np.minimum(np.floor(out.astype(np.float32) * scale).astype(np.int64), in_size - 1)
+        weights[out, source] = 1.0
+    else:
+        if align_corners:
+            source = out * ((in_size - 1) / (out_size - 1)) if out_size > 1 else np.zeros(out_size)
+        else:
+            source = np.maximum((out + 0.5) * (in_size / out_size) - 0.5, 0.0)
+        low = np.minimum(np.floor(source).astype(np.int64), in_size - 1)
+        high = np.minimum(low + 1, in_size - 1)
+        frac = source - low
+        np.add.at(weights, (out, low), 1.0 - frac)
+        np.add.at(weights, (out, high), frac)
     xp = array_api_compat.array_namespace(like)
-    dtype, device = like.dtype, array_api_compat.device(like)
-    out = xp.arange(in_size * scale, dtype=dtype, device=device)
-    source = xp.clip((out + 0.5) / scale - 0.5, min=0.0)
-    low = xp.floor(source)
-    high = xp.clip(low + 1.0, max=float(in_size - 1))
-    frac = xp.expand_dims(source - low, axis=1)
-    columns = xp.arange(in_size, dtype=dtype, device=device)
-    low_weight = xp.where(columns == xp.expand_dims(low, axis=1), 1.0 - frac, 0.0)
-    high_weight = xp.where(columns == xp.expand_dims(high, axis=1), frac, 0.0)
-    return low_weight + high_weight
+    return xp.asarray(weights, dtype=like.dtype, device=array_api_compat.device(like))
 
 
-def upsample2d(x: Any, scale_factor: Any = 2, mode: str = "nearest") -> Any:
+def _repeats(in_hw: tuple[int, int], out_hw: tuple[int, int], mode: str) -> tuple[int, int] | None:
+    """The integer factors when nearest resizing is a plain repetition of pixels, else None."""
+    if mode != "nearest" or out_hw[0] % in_hw[0] or out_hw[1] % in_hw[1]:
+        return None
+    return out_hw[0] // in_hw[0], out_hw[1] // in_hw[1]
+
+
+def resize2d(x: Any, out_hw: Any, mode: str = "nearest", align_corners: bool = False) -> Any:
+    """``(N, C, H, W)`` -> ``(N, C, *out_hw)`` as ``F.interpolate(x, size=out_hw, mode=mode)``: nearest pixel
+    or bilinear (``align_corners`` as torch's). Separable: ``A_h @ x @ A_w^T``; nearest with integer factors
+    repeats pixels instead."""
+    check_nchw("resize2d", x)
+    return _resample(x, (x.shape[2], x.shape[3]), check_size(out_hw), mode, align_corners, adjoint=False)
+
+
+def resize2d_backward(dy: Any, in_hw: Any, mode: str = "nearest", align_corners: bool = False) -> Any:
+    """Input gradient of ``resize2d`` for an input of spatial size ``in_hw``: the transposed resampling."""
+    check_nchw("resize2d_backward", dy)
+    return _resample(dy, check_size(in_hw), (dy.shape[2], dy.shape[3]), mode, align_corners, adjoint=True)
+
+
+def _resample(a: Any, in_hw: tuple[int, int], out_hw: tuple[int, int], mode: str, align_corners: bool,
+              adjoint: bool) -> Any:
+    """The resampling from ``in_hw`` to ``out_hw`` applied to ``a`` (an input), or its adjoint (``a`` an output
+    gradient)."""
+    xp = array_api_compat.array_namespace(a)
+    n, c = a.shape[0], a.shape[1]
+    (h, w), (oh, ow) = in_hw, out_hw
+    factors = _repeats(in_hw, out_hw, mode)
+    if factors is not None:
+        sh, sw = factors
+        if adjoint:
+            return xp.sum(xp.reshape(a, (n, c, h, sh, w, sw)), axis=(3, 5))
+        return xp.reshape(xp.broadcast_to(xp.reshape(a, (n, c, h, 1, w, 1)), (n, c, h, sh, w, sw)), (n, c, oh, ow))
+    a_h = interpolation_matrix(h, oh, a, mode, align_corners)
+    a_w = interpolation_matrix(w, ow, a, mode, align_corners)
+    if adjoint:
+        return xp.matmul(xp.matmul(xp.matrix_transpose(a_h), a), a_w)
+    return xp.matmul(xp.matmul(a_h, a), xp.matrix_transpose(a_w))
+
+
+def upsample2d(x: Any, scale_factor: Any = 2, mode: str = "nearest", align_corners: bool = False) -> Any:
     """``(N, C, H, W)`` -> ``(N, C, H*sh, W*sw)`` by nearest-neighbour repetition or bilinear interpolation."""
     check_nchw("upsample2d", x)
     sh, sw = check_upsample_args(scale_factor, mode)
-    xp = array_api_compat.array_namespace(x)
-    n, c, h, w = x.shape
-    if mode == "nearest":
-        blocks = xp.broadcast_to(xp.reshape(x, (n, c, h, 1, w, 1)), (n, c, h, sh, w, sw))
-        return xp.reshape(blocks, (n, c, h * sh, w * sw))
-    a_h, a_w = interpolation_matrix(h, sh, x), interpolation_matrix(w, sw, x)
-    return xp.matmul(xp.matmul(a_h, x), xp.matrix_transpose(a_w))
+    return resize2d(x, (x.shape[2] * sh, x.shape[3] * sw), mode, align_corners)
 
 
-def upsample2d_backward(dy: Any, scale_factor: Any = 2, mode: str = "nearest") -> Any:
+def upsample2d_backward(dy: Any, scale_factor: Any = 2, mode: str = "nearest", align_corners: bool = False) -> Any:
     """Input gradient of ``upsample2d``: ``(N, C, H*sh, W*sw)`` -> ``(N, C, H, W)``."""
     check_nchw("upsample2d_backward", dy)
     sh, sw = check_upsample_args(scale_factor, mode)
-    xp = array_api_compat.array_namespace(dy)
-    n, c, oh, ow = dy.shape
+    oh, ow = dy.shape[2], dy.shape[3]
     if oh % sh or ow % sw:
         raise ValueError(
             f"upsample2d_backward: gradient height and width {(oh, ow)} are not multiples of scale_factor {(sh, sw)}"
         )
-    h, w = oh // sh, ow // sw
-    if mode == "nearest":
-        return xp.sum(xp.reshape(dy, (n, c, h, sh, w, sw)), axis=(3, 5))
-    a_h, a_w = interpolation_matrix(h, sh, dy), interpolation_matrix(w, sw, dy)
-    return xp.matmul(xp.matmul(xp.matrix_transpose(a_h), dy), a_w)
+    return resize2d_backward(dy, (oh // sh, ow // sw), mode, align_corners)
 
 
 def zero_pad_amounts(padding: Any, owner: str = "zero_pad2d") -> Pads:
