@@ -65,6 +65,78 @@ def test_pool_matches_torch(request, dtype_fixture, kind, n, c, h, w, k, s, p):
     assert_matches_torch(layer, _input((n, c, h, w)), _torch_pool(kind, k, s, p), rtol=rtol_for(backend))
 
 
+
+def _same_pads(size: int, k: int, s: int) -> tuple[int, int]:
+    total = max((-(-size // s) - 1) * s + k - size, 0)
+    return total // 2, total - total // 2
+
+
+def _torch_same(kind: str, k: int, s: int, hw: tuple[int, int]):
+    """Keras's "same" pooling written with torch: pad (with -inf, or zeros counted out of the mean), pool."""
+    import torch.nn.functional as F
+
+    (top, bottom), (left, right) = _same_pads(hw[0], k, s), _same_pads(hw[1], k, s)
+    pads = (left, right, top, bottom)
+    if kind == "max":
+        return lambda x: F.max_pool2d(F.pad(x, pads, value=float("-inf")), k, s)
+    return lambda x: F.avg_pool2d(F.pad(x, pads), k, s) / F.avg_pool2d(F.pad(x.new_ones(x.shape), pads), k, s)
+
+
+# (layer, input shape, the torch reference)
+OPTION_CASES = [
+    pytest.param(lambda: MaxPool2D(3, 2, 1, dilation=2), (2, 2, 9, 8),
+                 lambda: (lambda x: __import__("torch").nn.functional.max_pool2d(x, 3, 2, 1, 2)), id="max-dilation2"),
+    pytest.param(lambda: MaxPool2D((3, 2), (2, 3), (1, 1), dilation=(1, 2), ceil_mode=True), (1, 2, 9, 10),
+                 lambda: (lambda x: __import__("torch").nn.functional.max_pool2d(x, (3, 2), (2, 3), (1, 1), (1, 2),
+                                                                                   True)), id="max-rect-dilation-ceil"),
+    pytest.param(lambda: MaxPool2D(2, ceil_mode=True), (2, 1, 7, 9),
+                 lambda: (lambda x: __import__("torch").nn.functional.max_pool2d(x, 2, ceil_mode=True)), id="max-ceil"),
+    pytest.param(lambda: MaxPool2D(3, 2, 1, ceil_mode=True), (1, 2, 8, 8),
+                 lambda: (lambda x: __import__("torch").nn.functional.max_pool2d(x, 3, 2, 1, ceil_mode=True)),
+                 id="max-ceil-padded"),
+    pytest.param(lambda: AvgPool2D(3, 2, 1, count_include_pad=False), (2, 2, 7, 6),
+                 lambda: (lambda x: __import__("torch").nn.functional.avg_pool2d(x, 3, 2, 1, count_include_pad=False)),
+                 id="avg-exclude-pad"),
+    pytest.param(lambda: AvgPool2D(2, ceil_mode=True), (2, 1, 7, 9),
+                 lambda: (lambda x: __import__("torch").nn.functional.avg_pool2d(x, 2, ceil_mode=True)), id="avg-ceil"),
+    pytest.param(lambda: AvgPool2D(3, 2, 1, ceil_mode=True), (1, 2, 8, 9),
+                 lambda: (lambda x: __import__("torch").nn.functional.avg_pool2d(x, 3, 2, 1, ceil_mode=True)),
+                 id="avg-ceil-include-pad"),
+    pytest.param(lambda: AvgPool2D(3, 2, 1, ceil_mode=True, count_include_pad=False), (1, 2, 8, 9),
+                 lambda: (lambda x: __import__("torch").nn.functional.avg_pool2d(x, 3, 2, 1, ceil_mode=True,
+                                                                                   count_include_pad=False)),
+                 id="avg-ceil-exclude-pad"),
+    *[pytest.param(lambda kind=kind, k=k, s=s: POOL_LAYERS[kind][0](k, s, "same"), shape,
+                   lambda kind=kind, k=k, s=s, shape=shape: _torch_same(kind, k, s, shape[2:]),
+                   id=f"{kind}-same-k{k}-s{s}-{shape[2]}x{shape[3]}")
+      for kind in POOL_LAYERS for k, s, shape in [(3, 2, (2, 2, 7, 8)), (2, 1, (1, 2, 5, 5)), (2, 2, (1, 1, 5, 6))]],
+]
+
+
+@pytest.mark.parametrize("make, shape, reference", OPTION_CASES)
+def test_pool_options_numerical_gradients(backend64, make, shape, reference):
+    check_numerical_gradients(make(), _distinct(shape))
+
+
+@pytest.mark.parametrize("dtype_fixture", ["backend", "backend64"])
+@pytest.mark.parametrize("make, shape, reference", OPTION_CASES)
+def test_pool_options_match_torch(request, dtype_fixture, make, shape, reference):
+    pytest.importorskip("torch")
+    backend = request.getfixturevalue(dtype_fixture)
+    assert_matches_torch(make(), _input(shape), reference(), rtol=rtol_for(backend))
+
+
+def test_pool_options_in_config_and_shapes(backend):
+    layer = MaxPool2D(3, 2, "same", dilation=2, ceil_mode=True)
+    assert layer.build((4, 7, 8)) == (4, 4, 4)
+    assert layer.get_config() == {"kernel_size": (3, 3), "stride": (2, 2), "padding": "same", "dilation": (2, 2),
+                                  "ceil_mode": True}
+    avg = AvgPool2D(2, count_include_pad=False)
+    assert avg.get_config() == {"kernel_size": (2, 2), "stride": (2, 2), "padding": (0, 0), "count_include_pad": False}
+    for one in (layer, avg):
+        assert type(one)(**one.get_config()).get_config() == one.get_config()
+    assert MaxPool2D(2).get_config() == {"kernel_size": (2, 2), "stride": (2, 2), "padding": (0, 0)}
+
 @pytest.mark.parametrize("dtype_fixture", ["backend", "backend64"])
 @pytest.mark.parametrize("n, c, h, w, k, s, p", POOL_CASES)
 def test_max_pool_sends_tied_gradients_to_the_first_maximum_like_torch(request, dtype_fixture, n, c, h, w, k, s, p):
@@ -188,7 +260,11 @@ def test_pool_shapes_config_and_repr(backend):
         (lambda: MaxPool2D(3, padding=2), r"MaxPool2D: padding \(2, 2\) must be at most half the kernel size"),
         (lambda: AvgPool2D((4, 2), padding=(2, 2)), "at most half the kernel size"),
         (lambda: MaxPool2D(2.5), "MaxPool2D: kernel_size must be an int or a pair"),
-        (lambda: MaxPool2D(2, padding="same"), "padding must be an int or a pair"),
+        (lambda: MaxPool2D(2, padding="full"), "padding must be an int or a pair"),
+        (lambda: MaxPool2D(2, dilation=0), "MaxPool2D: dilation must be >= 1"),
+        (lambda: MaxPool2D(2, ceil_mode=1), "MaxPool2D: ceil_mode must be True or False"),
+        (lambda: AvgPool2D(2, count_include_pad=None), "AvgPool2D: count_include_pad must be True or False"),
+        (lambda: AvgPool2D(2, dilation=2), "unexpected keyword argument 'dilation'"),
     ],
 )
 def test_constructor_rejects_bad_arguments(make, message):

@@ -32,17 +32,27 @@ class _Pooling(Layer):
 
 class _WindowPool2D(_Pooling):
     """Pooling over ``kernel_size`` windows every ``stride`` pixels (default: the kernel size), PyTorch
-    numerics: floor mode, symmetric ``padding`` of at most half the kernel."""
+    numerics: floor mode (``ceil_mode=True`` keeps a last, partial window), symmetric ``padding`` of at most
+    half the kernel, or ``padding="same"`` (Keras's placement: output ceil(size / stride), the odd pixel of
+    padding last)."""
 
-    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, *, name: str | None = None) -> None:
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, *, dilation: Any = 1,
+                 ceil_mode: bool = False, name: str | None = None) -> None:
         super().__init__(name)
-        self.kernel_size, self.stride, self.padding = pool_ops.check_pool_args(
-            kernel_size, stride, padding, owner=type(self).__name__
+        if not isinstance(ceil_mode, bool):
+            raise ValueError(f"{type(self).__name__}: ceil_mode must be True or False, got {ceil_mode!r}")
+        self.kernel_size, self.stride, self.padding, self.dilation = pool_ops.check_pool_args(
+            kernel_size, stride, padding, dilation, owner=type(self).__name__
         )
+        self.ceil_mode = ceil_mode
+
+    def _geometry_args(self) -> dict[str, Any]:
+        return {"kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
+                "dilation": self.dilation, "ceil_mode": self.ceil_mode}
 
     def _output_hw(self, sample_shape: tuple[int, ...]) -> tuple[int, int]:
         in_hw = (sample_shape[1], sample_shape[2])
-        return pool_ops.pool_geometry(in_hw, **self._op_args(), owner=self._name()).out_hw
+        return pool_ops.pool_geometry(in_hw, **self._geometry_args(), owner=self._name()).out_hw
 
     def _check_input(self, sample_shape: tuple[int, ...]) -> None:
         self._output_hw(sample_shape)
@@ -50,19 +60,22 @@ class _WindowPool2D(_Pooling):
     def _build(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (input_shape[0], *self._output_hw(input_shape))
 
-    def _op_args(self) -> dict[str, Any]:
-        return {"kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding}
-
     def get_config(self) -> dict[str, Any]:
-        return self._op_args()
+        config = {"kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding}
+        return {**config, **{k: v for k, v in self._op_args().items() if k not in config and v != self._DEFAULTS[k]}}
+
+    _DEFAULTS: ClassVar[dict[str, Any]] = {"dilation": (1, 1), "ceil_mode": False, "count_include_pad": True}
 
 
 class MaxPool2D(_WindowPool2D):
     """Window maxima ``(N, C, H, W)`` -> ``(N, C, OH, OW)``; padding counts as -inf and each window's gradient
-    goes to its first maximum, as in ``torch.nn.MaxPool2d``."""
+    goes to its first maximum, as in ``torch.nn.MaxPool2d``; ``dilation`` spaces the window's taps."""
 
     _pool = staticmethod(pool_ops.max_pool2d)
     _pool_backward = staticmethod(pool_ops.max_pool2d_backward)
+
+    def _op_args(self) -> dict[str, Any]:
+        return self._geometry_args()
 
     def _forward(self, x: Any, training: bool) -> Any:
         if not training:
@@ -79,10 +92,23 @@ class MaxPool2D(_WindowPool2D):
 
 class AvgPool2D(_WindowPool2D):
     """Window means ``(N, C, H, W)`` -> ``(N, C, OH, OW)``; zero padding counts in the mean, as in
-    ``torch.nn.AvgPool2d`` (``count_include_pad=True``)."""
+    ``torch.nn.AvgPool2d``, unless ``count_include_pad=False`` or ``padding="same"`` (Keras's mean over the
+    real pixels)."""
 
     _pool = staticmethod(pool_ops.avg_pool2d)
     _pool_backward = staticmethod(pool_ops.avg_pool2d_backward)
+
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, *, ceil_mode: bool = False,
+                 count_include_pad: bool = True, name: str | None = None) -> None:
+        super().__init__(kernel_size, stride, padding, ceil_mode=ceil_mode, name=name)
+        if not isinstance(count_include_pad, bool):
+            raise ValueError(f"AvgPool2D: count_include_pad must be True or False, got {count_include_pad!r}")
+        self.count_include_pad = count_include_pad
+
+    def _op_args(self) -> dict[str, Any]:
+        args = self._geometry_args()
+        del args["dilation"]
+        return {**args, "count_include_pad": self.count_include_pad}
 
 
 class _GlobalPool2D(_Pooling):

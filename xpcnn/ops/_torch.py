@@ -83,7 +83,7 @@ def conv2d_transpose_backward(dy: Any, x: Any, w: Any, *, stride: Pair, pads: Pa
     ))
 
 
-# --- pooling (geometry: kernel, stride, pads from ops.pool.pool_geometry; pads are symmetric there) -----------
+# --- pooling (geometry from ops.pool.pool_geometry, called here only with symmetric declared padding) -------
 
 def _window_origins(x: Any, geometry: Any) -> tuple[Any, Any]:
     """Top row ``(OH, 1)`` and left column ``(1, OW)`` of every window, in unpadded input coordinates."""
@@ -102,44 +102,52 @@ def _fast_layout(x: Any) -> Any:
     return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
 
 
+def _pool_args(geometry: Any) -> tuple[list[int], list[int], list[int]]:
+    """kernel, stride and (symmetric) padding as PyTorch's pooling kernels take them."""
+    return list(geometry.kernel), list(geometry.stride), [geometry.declared[0], geometry.declared[2]]
+
+
 def max_pool2d(x: Any, geometry: Any, return_indices: bool) -> Any:
-    """``max_pool2d``; with ``return_indices`` also the first maxima's offsets inside their windows."""
-    kernel, stride, pads = geometry.kernel, geometry.stride, geometry.pads
+    """``max_pool2d``; with ``return_indices`` also the first maxima's offsets (taps) inside their windows."""
+    kernel, stride, padding = _pool_args(geometry)
+    dilation, ceil_mode = list(geometry.dilation), geometry.ceil_mode
     if not return_indices:
-        return F.max_pool2d(_fast_layout(x), kernel, stride, (pads[0], pads[2])).contiguous()
-    y, flat = _aten.max_pool2d_with_indices(_fast_layout(x), list(kernel), list(stride), [pads[0], pads[2]])
+        return F.max_pool2d(_fast_layout(x), kernel, stride, padding, dilation, ceil_mode).contiguous()
+    y, flat = _aten.max_pool2d_with_indices(_fast_layout(x), kernel, stride, padding, dilation, ceil_mode)
     flat = flat.to(torch.int32)
     row = torch.div(flat, x.shape[3], rounding_mode="floor")
     top, left = _window_origins(x, geometry)
-    offsets = (row - top) * kernel[1] + (flat - row * x.shape[3] - left)
-    count = kernel[0] * kernel[1]
+    (dh, dw), count = geometry.dilation, kernel[0] * kernel[1]
+    offsets = torch.div(row - top, dh, rounding_mode="floor") * kernel[1] + torch.div(
+        flat - row * x.shape[3] - left, dw, rounding_mode="floor")
     offsets = torch.where(torch.isnan(y), count, offsets)
     return y.contiguous(), offsets.contiguous().to(_offset_dtype(count))
 
 
 def max_pool2d_backward(dy: Any, x: Any, geometry: Any, indices: Any) -> Any:
     """Input gradient of ``max_pool2d`` from the offsets ``max_pool2d`` returned (only ``x.shape`` is read)."""
-    kernel, stride, pads = geometry.kernel, geometry.stride, geometry.pads
-    count = kernel[0] * kernel[1]
+    kernel, stride, padding = _pool_args(geometry)
+    (dh, dw), count = geometry.dilation, kernel[0] * kernel[1]
     offsets = indices.to(torch.int32)
-    row = torch.div(offsets, kernel[1], rounding_mode="floor")
+    tap_row = torch.div(offsets, kernel[1], rounding_mode="floor")
     top, left = _window_origins(x, geometry)
-    flat = (top + row) * x.shape[3] + left + offsets - row * kernel[1]
+    flat = (top + tap_row * dh) * x.shape[3] + left + (offsets - tap_row * kernel[1]) * dw
     valid = offsets < count  # a window holding NaN passes no gradient: pixel 0 gets a zero
     flat = torch.where(valid, flat, 0).to(torch.int64)
-    return _aten.max_pool2d_with_indices_backward(torch.where(valid, dy, 0.0), x, list(kernel), list(stride),
-                                                  [pads[0], pads[2]], [1, 1], False, flat)
+    return _aten.max_pool2d_with_indices_backward(torch.where(valid, dy, 0.0), x, kernel, stride, padding,
+                                                  list(geometry.dilation), geometry.ceil_mode, flat)
 
 
-def avg_pool2d(x: Any, geometry: Any) -> Any:
-    """``avg_pool2d`` (the padding counts in the mean)."""
-    return F.avg_pool2d(x, geometry.kernel, geometry.stride, (geometry.pads[0], geometry.pads[2]))
+def avg_pool2d(x: Any, geometry: Any, count_include_pad: bool) -> Any:
+    """``avg_pool2d``."""
+    kernel, stride, padding = _pool_args(geometry)
+    return F.avg_pool2d(x, kernel, stride, padding, geometry.ceil_mode, count_include_pad)
 
 
-def avg_pool2d_backward(dy: Any, x: Any, geometry: Any) -> Any:
+def avg_pool2d_backward(dy: Any, x: Any, geometry: Any, count_include_pad: bool) -> Any:
     """Input gradient of ``avg_pool2d`` (only ``x.shape`` is read)."""
-    return _aten.avg_pool2d_backward(dy, x, list(geometry.kernel), list(geometry.stride),
-                                     [geometry.pads[0], geometry.pads[2]], False, True, None)
+    kernel, stride, padding = _pool_args(geometry)
+    return _aten.avg_pool2d_backward(dy, x, kernel, stride, padding, geometry.ceil_mode, count_include_pad, None)
 
 
 # --- batch normalisation (the op's contract: new running statistics, the caller's left as they are) -------

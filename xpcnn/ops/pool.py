@@ -26,7 +26,7 @@ import numpy as np
 
 from . import _native, _strided
 from ._select import keep_where
-from .windows import Pads, as_pair, conv_output_hw, pad2d, unpad2d, window_slices
+from .windows import Pads, as_pair, pad2d, resolve_padding, unpad2d, window_slices
 
 __all__ = [
     "PoolGeometry",
@@ -43,17 +43,19 @@ __all__ = [
     "pool_geometry",
 ]
 
-_NO_DILATION = (1, 1)
-
-
 class PoolGeometry(NamedTuple):
-    """Everything the window arithmetic needs for one input size."""
+    """Everything the window arithmetic needs for one input size. ``pads`` are what the input is padded with
+    (including, in ceil mode, the overhang of the last windows at the bottom and right); ``declared`` the
+    padding asked for (what ``count_include_pad`` counts)."""
 
     kernel: tuple[int, int]
     stride: tuple[int, int]
     pads: Pads
     in_hw: tuple[int, int]
     out_hw: tuple[int, int]
+    dilation: tuple[int, int] = (1, 1)
+    declared: Pads = (0, 0, 0, 0)
+    ceil_mode: bool = False
 
     @property
     def padded_hw(self) -> tuple[int, int]:
@@ -62,35 +64,64 @@ class PoolGeometry(NamedTuple):
     @property
     def tiles_input(self) -> bool:
         """Windows are disjoint, unpadded and stride apart: the input reshapes into them."""
-        return self.stride == self.kernel and not any(self.pads)
+        return self.stride == self.kernel and not any(self.pads) and self.dilation == (1, 1)
+
+    @property
+    def symmetric(self) -> bool:
+        """The declared padding is the same on both sides of each axis (what PyTorch's kernels take)."""
+        top, bottom, left, right = self.declared
+        return top == bottom and left == right
 
 
 def check_pool_args(
-    kernel_size: Any, stride: Any = None, padding: Any = 0, owner: str = "pool2d",
-) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
-    """Validated ``(kernel, stride, padding)`` pairs; ``stride=None`` means the kernel size."""
+    kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1, owner: str = "pool2d",
+) -> tuple[tuple[int, int], tuple[int, int], Any, tuple[int, int]]:
+    """Validated ``(kernel, stride, padding, dilation)``; ``stride=None`` means the kernel size; ``padding`` a
+    pair of at most half the kernel, or ``"same"``/``"valid"`` (Keras's placement)."""
     kernel = as_pair(kernel_size, "kernel_size", owner=owner)
     stride = kernel if stride is None else as_pair(stride, "stride", owner=owner)
-    padding = as_pair(padding, "padding", minimum=0, owner=owner)
-    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
-        raise ValueError(f"{owner}: padding {padding} must be at most half the kernel size {kernel}")
-    return kernel, stride, padding
+    dilation = as_pair(dilation, "dilation", owner=owner)
+    if padding not in ("same", "valid"):
+        padding = as_pair(padding, "padding", minimum=0, owner=owner)
+        if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+            raise ValueError(f"{owner}: padding {padding} must be at most half the kernel size {kernel}")
+    return kernel, stride, padding, dilation
+
+
+def _out_size(size: int, before: int, after: int, reach: int, stride: int, ceil_mode: bool) -> int:
+    """Windows along one axis, PyTorch's rule: in ceil mode a last, partial window counts when it starts
+    inside the input or its leading padding."""
+    span = size + before + after - reach
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + before:
+        out -= 1
+    return out
 
 
 def pool_geometry(
-    in_hw: tuple[int, int], kernel_size: Any, stride: Any = None, padding: Any = 0, owner: str = "pool2d",
+    in_hw: tuple[int, int], kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
+    ceil_mode: bool = False, owner: str = "pool2d",
 ) -> PoolGeometry:
     """The window geometry for an input of spatial size ``in_hw``; an error if no window fits."""
-    kernel, stride, (ph, pw) = check_pool_args(kernel_size, stride, padding, owner)
-    pads = (ph, ph, pw, pw)
-    out_hw = conv_output_hw(in_hw, kernel, stride, _NO_DILATION, pads)
-    geometry = PoolGeometry(kernel, stride, pads, tuple(in_hw), out_hw)
+    kernel, stride, padding, dilation = check_pool_args(kernel_size, stride, padding, dilation, owner)
+    if padding in ("same", "valid"):
+        declared = resolve_padding(padding, in_hw, kernel, stride, dilation)
+    else:
+        declared = (padding[0], padding[0], padding[1], padding[1])
+    reach = tuple(dilation[a] * (kernel[a] - 1) + 1 for a in range(2))
+    out_hw = tuple(_out_size(in_hw[a], declared[2 * a], declared[2 * a + 1], reach[a], stride[a], ceil_mode)
+                   for a in range(2))
     if min(out_hw) < 1:
         raise ValueError(
-            f"{owner}: kernel {kernel} is larger than the padded input {geometry.padded_hw} "
-            f"(input height and width {tuple(in_hw)}, padding {(ph, pw)})"
+            f"{owner}: kernel {kernel}{f' (dilation {dilation})' if dilation != (1, 1) else ''} is larger than "
+            "the padded input "
+            f"{(in_hw[0] + declared[0] + declared[1], in_hw[1] + declared[2] + declared[3])} "
+            f"(input height and width {tuple(in_hw)}, padding {padding})"
         )
-    return geometry
+    overhang = [max((out_hw[a] - 1) * stride[a] + reach[a] - (in_hw[a] + declared[2 * a] + declared[2 * a + 1]), 0)
+                for a in range(2)]
+    pads = (declared[0], declared[1] + overhang[0], declared[2], declared[3] + overhang[1])
+    return PoolGeometry(kernel, stride, pads, tuple(in_hw), out_hw, dilation, declared, bool(ceil_mode))
 
 
 def check_nchw(op: str, x: Any) -> None:
@@ -99,16 +130,17 @@ def check_nchw(op: str, x: Any) -> None:
         raise ValueError(f"{op}: input must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
 
 
-def _geometry_of(op: str, x: Any, kernel_size: Any, stride: Any, padding: Any) -> PoolGeometry:
+def _geometry_of(op: str, x: Any, kernel_size: Any, stride: Any, padding: Any, dilation: Any = 1,
+                 ceil_mode: bool = False) -> PoolGeometry:
     check_nchw(op, x)
-    return pool_geometry((x.shape[2], x.shape[3]), kernel_size, stride, padding, owner=op)
+    return pool_geometry((x.shape[2], x.shape[3]), kernel_size, stride, padding, dilation, ceil_mode, owner=op)
 
 
 # --- windows and their adjoint ------------------------------------------------------------------------
 
 def _windows(x_padded: Any, geometry: PoolGeometry) -> list[Any]:
     """The ``kh*kw`` strided views ``(N, C, OH, OW)`` of a padded input, one per window offset (row-major)."""
-    slices = window_slices(geometry.kernel, geometry.stride, _NO_DILATION, geometry.out_hw)
+    slices = window_slices(geometry.kernel, geometry.stride, geometry.dilation, geometry.out_hw)
     return [x_padded[:, :, hs, ws] for hs, ws in slices]
 
 
@@ -121,7 +153,7 @@ def _scatter(pieces: list[Any], like: Any, geometry: PoolGeometry) -> Any:
     """
     xp = array_api_compat.array_namespace(like)
     (kh, kw), (oh, ow), (h, w) = geometry.kernel, geometry.out_hw, geometry.in_hw
-    slices = window_slices(geometry.kernel, geometry.stride, _NO_DILATION, geometry.out_hw)
+    slices = window_slices(geometry.kernel, geometry.stride, geometry.dilation, geometry.out_hw)
     device = array_api_compat.device(like)
     if geometry.tiles_input and (oh * kh, ow * kw) == (h, w):
         out = xp.empty_like(like, dtype=pieces[0].dtype, device=device)
@@ -186,42 +218,57 @@ def _max_and_offsets(windows: list[Any], want_offsets: bool) -> tuple[Any, Any]:
     return y, (_first_max_offsets(windows, y) if want_offsets else None)
 
 
+def _real_taps(geometry: PoolGeometry, axis: int) -> np.ndarray:
+    """``(OH, kh)`` (axis 0) or ``(OW, kw)`` (axis 1): whether each window's tap lands on a real pixel."""
+    out, k = geometry.out_hw[axis], geometry.kernel[axis]
+    stride, dilation, size = geometry.stride[axis], geometry.dilation[axis], geometry.in_hw[axis]
+    position = np.arange(out)[:, None] * stride - geometry.pads[2 * axis] + np.arange(k)[None, :] * dilation
+    return (position >= 0) & (position < size)
+
+
 def _padding_ties_to_real_pixels(offsets: Any, y: Any, geometry: PoolGeometry) -> Any:
     """PyTorch's rule for a window that reaches into the padding and holds only -inf: its maximum is the
     first REAL pixel (the -inf padding ties with it, and the first-maximum rule could pick the padding)."""
     if not any(geometry.pads):
         return offsets
-    (kh, kw), (sh, sw), (h, w), (oh, ow) = geometry.kernel, geometry.stride, geometry.in_hw, geometry.out_hw
-    top, left = np.arange(oh) * sh - geometry.pads[0], np.arange(ow) * sw - geometry.pads[2]  # in x's pixels
-    touches = ((top < 0) | (top + kh > h))[:, None] | ((left < 0) | (left + kw > w))[None, :]
-    first_real = np.maximum(-top, 0)[:, None] * kw + np.maximum(-left, 0)[None, :]
+    rows, cols = _real_taps(geometry, 0), _real_taps(geometry, 1)
+    touches = ~rows.all(axis=1)[:, None] | ~cols.all(axis=1)[None, :]
+    first_real = rows.argmax(axis=1)[:, None] * geometry.kernel[1] + cols.argmax(axis=1)[None, :]
     xp, device = array_api_compat.array_namespace(offsets, y), array_api_compat.device(offsets)
     empty = (y == -math.inf) & xp.asarray(touches, device=device)
     return xp.where(empty, xp.asarray(first_real.astype(np.int64), dtype=offsets.dtype, device=device), offsets)
 
 
 def max_pool2d(
-    x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, *, return_indices: bool = False,
+    x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1, ceil_mode: bool = False, *,
+    return_indices: bool = False,
 ) -> Any:
     """Window maxima of ``x (N, C, H, W)`` -> ``(N, C, OH, OW)``; padding counts as -inf; NaN propagates.
 
-    An elementwise maximum over the ``kh*kw`` strided views of the (padded) input: no window array is built.
-    With ``return_indices=True`` the result is ``(y, offsets)``: ``offsets (N, C, OH, OW)`` (uint8 for
-    windows of fewer than 255 pixels, else int32) holds the row-major position inside its window of each
-    output's first maximum, ``kh*kw`` where the window holds NaN. ``max_pool2d_backward`` accepts them in
-    place of re-reading ``x``.
+    ``padding``: pixels each side (at most half the kernel), or ``"same"``/``"valid"``; ``dilation`` spaces
+    the window's taps; ``ceil_mode`` keeps a last, partial window (PyTorch's rule). An elementwise maximum
+    over the ``kh*kw`` strided views of the (padded) input: no window array is built. With
+    ``return_indices=True`` the result is ``(y, offsets)``: ``offsets (N, C, OH, OW)`` (uint8 for windows of
+    fewer than 255 taps, else int32) holds the row-major position inside its window of each output's first
+    maximum, ``kh*kw`` where the window holds NaN. ``max_pool2d_backward`` accepts them in place of
+    re-reading ``x``.
     """
-    geometry = _geometry_of("max_pool2d", x, kernel_size, stride, padding)
-    native = _native.kernel(array_api_compat.array_namespace(x), "max_pool2d")
+    geometry = _geometry_of("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
+    native = _native_pool(x, "max_pool2d", geometry)
     if native is not None:
         return native(x, geometry, return_indices)
     y, offsets = _max_and_offsets(_windows(pad2d(x, geometry.pads, -math.inf), geometry), return_indices)
     return (y, _padding_ties_to_real_pixels(offsets, y, geometry)) if return_indices else y
 
 
+def _native_pool(a: Any, name: str, geometry: PoolGeometry) -> Any:
+    """The backend's own kernel, where there is one and the padding is symmetric (PyTorch's kernels')."""
+    return _native.kernel(array_api_compat.array_namespace(a), name) if geometry.symmetric else None
+
+
 def max_pool2d_backward(
-    dy: Any, x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, *, y: Any = None,
-    indices: Any = None,
+    dy: Any, x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
+    ceil_mode: bool = False, *, y: Any = None, indices: Any = None,
 ) -> Any:
     """Input gradient of ``max_pool2d``: each ``dy`` goes to its window's first maximum in ``x`` (row-major);
     a window holding NaN passes no gradient.
@@ -229,8 +276,8 @@ def max_pool2d_backward(
     ``indices``, the offsets from ``max_pool2d(..., return_indices=True)`` for this ``x``, spare reading ``x``
     again (then only its shape is used); else ``y``, the forward's output, spares recomputing the maxima.
     """
-    geometry = _geometry_of("max_pool2d", x, kernel_size, stride, padding)
-    native = _native.kernel(array_api_compat.array_namespace(dy, x), "max_pool2d_backward")
+    geometry = _geometry_of("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
+    native = _native_pool(dy, "max_pool2d_backward", geometry)
     if indices is None:
         windows = _windows(pad2d(x, geometry.pads, -math.inf), geometry)
         if y is None:
@@ -253,28 +300,51 @@ def max_pool2d_backward(
     return _scatter(pieces, x, geometry)
 
 
-def avg_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Any:
-    """Window means of ``x (N, C, H, W)`` -> ``(N, C, OH, OW)``; zero padding counts in the mean."""
-    geometry = _geometry_of("avg_pool2d", x, kernel_size, stride, padding)
-    native = _native.kernel(array_api_compat.array_namespace(x), "avg_pool2d")
+def _divisor(geometry: PoolGeometry, count_include_pad: bool, like: Any) -> Any:
+    """What each window's sum is divided by: ``kh*kw`` (a number) when every window counts that many taps, else
+    an ``(OH, OW)`` array: the taps inside the input and, with ``count_include_pad``, the declared padding (never
+    the overhang of ceil mode), as PyTorch counts; padding ``"same"`` counts real pixels only, as Keras."""
+    (kh, kw), (h, w), declared = geometry.kernel, geometry.in_hw, geometry.declared
+    counts = []
+    for axis, (k, size) in enumerate(((kh, h), (kw, w))):
+        start = np.arange(geometry.out_hw[axis]) * geometry.stride[axis] - declared[2 * axis]
+        low, high = (-declared[2 * axis], size + declared[2 * axis + 1]) if count_include_pad else (0, size)
+        counts.append(np.minimum(start + k, high) - np.maximum(start, low))
+    table = counts[0][:, None] * counts[1][None, :]
+    if (table == kh * kw).all():
+        return kh * kw
+    xp = array_api_compat.array_namespace(like)
+    return xp.asarray(table, dtype=like.dtype, device=array_api_compat.device(like))
+
+
+def avg_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
+               count_include_pad: bool = True) -> Any:
+    """Window means of ``x (N, C, H, W)`` -> ``(N, C, OH, OW)``: zero padding counts in the mean with
+    ``count_include_pad`` (PyTorch's default), not without it, nor with ``padding="same"`` (Keras's mean over
+    the real pixels); ``ceil_mode`` as in ``max_pool2d``."""
+    geometry = _geometry_of("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode)
+    count_include_pad = count_include_pad and padding != "same"
+    native = _native_pool(x, "avg_pool2d", geometry)
     if native is not None:
-        return native(x, geometry)
+        return native(x, geometry, count_include_pad)
     windows = _windows(pad2d(x, geometry.pads, 0.0), geometry)
     total = windows[0]
     for window in windows[1:]:
         total = total + window
-    return total / len(windows)
+    return total / _divisor(geometry, count_include_pad, x)
 
 
-def avg_pool2d_backward(dy: Any, x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Any:
-    """Input gradient of ``avg_pool2d``: ``dy / (kh*kw)`` spread over each window (only ``x.shape`` is read)."""
-    geometry = _geometry_of("avg_pool2d", x, kernel_size, stride, padding)
-    native = _native.kernel(array_api_compat.array_namespace(dy, x), "avg_pool2d_backward")
+def avg_pool2d_backward(dy: Any, x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0,
+                        ceil_mode: bool = False, count_include_pad: bool = True) -> Any:
+    """Input gradient of ``avg_pool2d``: each ``dy`` over its window's divisor, spread over the window (only
+    ``x.shape`` is read)."""
+    geometry = _geometry_of("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode)
+    count_include_pad = count_include_pad and padding != "same"
+    native = _native_pool(dy, "avg_pool2d_backward", geometry)
     if native is not None:
-        return native(dy, x, geometry)
-    (kh, kw) = geometry.kernel
-    share = dy / (kh * kw)
-    return _scatter([share] * (kh * kw), x, geometry)
+        return native(dy, x, geometry, count_include_pad)
+    share = dy / _divisor(geometry, count_include_pad, dy)
+    return _scatter([share] * (geometry.kernel[0] * geometry.kernel[1]), x, geometry)
 
 
 # --- global pooling -----------------------------------------------------------------------------------
