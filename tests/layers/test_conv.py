@@ -94,6 +94,92 @@ def test_conv2d_transpose_matches_torch(request, dtype_fixture, n, c, h, w, o, k
     assert_matches_torch(layer, _input((n, c, h, w)), forward, rtol=rtol_for(backend))
 
 
+
+# (batch, in_channels, H, W, out_channels, kernel, stride, dilation, groups) for padding="same"
+SAME_TRANSPOSE_CASES = [
+    pytest.param(2, 2, 3, 4, 3, 3, 2, 1, 1, id="k3-s2-asymmetric"),
+    pytest.param(1, 2, 3, 3, 2, 4, 2, 1, 1, id="k4-s2-symmetric"),
+    pytest.param(2, 2, 3, 2, 2, 1, 2, 1, 1, id="k1-s2-kernel-below-stride"),
+    pytest.param(1, 4, 4, 3, 4, (3, 5), (1, 2), (2, 1), 2, id="rect-dilation-groups"),
+]
+
+
+def _torch_transpose_same(s, d, g, in_hw, k):
+    """Keras's "same" transposed convolution: the full one, cropped where the "same" convolution it is the
+    adjoint of would pad (zeros appended where the full output is shorter)."""
+    import torch.nn.functional as F
+
+    (sh, sw), (dh, dw), (kh, kw) = _pair(s), _pair(d), _pair(k)
+    out_hw = (in_hw[0] * sh, in_hw[1] * sw)
+    top = max((in_hw[0] - 1) * sh + (kh - 1) * dh + 1 - out_hw[0], 0) // 2
+    left = max((in_hw[1] - 1) * sw + (kw - 1) * dw + 1 - out_hw[1], 0) // 2
+
+    def forward(x, weight, bias):
+        full = F.conv_transpose2d(x, weight, None, (sh, sw), 0, 0, g, (dh, dw))
+        full = F.pad(full, (0, max(left + out_hw[1] - full.shape[3], 0), 0, max(top + out_hw[0] - full.shape[2], 0)))
+        return full[:, :, top:top + out_hw[0], left:left + out_hw[1]] + bias[None, :, None, None]
+
+    return forward
+
+
+@pytest.mark.parametrize("n, c, h, w, o, k, s, d, g", SAME_TRANSPOSE_CASES)
+def test_conv2d_transpose_same_numerical_gradients(backend64, n, c, h, w, o, k, s, d, g):
+    check_numerical_gradients(Conv2DTranspose(o, k, stride=s, padding="same", dilation=d, groups=g),
+                              _input((n, c, h, w)))
+
+
+@pytest.mark.parametrize("dtype_fixture", ["backend", "backend64"])
+@pytest.mark.parametrize("n, c, h, w, o, k, s, d, g", SAME_TRANSPOSE_CASES)
+def test_conv2d_transpose_same_matches_torch(request, dtype_fixture, n, c, h, w, o, k, s, d, g):
+    pytest.importorskip("torch")
+    backend = request.getfixturevalue(dtype_fixture)
+    layer = Conv2DTranspose(o, k, stride=s, padding="same", dilation=d, groups=g)
+    assert layer.build((c, h, w)) == (o, h * _pair(s)[0], w * _pair(s)[1])
+    layer.params["bias"] = xpcnn.asarray(_input((o,), seed=3))
+    assert_matches_torch(layer, _input((n, c, h, w)), _torch_transpose_same(s, d, g, (h, w), k),
+                         rtol=rtol_for(backend))
+
+
+# (batch, in_channels, H, W, out_channels, kernel, stride, padding, dilation, padding_mode)
+MODE_CASES = [
+    pytest.param(2, 2, 5, 6, 3, 3, 1, 1, 1, "reflect", id="reflect-p1"),
+    pytest.param(1, 2, 6, 5, 2, (5, 3), 1, (2, 1), 1, "replicate", id="replicate-rect"),
+    pytest.param(2, 1, 5, 5, 2, 3, 2, 2, 1, "circular", id="circular-p2-s2"),
+    pytest.param(1, 2, 7, 6, 2, 3, 1, "same", 1, "reflect", id="reflect-same"),
+    pytest.param(1, 2, 6, 7, 3, 3, 1, 2, 2, "circular", id="circular-dilation2"),
+    pytest.param(2, 2, 4, 4, 2, 3, 1, 1, 1, "zeros", id="zeros"),
+]
+
+
+@pytest.mark.parametrize("n, c, h, w, o, k, s, p, d, mode", MODE_CASES)
+def test_conv2d_padding_modes_numerical_gradients(backend64, n, c, h, w, o, k, s, p, d, mode):
+    check_numerical_gradients(Conv2D(o, k, stride=s, padding=p, dilation=d, padding_mode=mode), _input((n, c, h, w)))
+
+
+@pytest.mark.parametrize("dtype_fixture", ["backend", "backend64"])
+@pytest.mark.parametrize("n, c, h, w, o, k, s, p, d, mode", MODE_CASES)
+def test_conv2d_padding_modes_match_torch(request, dtype_fixture, n, c, h, w, o, k, s, p, d, mode):
+    torch = pytest.importorskip("torch")
+    backend = request.getfixturevalue(dtype_fixture)
+    layer = Conv2D(o, k, stride=s, padding=p, dilation=d, padding_mode=mode)
+    layer.build((c, h, w))
+    (ph, pw) = (1, 1) if p == "same" else _pair(p)  # "same" for a 3x3 kernel at stride 1
+    reference = torch.nn.Conv2d(c, o, k, s, (ph, pw), d, padding_mode=mode).double()
+    assert layer.get_config().get("padding_mode", "zeros") == mode
+
+    def forward(x, weight, bias):
+        return torch.func.functional_call(reference, {"weight": weight, "bias": bias}, (x,))
+
+    assert_matches_torch(layer, _input((n, c, h, w)), forward, rtol=rtol_for(backend))
+
+
+def test_conv2d_padding_mode_limits(backend):
+    with pytest.raises(ValueError, match="padding_mode must be one of"):
+        Conv2D(2, 3, padding=1, padding_mode="mirror")
+    with pytest.raises(ValueError, match=r"Conv2D: reflect padding \(2, 2, 2, 2\) must be smaller than the input's "
+                                         r"height and width \(2, 5\)"):
+        Conv2D(2, 5, padding=2, padding_mode="reflect").forward(xpcnn.asarray(_input((1, 1, 2, 5))))
+
 def test_conv_layers_keep_everything_on_the_device(backend):
     x = xpcnn.asarray(_input((2, 3, 8, 8)))
     for layer in (Conv2D(4, 3, padding="same"), Conv2DTranspose(3, 3, stride=2, padding=1, output_padding=1)):
@@ -150,7 +236,9 @@ def _built(layer: Conv2D):
         (lambda: Conv2D(4, 3, groups=3), "groups=3 does not divide out_channels=4"),
         (lambda: Conv2D(4, 2.5), "kernel_size must be an int or a pair"),
         (lambda: Conv2DTranspose(4, 3, stride=2, output_padding=2), "output_padding"),
-        (lambda: Conv2DTranspose(4, 3, padding="same"), "padding must be"),
+        (lambda: Conv2DTranspose(4, 3, padding="full"), "padding must be"),
+        (lambda: Conv2DTranspose(4, 3, stride=2, padding="same", output_padding=1),
+         "output_padding \\(1, 1\\) does not apply with padding='same'"),
     ],
 )
 def test_constructor_rejects_bad_arguments(make, message):

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..initializers import check_initializer, fans
 from ..ops import conv as conv_ops
+from ..ops import resize as resize_ops
 from ..ops.windows import as_pair, check_padding, conv_output_hw, conv_transpose_output_hw, resolve_padding
 from .base import Layer
 
@@ -79,22 +80,32 @@ class _ConvBase(Layer):
 class Conv2D(_ConvBase):
     """2-D convolution (cross-correlation), PyTorch layout: weight ``(out, in/groups, kh, kw)``, bias ``(out,)``.
 
-    ``padding``: int, pair, ``"valid"`` or ``"same"`` (any stride; TensorFlow puts the odd pixel bottom/right).
-    Weights: He uniform (``weight_init``: he_uniform, he_normal, glorot_uniform, glorot_normal); bias zeros.
+    ``padding``: int, pair, ``"valid"`` or ``"same"`` (any stride; TensorFlow puts the odd pixel bottom/right);
+    ``padding_mode``: what fills it, ``"zeros"``, or copies of the image's boundary: ``"reflect"``,
+    ``"replicate"``, ``"circular"`` (torch's). Weights: He uniform (``weight_init``: he_uniform, he_normal,
+    glorot_uniform, glorot_normal); bias zeros.
     """
 
     def __init__(
         self, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
         groups: int = 1, bias: bool = True, weight_init: str = "he_uniform", activation: str | None = None, *,
-        name: str | None = None,
+        padding_mode: str = "zeros", name: str | None = None,
     ) -> None:
         super().__init__(out_channels, kernel_size, stride, padding, dilation, groups, bias, weight_init, activation,
                          name)
         self.padding = check_padding(padding, owner="Conv2D")
+        if padding_mode not in resize_ops.PAD_MODES:
+            raise ValueError(f"Conv2D: padding_mode must be one of {resize_ops.PAD_MODES}, got {padding_mode!r}")
+        self.padding_mode = padding_mode
+
+    def _pads(self, in_hw: tuple[int, int]) -> tuple[int, int, int, int]:
+        return resolve_padding(self.padding, in_hw, self.kernel_size, self.stride, self.dilation)
 
     def _output_hw(self, sample_shape: tuple[int, ...]) -> tuple[int, int]:
         in_hw = (sample_shape[1], sample_shape[2])
-        pads = resolve_padding(self.padding, in_hw, self.kernel_size, self.stride, self.dilation)
+        pads = self._pads(in_hw)
+        if self.padding_mode != "zeros":
+            resize_ops.check_boundary_pads(in_hw, pads, self.padding_mode, owner="Conv2D")
         out_hw = conv_output_hw(in_hw, self.kernel_size, self.stride, self.dilation, pads)
         if min(out_hw) < 1:
             padded = (in_hw[0] + pads[0] + pads[1], in_hw[1] + pads[2] + pads[3])
@@ -109,7 +120,12 @@ class Conv2D(_ConvBase):
         return (self.out_channels, *self._output_hw(input_shape))
 
     def _op_args(self) -> dict[str, Any]:
-        return {"stride": self.stride, "padding": self.padding, "dilation": self.dilation, "groups": self.groups}
+        padding = self.padding if self.padding_mode == "zeros" else 0  # else the input comes padded
+        return {"stride": self.stride, "padding": padding, "dilation": self.dilation, "groups": self.groups}
+
+    def get_config(self) -> dict[str, Any]:
+        extra = {} if self.padding_mode == "zeros" else {"padding_mode": self.padding_mode}
+        return {**super().get_config(), **extra}
 
     #: Whether ``backward`` computes the input gradient. A model may set this to False on a layer whose
     #: input gradient nobody reads (its first layer, fed with data): ``backward`` then returns None and
@@ -118,18 +134,23 @@ class Conv2D(_ConvBase):
 
     def _forward(self, x: Any, training: bool) -> Any:
         weight = self.params["weight"]
+        in_hw = (int(x.shape[2]), int(x.shape[3]))
+        if self.padding_mode != "zeros":
+            x = resize_ops.boundary_pad2d(x, self._pads(in_hw), self.padding_mode)
         if not training:
             return conv_ops.conv2d(x, weight, self.params.get("bias"), **self._op_args())
         y, saved = conv_ops.conv2d(x, weight, self.params.get("bias"), **self._op_args(), return_saved=True)
-        self._cache = (x, weight, saved)
+        self._cache = (x, weight, saved, in_hw)
         return y
 
     def _backward(self, dy: Any) -> Any:
-        x, weight, saved = self._cache
+        x, weight, saved, in_hw = self._cache
         dx, dw, db = conv_ops.conv2d_backward(
             dy, x, weight, bias=self.use_bias, input_grad=self.input_grad, saved=saved, **self._op_args()
         )
         self._set_grads(dw, db)
+        if dx is not None and self.padding_mode != "zeros":
+            dx = resize_ops.boundary_pad2d_backward(dx, in_hw, self._pads(in_hw), self.padding_mode)
         return dx
 
 
@@ -137,7 +158,8 @@ class Conv2DTranspose(_ConvBase):
     """Transposed convolution (fractionally strided), PyTorch layout: weight ``(in, out/groups, kh, kw)``.
 
     Output size ``(H - 1)*stride - 2*padding + dilation*(k - 1) + output_padding + 1``; ``padding`` is an
-    int, a pair or ``"valid"`` (= 0). Weights: He uniform by default; bias zeros.
+    int, a pair, ``"valid"`` (= 0) or ``"same"`` (Keras's: output ``H*stride``, the padding placed as the
+    "same" convolution it is the adjoint of). Weights: He uniform by default; bias zeros.
     """
 
     def __init__(
@@ -147,8 +169,11 @@ class Conv2DTranspose(_ConvBase):
     ) -> None:
         super().__init__(out_channels, kernel_size, stride, padding, dilation, groups, bias, weight_init, activation,
                          name)
-        self.padding = check_padding(padding, owner="Conv2DTranspose", allow_same=False)
+        self.padding = check_padding(padding, owner="Conv2DTranspose")
         self.output_padding = as_pair(output_padding, "output_padding", minimum=0, owner="Conv2DTranspose")
+        if self.padding == "same" and self.output_padding != (0, 0):
+            raise ValueError(f"Conv2DTranspose: output_padding {self.output_padding} does not apply with "
+                             "padding='same' (the output is the input's size times the stride)")
         for axis in range(2):
             if self.output_padding[axis] >= max(self.stride[axis], self.dilation[axis]):
                 raise ValueError(
@@ -157,6 +182,8 @@ class Conv2DTranspose(_ConvBase):
                 )
 
     def _output_hw(self, sample_shape: tuple[int, ...]) -> tuple[int, int]:
+        if self.padding == "same":
+            return (sample_shape[1] * self.stride[0], sample_shape[2] * self.stride[1])
         padding = (0, 0) if self.padding == "valid" else self.padding
         out_hw = conv_transpose_output_hw(tuple(sample_shape[1:3]), self.kernel_size, self.stride, self.dilation,
                                           padding, self.output_padding)

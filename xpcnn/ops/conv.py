@@ -15,7 +15,8 @@ import array_api_extra as xpx
 
 from . import _native, _strided
 from .windows import (
-    Pads, as_pair, col2im, conv_output_hw, conv_transpose_output_hw, im2col, pad2d, resolve_padding, unpad2d,
+    Pads, as_pair, col2im, conv_output_hw, conv_transpose_output_hw, im2col, pad2d, resolve_padding, same_pads_1d,
+    unpad2d,
 )
 
 __all__ = ["conv2d", "conv2d_backward", "conv2d_transpose", "conv2d_transpose_backward"]
@@ -315,17 +316,31 @@ def _transpose_geometry(
 ) -> tuple[tuple[int, int], Pads, tuple[int, int], tuple[int, int]]:
     op = "conv2d_transpose"
     stride, dilation = as_pair(stride, "stride", owner=op), as_pair(dilation, "dilation", owner=op)
-    ph, pw = (0, 0) if padding == "valid" else as_pair(padding, "padding", minimum=0, owner=op)
     oph, opw = as_pair(output_padding, "output_padding", minimum=0, owner=op)
+    kernel = (weight.shape[2], weight.shape[3])
+    if padding == "same":  # Keras: out = in * stride, the adjoint of a "same" convolution of that output
+        if (oph, opw) != (0, 0):
+            raise ValueError(f"{op}: output_padding {(oph, opw)} does not apply with padding='same'")
+        out_hw = (x.shape[2] * stride[0], x.shape[3] * stride[1])
+        pads = (*same_pads_1d(out_hw[0], kernel[0], stride[0], dilation[0]),
+                *same_pads_1d(out_hw[1], kernel[1], stride[1], dilation[1]))
+        return stride, pads, dilation, out_hw
+    ph, pw = (0, 0) if padding == "valid" else as_pair(padding, "padding", minimum=0, owner=op)
     if oph >= max(stride[0], dilation[0]) or opw >= max(stride[1], dilation[1]):
         raise ValueError(
             f"{op}: output_padding {(oph, opw)} must be smaller than stride {stride} or dilation {dilation}"
         )
-    kernel = (weight.shape[2], weight.shape[3])
     out_hw = conv_transpose_output_hw((x.shape[2], x.shape[3]), kernel, stride, dilation, (ph, pw), (oph, opw))
     if min(out_hw) < 1:
         raise ValueError(f"{op}: padding {(ph, pw)} leaves no output for input {tuple(x.shape)}")
     return stride, (ph, ph, pw, pw), dilation, out_hw
+
+
+def _symmetric_native(pads: Pads, arrays: tuple[Any, ...], name: str) -> Any:
+    """The backend's own kernel where there is one and the padding is symmetric (what they take)."""
+    if pads[0] != pads[1] or pads[2] != pads[3]:
+        return None
+    return _native.kernel(array_api_compat.array_namespace(*arrays), name)
 
 
 def conv2d_transpose(
@@ -334,11 +349,12 @@ def conv2d_transpose(
 ) -> Any:
     """Transposed convolution (the input gradient of ``conv2d``): weight ``(C, O/groups, kh, kw)``.
 
-    Output size ``(H - 1)*stride - 2*padding + dilation*(k - 1) + output_padding + 1``, as in PyTorch.
+    Output size ``(H - 1)*stride - 2*padding + dilation*(k - 1) + output_padding + 1``, as in PyTorch; with
+    ``padding="same"``, ``H*stride`` as in Keras (the adjoint of a "same" convolution of that size).
     """
     _check_operands("conv2d_transpose", x, weight, groups, in_axis=0)
     stride, pads, dilation, out_hw = _transpose_geometry(x, weight, stride, padding, output_padding, dilation)
-    native = _native.kernel(array_api_compat.array_namespace(x, weight), "conv2d_transpose")
+    native = _symmetric_native(pads, (x, weight), "conv2d_transpose")
     if native is not None:
         return native(x, weight, bias, stride=stride, pads=pads, dilation=dilation, groups=groups, out_hw=out_hw)
     x_shape = (x.shape[0], weight.shape[1] * groups, *out_hw)
@@ -354,7 +370,7 @@ def conv2d_transpose_backward(
 ) -> tuple[Any, Any, Any]:
     """Gradients ``(dx, dweight, dbias)`` of ``conv2d_transpose``: a convolution of ``dy`` gives both."""
     stride, pads, dilation, _ = _transpose_geometry(x, weight, stride, padding, output_padding, dilation)
-    native = _native.kernel(array_api_compat.array_namespace(dy, x, weight), "conv2d_transpose_backward")
+    native = _symmetric_native(pads, (dy, x, weight), "conv2d_transpose_backward")
     if native is not None:
         return native(dy, x, weight, stride=stride, pads=pads, dilation=dilation, groups=groups, bias=bool(bias))
     in_hw = (x.shape[2], x.shape[3])

@@ -1,4 +1,5 @@
-"""Resizing NCHW images: to a size or by integer factors, and zero padding, each forward beside its backward.
+"""Resizing NCHW images: to a size or by integer factors, and padding (zeros, or copies of the boundary), each
+forward beside its backward.
 
 ``resize2d`` (to an output size) and ``upsample2d`` (by integer factors) match ``F.interpolate`` in
 ``mode="nearest"`` and ``mode="bilinear"`` (``align_corners`` either way). Resizing is linear and separable,
@@ -18,7 +19,11 @@ from .pool import check_nchw
 from .windows import Pads, as_pair, pad2d, unpad2d
 
 __all__ = [
+    "PAD_MODES",
     "UPSAMPLE_MODES",
+    "boundary_pad2d",
+    "boundary_pad2d_backward",
+    "check_boundary_pads",
     "check_upsample_args",
     "check_size",
     "interpolation_matrix",
@@ -109,11 +114,62 @@ def _resample(a: Any, in_hw: tuple[int, int], out_hw: tuple[int, int], mode: str
         if adjoint:
             return xp.sum(xp.reshape(a, (n, c, h, sh, w, sw)), axis=(3, 5))
         return xp.reshape(xp.broadcast_to(xp.reshape(a, (n, c, h, 1, w, 1)), (n, c, h, sh, w, sw)), (n, c, oh, ow))
-    a_h = interpolation_matrix(h, oh, a, mode, align_corners)
-    a_w = interpolation_matrix(w, ow, a, mode, align_corners)
+    return _separable(a, interpolation_matrix(h, oh, a, mode, align_corners),
+                      interpolation_matrix(w, ow, a, mode, align_corners), adjoint)
+
+
+def _separable(a: Any, a_h: Any, a_w: Any, adjoint: bool) -> Any:
+    """``A_h @ a @ A_w^T``, or its adjoint ``A_h^T @ a @ A_w``: a linear map of the rows and columns."""
+    xp = array_api_compat.array_namespace(a)
     if adjoint:
         return xp.matmul(xp.matmul(xp.matrix_transpose(a_h), a), a_w)
     return xp.matmul(xp.matmul(a_h, a), xp.matrix_transpose(a_w))
+
+
+PAD_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def _boundary_matrix(size: int, before: int, after: int, mode: str, like: Any) -> Any:
+    """``(before + size + after, size)``: which pixel each padded position copies, by torch's rules."""
+    index = np.arange(-before, size + after)
+    if mode == "reflect":
+        index = np.abs(index)
+        index = np.where(index > size - 1, 2 * (size - 1) - index, index)
+    elif mode == "replicate":
+        index = np.clip(index, 0, size - 1)
+    else:  # circular
+        index = index % size
+    table = np.zeros((index.size, size))
+    table[np.arange(index.size), index] = 1.0
+    xp = array_api_compat.array_namespace(like)
+    return xp.asarray(table, dtype=like.dtype, device=array_api_compat.device(like))
+
+
+def check_boundary_pads(in_hw: tuple[int, int], pads: Pads, mode: str, owner: str = "boundary_pad2d") -> None:
+    """``reflect`` needs pads below the size, ``circular`` at most the size (PyTorch's limits)."""
+    if mode not in PAD_MODES:
+        raise ValueError(f"{owner}: padding_mode must be one of {PAD_MODES}, got {mode!r}")
+    limit = {"reflect": -1, "circular": 0}.get(mode)
+    if limit is not None and (max(pads[:2]) > in_hw[0] + limit or max(pads[2:]) > in_hw[1] + limit):
+        raise ValueError(f"{owner}: {mode} padding {pads} must be {'smaller than' if limit else 'at most'} the "
+                         f"input's height and width {tuple(in_hw)}")
+
+
+def boundary_pad2d(x: Any, pads: Pads, mode: str) -> Any:
+    """``x`` padded by ``(top, bottom, left, right)`` pixels copied by ``mode`` ("reflect", "replicate",
+    "circular"), as ``F.pad(x, ..., mode=)`` (torch's "reflect" mirrors without repeating the edge)."""
+    check_nchw("boundary_pad2d", x)
+    h, w = x.shape[2], x.shape[3]
+    check_boundary_pads((h, w), pads, mode)
+    return _separable(x, _boundary_matrix(h, pads[0], pads[1], mode, x),
+                      _boundary_matrix(w, pads[2], pads[3], mode, x), adjoint=False)
+
+
+def boundary_pad2d_backward(dy: Any, in_hw: tuple[int, int], pads: Pads, mode: str) -> Any:
+    """Input gradient of ``boundary_pad2d``: each padded pixel's gradient added back to the pixel it copied."""
+    check_nchw("boundary_pad2d_backward", dy)
+    return _separable(dy, _boundary_matrix(in_hw[0], pads[0], pads[1], mode, dy),
+                      _boundary_matrix(in_hw[1], pads[2], pads[3], mode, dy), adjoint=True)
 
 
 def upsample2d(x: Any, scale_factor: Any = 2, mode: str = "nearest", align_corners: bool = False) -> Any:

@@ -31,6 +31,7 @@ __all__ = [
     "im2col",
     "pad2d",
     "resolve_padding",
+    "same_pads_1d",
     "unpad2d",
     "window_slices",
 ]
@@ -65,7 +66,7 @@ def check_padding(padding: Any, owner: str = "", allow_same: bool = True) -> Any
     return as_pair(padding, "padding", minimum=0, owner=owner)
 
 
-def _same_1d(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+def same_pads_1d(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
     """TensorFlow 'same': output ceil(size/stride); the odd pixel of padding goes last (bottom/right)."""
     out = -(-size // stride)
     total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
@@ -80,8 +81,8 @@ def resolve_padding(
     if padding == "valid":
         return (0, 0, 0, 0)
     if padding == "same":
-        top, bottom = _same_1d(in_hw[0], kernel[0], stride[0], dilation[0])
-        left, right = _same_1d(in_hw[1], kernel[1], stride[1], dilation[1])
+        top, bottom = same_pads_1d(in_hw[0], kernel[0], stride[0], dilation[0])
+        left, right = same_pads_1d(in_hw[1], kernel[1], stride[1], dilation[1])
         return (top, bottom, left, right)
     ph, pw = as_pair(padding, "padding", minimum=0)
     return (ph, ph, pw, pw)
