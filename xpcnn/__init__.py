@@ -18,6 +18,7 @@ from .data import DataLoader
 from .io import load_model
 from .layers.node import Input
 from .model import Model, Sequential
+from .onnx_export import export_onnx
 from .random import manual_seed
 
 __version__ = "0.1.0"
@@ -34,6 +35,7 @@ __all__ = [
     "callbacks",
     "data",
     "datasets",
+    "export_onnx",
     "get_backend",
     "layers",
     "load_model",

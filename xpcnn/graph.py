@@ -24,7 +24,7 @@ from .layers.fusion import ReLUMaxPool, fuse
 from .layers.node import Node, SymbolicTensor
 from .layers.pool import MaxPool2D
 
-__all__ = ["Plan", "Step", "chain_plan", "graph_plan", "nodes_between"]
+__all__ = ["LayerCalls", "Plan", "Step", "chain_plan", "graph_plan", "nodes_between"]
 
 Array = Any
 
@@ -148,6 +148,17 @@ class Plan:
                 acc = summed[id(layer)][1]
                 for key, value in layer.grads.items():
                     acc[key] = acc[key] + value
+
+
+@dataclasses.dataclass
+class LayerCalls:
+    """A model as named tensors and the layer calls between them, unfused, in topological order: what an
+    exporter walks. ``inputs`` and ``outputs`` are ``(name, per-sample shape)``; each call is ``(layer, input
+    names, output name)``."""
+
+    inputs: list[tuple[str, tuple[int, ...]]]
+    calls: list[tuple[Layer, list[str], str]]
+    outputs: list[tuple[str, tuple[int, ...]]]
 
 
 def _step(layer: Layer, inputs: tuple[int, ...], output: int, several: bool = False) -> Step:

@@ -94,6 +94,10 @@ OPTION_CASES = [
     pytest.param(lambda: MaxPool2D(3, 2, 1, ceil_mode=True), (1, 2, 8, 8),
                  lambda: (lambda x: __import__("torch").nn.functional.max_pool2d(x, 3, 2, 1, ceil_mode=True)),
                  id="max-ceil-padded"),
+    pytest.param(lambda: MaxPool2D(3, 1, "same", dilation=2), (1, 2, 6, 7),  # pads 2: beyond torch's own kernels
+                 lambda: (lambda x: __import__("torch").nn.functional.max_pool2d(
+                     __import__("torch").nn.functional.pad(x, (2, 2, 2, 2), value=float("-inf")), 3, 1, 0, 2)),
+                 id="max-same-dilation2"),
     pytest.param(lambda: AvgPool2D(3, 2, 1, count_include_pad=False), (2, 2, 7, 6),
                  lambda: (lambda x: __import__("torch").nn.functional.avg_pool2d(x, 3, 2, 1, count_include_pad=False)),
                  id="avg-exclude-pad"),

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..backend import asarray
-from ..graph import graph_plan, nodes_between
+from ..graph import LayerCalls, graph_plan, nodes_between
 from ..layers.base import Layer, make_layer
 from ..layers.node import InputLayer, Node, SymbolicTensor, call_symbolic
 from .base import LayerGraph
@@ -153,6 +153,19 @@ class Model(LayerGraph):
             refs[id(node)] = [name, seen.get(name, 0)]
             seen[name] = seen.get(name, 0) + 1
         return refs
+
+    def layer_calls(self) -> LayerCalls:
+        """The graph as named tensors: each input under its name, each call's output under its layer's name
+        (``name:1``, ``name:2`` for a shared layer's later calls)."""
+        ref = self._node_refs()
+
+        def tensor(t: SymbolicTensor) -> str:
+            name, index = ref[id(t.node)]
+            return name if index == 0 else f"{name}:{index}"
+
+        calls = [(node.layer, [tensor(t) for t in node.inputs], tensor(node.output)) for node in self._nodes
+                 if not isinstance(node.layer, InputLayer)]
+        return LayerCalls([(tensor(t), t.shape) for t in self.inputs], calls, [(tensor(t), t.shape) for t in self.outputs])
 
     def get_config(self) -> dict[str, Any]:
         """The graph as JSON-friendly data: each layer (class, name, config) and each node with the

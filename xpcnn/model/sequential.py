@@ -15,7 +15,7 @@ from typing import Any
 from .. import layers as _every_layer  # noqa: F401  (registers every layer class for from_config)
 from .. import random
 from ..backend import asarray
-from ..graph import chain_plan
+from ..graph import LayerCalls, chain_plan
 from ..layers.base import Layer, make_layer
 from .base import LayerGraph
 
@@ -160,6 +160,12 @@ class Sequential(LayerGraph):
 
     def output_layers(self) -> list[Layer]:
         return self.layers[-1:]
+
+    def layer_calls(self) -> LayerCalls:
+        """The stack as named tensors: ``input``, then each layer's output under the layer's name."""
+        names = [layer.name for layer in self.layers]
+        calls = [(layer, ["input" if i == 0 else names[i - 1]], names[i]) for i, layer in enumerate(self.layers)]
+        return LayerCalls([("input", tuple(self.input_shape))], calls, [(names[-1], tuple(self.output_shape))])
 
     # --- description -------------------------------------------------------------------------------------
     def _summary_rows(self) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:

@@ -19,7 +19,7 @@ from .windows import (
     unpad2d,
 )
 
-__all__ = ["conv2d", "conv2d_backward", "conv2d_transpose", "conv2d_transpose_backward"]
+__all__ = ["conv2d", "conv2d_backward", "conv2d_transpose", "conv2d_transpose_backward", "conv_transpose_geometry"]
 
 
 def _check_operands(op: str, x: Any, weight: Any, groups: int, in_axis: int) -> None:
@@ -311,17 +311,18 @@ def conv2d_backward(
     return _backward(dy, x, weight, stride, pads, dilation, groups, bias=bias, x_pad=saved)
 
 
-def _transpose_geometry(
-    x: Any, weight: Any, stride: Any, padding: Any, output_padding: Any, dilation: Any,
+def conv_transpose_geometry(
+    in_hw: tuple[int, int], kernel: tuple[int, int], stride: Any, padding: Any, output_padding: Any, dilation: Any,
 ) -> tuple[tuple[int, int], Pads, tuple[int, int], tuple[int, int]]:
+    """``(stride, pads, dilation, out_hw)`` of a transposed convolution of an ``in_hw`` input: the pads are those
+    of the convolution it is the adjoint of (asymmetric for Keras's ``"same"``)."""
     op = "conv2d_transpose"
     stride, dilation = as_pair(stride, "stride", owner=op), as_pair(dilation, "dilation", owner=op)
     oph, opw = as_pair(output_padding, "output_padding", minimum=0, owner=op)
-    kernel = (weight.shape[2], weight.shape[3])
     if padding == "same":  # Keras: out = in * stride, the adjoint of a "same" convolution of that output
         if (oph, opw) != (0, 0):
             raise ValueError(f"{op}: output_padding {(oph, opw)} does not apply with padding='same'")
-        out_hw = (x.shape[2] * stride[0], x.shape[3] * stride[1])
+        out_hw = (in_hw[0] * stride[0], in_hw[1] * stride[1])
         pads = (*same_pads_1d(out_hw[0], kernel[0], stride[0], dilation[0]),
                 *same_pads_1d(out_hw[1], kernel[1], stride[1], dilation[1]))
         return stride, pads, dilation, out_hw
@@ -330,9 +331,9 @@ def _transpose_geometry(
         raise ValueError(
             f"{op}: output_padding {(oph, opw)} must be smaller than stride {stride} or dilation {dilation}"
         )
-    out_hw = conv_transpose_output_hw((x.shape[2], x.shape[3]), kernel, stride, dilation, (ph, pw), (oph, opw))
+    out_hw = conv_transpose_output_hw(tuple(in_hw), kernel, stride, dilation, (ph, pw), (oph, opw))
     if min(out_hw) < 1:
-        raise ValueError(f"{op}: padding {(ph, pw)} leaves no output for input {tuple(x.shape)}")
+        raise ValueError(f"{op}: padding {(ph, pw)} leaves no output for input height and width {tuple(in_hw)}")
     return stride, (ph, ph, pw, pw), dilation, out_hw
 
 
@@ -353,7 +354,8 @@ def conv2d_transpose(
     ``padding="same"``, ``H*stride`` as in Keras (the adjoint of a "same" convolution of that size).
     """
     _check_operands("conv2d_transpose", x, weight, groups, in_axis=0)
-    stride, pads, dilation, out_hw = _transpose_geometry(x, weight, stride, padding, output_padding, dilation)
+    stride, pads, dilation, out_hw = conv_transpose_geometry(
+        (x.shape[2], x.shape[3]), (weight.shape[2], weight.shape[3]), stride, padding, output_padding, dilation)
     native = _symmetric_native(pads, (x, weight), "conv2d_transpose")
     if native is not None:
         return native(x, weight, bias, stride=stride, pads=pads, dilation=dilation, groups=groups, out_hw=out_hw)
@@ -369,7 +371,8 @@ def conv2d_transpose_backward(
     dilation: Any = 1, groups: int = 1, bias: bool = True,
 ) -> tuple[Any, Any, Any]:
     """Gradients ``(dx, dweight, dbias)`` of ``conv2d_transpose``: a convolution of ``dy`` gives both."""
-    stride, pads, dilation, _ = _transpose_geometry(x, weight, stride, padding, output_padding, dilation)
+    stride, pads, dilation, _ = conv_transpose_geometry(
+        (x.shape[2], x.shape[3]), (weight.shape[2], weight.shape[3]), stride, padding, output_padding, dilation)
     native = _symmetric_native(pads, (dy, x, weight), "conv2d_transpose_backward")
     if native is not None:
         return native(dy, x, weight, stride=stride, pads=pads, dilation=dilation, groups=groups, bias=bool(bias))

@@ -67,10 +67,11 @@ class PoolGeometry(NamedTuple):
         return self.stride == self.kernel and not any(self.pads) and self.dilation == (1, 1)
 
     @property
-    def symmetric(self) -> bool:
-        """The declared padding is the same on both sides of each axis (what PyTorch's kernels take)."""
+    def torch_padding(self) -> bool:
+        """The declared padding is what PyTorch's kernels take: the same on both sides of each axis, at most
+        half the kernel ("same" with dilation can ask for more)."""
         top, bottom, left, right = self.declared
-        return top == bottom and left == right
+        return top == bottom and left == right and top <= self.kernel[0] // 2 and left <= self.kernel[1] // 2
 
 
 def check_pool_args(
@@ -262,8 +263,8 @@ def max_pool2d(
 
 
 def _native_pool(a: Any, name: str, geometry: PoolGeometry) -> Any:
-    """The backend's own kernel, where there is one and the padding is symmetric (PyTorch's kernels')."""
-    return _native.kernel(array_api_compat.array_namespace(a), name) if geometry.symmetric else None
+    """The backend's own kernel, where there is one and it takes this padding (``torch_padding``)."""
+    return _native.kernel(array_api_compat.array_namespace(a), name) if geometry.torch_padding else None
 
 
 def max_pool2d_backward(

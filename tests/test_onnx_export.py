@@ -1,0 +1,141 @@
+"""export_onnx: each layer type and the example networks, checked by onnx.checker and run in onnxruntime, give
+``model.predict``'s outputs within 1e-5; what cannot be exported is refused by name."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+import xpcnn
+from layer_checks import host
+from xpcnn.layers import (
+    ELU, Add, AvgPool2D, Average, BatchNorm1D, BatchNorm2D, Concatenate, Conv2D, Conv2DTranspose, Dense, Dropout,
+    Flatten, GlobalAvgPool2D, GlobalMaxPool2D, Layer, LeakyReLU, MaxPool2D, Maximum, Multiply, ReLU, Reshape,
+    Sigmoid, Softmax, SpatialDropout2D, Subtract, Tanh, UpSampling2D, ZeroPadding2D,
+)
+from xpcnn.model import Model, Sequential
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
+
+
+def _seq(*layers, shape=(2, 8, 8)):
+    return lambda: Sequential(list(layers), input_shape=shape)
+
+
+def _merges() -> Model:
+    a, b = xpcnn.Input((3, 6, 6), name="left"), xpcnn.Input((3, 6, 6), name="right")
+    shared = Conv2D(3, 3, padding="same", name="shared")
+    ha, hb = shared(a), shared(b)  # one layer called twice
+    merged = [Add()([ha, hb]), Subtract()([ha, hb]), Multiply()([ha, hb, a]), Average()([ha, hb, b]),
+              Maximum()([ha, hb])]
+    joined = Concatenate(axis=1)(merged)
+    return Model([a, b], [GlobalAvgPool2D()(joined), Flatten()(Concatenate(axis=3)([ha, hb]))])
+
+
+CASES = {
+    "conv": _seq(Conv2D(4, 3, stride=2, padding=1), Conv2D(4, (3, 1), padding="same", groups=2, bias=False),
+                 Conv2D(3, 3, dilation=2, padding=2, activation="relu")),
+    "conv-reflect-replicate": _seq(Conv2D(3, 3, padding=1, padding_mode="reflect"),
+                                   Conv2D(2, 3, padding=(2, 1), padding_mode="replicate", activation="tanh")),
+    "conv-transpose": _seq(Conv2DTranspose(3, 3, stride=2, padding=1, output_padding=1),
+                           Conv2DTranspose(2, 4, stride=2, padding="same"), Conv2DTranspose(2, 3, stride=2,
+                                                                                           padding="same"),
+                           Conv2DTranspose(2, 1, stride=2, padding="same"),
+                           Conv2DTranspose(4, 3, dilation=2, groups=2, activation="sigmoid"), shape=(2, 3, 3)),
+    "max-pools": _seq(MaxPool2D(3, 2, 1), MaxPool2D(2, ceil_mode=True), MaxPool2D(3, 1, "same", dilation=2),
+                      shape=(2, 11, 10)),
+    "avg-pools": _seq(AvgPool2D(3, 2, 1, count_include_pad=False), AvgPool2D(3, 1, 1), AvgPool2D(2, 2, "same"),
+                      shape=(2, 11, 10)),
+    "avg-ceil": _seq(AvgPool2D(2, ceil_mode=True), AvgPool2D(3, 2, 1, ceil_mode=True), shape=(2, 9, 11)),
+    "global-dense": _seq(Conv2D(4, 3), GlobalAvgPool2D(), Dense(5), BatchNorm1D(), ReLU(), Dense(3)),
+    "global-max": _seq(GlobalMaxPool2D(), Dense(2, activation="softmax")),
+    "activations": _seq(LeakyReLU(0.2), ELU(0.5), Conv2D(2, 1), Sigmoid(), Tanh(), ReLU(), Softmax(axis=1)),
+    "norms-dropout": _seq(BatchNorm2D(), Dropout(0.5), SpatialDropout2D(0.5), BatchNorm2D(affine=False),
+                          Conv2D(2, 3, activation="elu")),
+    "reshape-pad": _seq(ZeroPadding2D(((1, 0), (2, 1))), Reshape((2, -1)), Reshape((-1,)), Dense(3)),
+    "upsampling": _seq(UpSampling2D((2, 3)), UpSampling2D(2, "bilinear"), shape=(2, 3, 4)),
+    "resize-to-size": _seq(UpSampling2D(size=(7, 5)), UpSampling2D(size=(9, 11), mode="bilinear"),
+                           UpSampling2D(size=(12, 12), mode="bilinear", align_corners=True), shape=(2, 4, 3)),
+    "merges-shared": _merges,
+}
+
+
+def _randomise_statistics(model) -> None:
+    """Running statistics away from 0 and 1, so that an export ignoring them would show."""
+    rng = np.random.default_rng(5)
+    for layer in model.layers:
+        if "running_mean" in layer.buffers:
+            c = layer.buffers["running_mean"].shape[0]
+            layer.buffers["running_mean"] = xpcnn.asarray(rng.standard_normal(c))
+            layer.buffers["running_var"] = xpcnn.asarray(rng.uniform(0.5, 2.0, c))
+
+
+def _check_against_onnxruntime(model, path, opset: int = 17) -> None:
+    xpcnn.export_onnx(model, path, opset=opset)
+    onnx.checker.check_model(onnx.load(str(path)))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    calls = model.layer_calls()
+    feeds = {name: rng.standard_normal((3, *shape)).astype(np.float32) for name, shape in calls.inputs}
+    outputs = session.run(None, feeds)
+    x = [feeds[name] for name, _ in calls.inputs]
+    expected = model.predict(x if len(x) > 1 else x[0])
+    for got, want in zip(outputs, expected if isinstance(expected, list) else [expected]):
+        assert got.shape == tuple(want.shape)
+        np.testing.assert_allclose(got, host(want), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_layers_export_and_run_in_onnxruntime(backend, tmp_path, case):
+    model = CASES[case]()
+    _randomise_statistics(model)
+    _check_against_onnxruntime(model, tmp_path / f"{case}.onnx")
+
+
+def test_circular_padding_needs_opset_19(backend, tmp_path):
+    model = _seq(Conv2D(2, 3, padding=1, padding_mode="circular"))()
+    with pytest.raises(ValueError, match="pads circularly, which ONNX has from opset 19"):
+        xpcnn.export_onnx(model, tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+    _check_against_onnxruntime(model, tmp_path / "m.onnx", opset=19)
+
+
+@pytest.mark.parametrize("example", ["resnet", "unet_segmentation"])
+def test_example_networks_export(backend, tmp_path, example, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    module = __import__(example)
+    model = module.build_resnet(widths=(4, 8, 8)) if example == "resnet" else module.build_unet(width=4)
+    model.compile("cross_entropy" if example == "resnet" else "binary_crossentropy", "adam")
+    shape = model.layer_calls().inputs[0][1]
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((8, *shape)).astype(np.float32)
+    y = rng.integers(0, 10, 8) if example == "resnet" else (rng.random((8, *model.output_shape)) > 0.5).astype(
+        np.float32)
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)  # trained weights and running statistics
+    _check_against_onnxruntime(model, tmp_path / f"{example}.onnx")
+    sys.modules.pop(example, None)
+
+
+class Squash(Layer):
+    def _forward(self, x, training):
+        return x / (1.0 + abs(x))
+
+
+def test_what_cannot_be_exported_is_named(backend, tmp_path):
+    with pytest.raises(ValueError, match=r"layer 'squash\w*' \(Squash\) has no ONNX equivalent"):
+        xpcnn.export_onnx(_seq(Conv2D(2, 3), Squash())(), tmp_path / "m.onnx")
+    with pytest.raises(ValueError, match="track_running_stats=False"):
+        xpcnn.export_onnx(_seq(BatchNorm2D(track_running_stats=False))(), tmp_path / "m.onnx")
+    with pytest.raises(ValueError, match="opset must be an int from 17"):
+        xpcnn.export_onnx(_seq(ReLU())(), tmp_path / "m.onnx", opset=13)
+    with pytest.raises(ValueError, match="not built"):
+        xpcnn.export_onnx(Sequential([Dense(2)]), tmp_path / "m.onnx")
+    with pytest.raises(TypeError, match="takes an xpcnn model"):
+        xpcnn.export_onnx([Dense(2)], tmp_path / "m.onnx")
+    assert not list(tmp_path.iterdir())
