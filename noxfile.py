@@ -70,6 +70,16 @@ def tests_jax(session: nox.Session) -> None:
     _pytest(session, "jax")
 
 
+@nox.session(name="tests-mpi")
+def tests_mpi(session: nox.Session) -> None:
+    """Data-parallel training under ``mpiexec`` (the mpich wheel brings one) on each CPU backend."""
+    session.install("-e", ".[test,mpi,jax]")
+    REPORTS.mkdir(exist_ok=True)
+    for backend in ("numpy", "torch", "jax"):
+        session.run("python", "-m", "pytest", "tests/distributed", *session.posargs,
+                    f"--junitxml={REPORTS / f'{session.name}-{backend}.xml'}", env=_env(backend))
+
+
 def _has_cuda_gpu() -> bool:
     if shutil.which("nvidia-smi") is None:
         return False

@@ -3,7 +3,7 @@
 The same layers train on NumPy, CuPy, PyTorch, JAX and array-api-strict; ``set_backend`` switches.
 """
 
-from . import callbacks, data, datasets, layers, losses, metrics, ops, optimizers, random, transforms
+from . import callbacks, data, datasets, distributed, layers, losses, metrics, ops, optimizers, random, transforms
 from .backend import (
     Backend,
     BackendUnavailableError,
@@ -35,6 +35,7 @@ __all__ = [
     "callbacks",
     "data",
     "datasets",
+    "distributed",
     "export_onnx",
     "get_backend",
     "layers",

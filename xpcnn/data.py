@@ -172,6 +172,8 @@ class DataLoader:
     integer dtype) and moved again only if the backend changes. Each ``for`` loop over the loader is one
     epoch: with ``shuffle`` a fresh permutation is drawn, so ``xpcnn.manual_seed`` makes epochs reproducible.
     ``transform`` (e.g. ``xpcnn.transforms.Compose([...])``) is applied to each ``xb`` on the device.
+    ``shard=(rank, ranks)`` yields only that rank's contiguous share of each batch (data-parallel training:
+    with one seed every rank draws the same order, so the shares make up the one-process batches).
     A list or tuple of arrays for ``x`` or ``y`` is several arrays of one length (a model's several inputs
     or outputs): their batches come as lists, each gathered with the same indices.
     """
@@ -184,6 +186,7 @@ class DataLoader:
         shuffle: bool = True,
         drop_last: bool = False,
         transform: Callable[[Any], Any] | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
             raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__} {batch_size!r}")
@@ -203,6 +206,7 @@ class DataLoader:
         self.num_samples = int(next(iter(shapes.values()))[0])
         self.batch_size = int(batch_size)
         self.shuffle, self.drop_last, self.transform = bool(shuffle), bool(drop_last), transform
+        self.shard = shard  # (rank, ranks): this rank's contiguous share of every batch
         self._cache: tuple[Any, Any, Any] | None = None  # (backend, x on device, y on device)
 
     def __len__(self) -> int:
@@ -223,7 +227,7 @@ class DataLoader:
         xp = get_backend().xp
         order = random.permutation(self.num_samples) if self.shuffle else None
         for b in range(len(self)):
-            start, stop = b * self.batch_size, min((b + 1) * self.batch_size, self.num_samples)
+            start, stop = self._share(b * self.batch_size, min((b + 1) * self.batch_size, self.num_samples))
             if order is None:
                 take = lambda a: a[start:stop, ...]  # noqa: E731
             else:
@@ -238,6 +242,15 @@ class DataLoader:
             else:
                 yb = [take(a) for a in ys]
                 yield xb, (yb if self._several_y else yb[0])
+
+    def _share(self, start: int, stop: int) -> tuple[int, int]:
+        """This rank's part of the batch ``[start, stop)``: contiguous, the first ``n % ranks`` ranks one larger."""
+        if self.shard is None:
+            return start, stop
+        rank, ranks = self.shard
+        base, extra = divmod(stop - start, ranks)
+        first = start + rank * base + min(rank, extra)
+        return first, first + base + (rank < extra)
 
     def __repr__(self) -> str:
         return (

@@ -21,6 +21,8 @@ import json
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+import array_api_compat
+
 from . import random
 from .backend import get_backend
 
@@ -39,16 +41,24 @@ class TrainState(NamedTuple):
     lr: Any
 
 
-def train_step(model: Any, state: TrainState, x: Any, y: Any) -> tuple[TrainState, dict[str, Array]]:
-    """One optimisation step of ``model`` from ``state`` on the batch ``(x, y)`` (lists for several inputs or
-    outputs): the new state and the batch's loss and metrics as 0-d arrays."""
+def gradient_step(model: Any, state: TrainState, x: Any, y: Any) -> tuple[dict[str, Array], dict[str, Array],
+                                                                          dict[str, Array]]:
+    """The first half of a training step: the gradients of the batch's loss at ``state``, the buffers the
+    forward pass moved (batch norm), and the batch's loss and metrics as 0-d arrays."""
     model.set_params(state.params)
     model.set_buffers(state.buffers)
     pred = model.forward(x, training=True)
     logs, dpred = model.objectives(pred, y)
     model.backward(dpred, input_grad=False)
-    params, slots = model.optimizer.apply(state.params, model.grads, state.slots, state.steps, state.lr)
-    return state._replace(params=params, buffers=model.buffers, slots=slots), logs
+    return model.grads, model.buffers, logs
+
+
+def train_step(model: Any, state: TrainState, x: Any, y: Any) -> tuple[TrainState, dict[str, Array]]:
+    """One optimisation step of ``model`` from ``state`` on the batch ``(x, y)`` (lists for several inputs or
+    outputs): the new state and the batch's loss and metrics as 0-d arrays."""
+    grads, buffers, logs = gradient_step(model, state, x, y)
+    params, slots = model.optimizer.apply(state.params, grads, state.slots, state.steps, state.lr)
+    return state._replace(params=params, buffers=buffers, slots=slots), logs
 
 
 def test_step(model: Any, x: Any, y: Any) -> dict[str, Array]:
@@ -109,6 +119,29 @@ class StepFunctions:
         model.set_params(new.params)
         model.set_buffers(new.buffers)
         optimizer.commit(new.slots, steps)
+        return logs, sums
+
+    def train_shared(self, x: Array, y: Array, sums: dict[str, Array] | None, comm: Any,
+                     global_size: int) -> tuple[dict[str, Array] | None, dict[str, Array] | None]:
+        """One data-parallel training step (eager): this rank's share ``(x, y)`` of a global batch of
+        ``global_size`` samples; the gradients, weighted by each rank's share of the samples, are summed over the
+        ranks (the one-process mean over the global batch), and every rank applies the same update."""
+        model, optimizer = self.model, self.model.optimizer
+        steps = optimizer.next_steps(list(model.params))
+        state = TrainState(model.params, model.buffers, optimizer.state, steps, optimizer.lr)
+        size = batch_size(x)
+        if size:
+            grads, buffers, logs = gradient_step(model, state, x, y)
+            sums = accumulate(sums, logs, size)
+        else:  # the last, smaller global batch left this rank nothing: it still takes part in the sum
+            xp = array_api_compat.array_namespace(*state.params.values())
+            grads, buffers, logs = {k: xp.zeros_like(p) for k, p in state.params.items()}, state.buffers, None
+        keys = list(grads)
+        summed = comm.allreduce_sum([grads[k] * (size / global_size) for k in keys])
+        params, slots = optimizer.apply(state.params, dict(zip(keys, summed)), state.slots, steps, state.lr)
+        model.set_params(params)
+        model.set_buffers(buffers)
+        optimizer.commit(slots, steps)
         return logs, sums
 
     def test(self, x: Array, y: Array, sums: dict[str, Array] | None) -> tuple[dict[str, Array], dict[str, Array]]:

@@ -28,6 +28,7 @@ from .batch_norm_stats import update_bn
 from .callbacks import CallbackList, History, ProgressBar
 from .data import DataLoader, check_finite, check_samples, check_targets, split_validation
 from .objectives import Objectives
+from .distributed import data_parallel
 from .step_functions import StepFunctions
 from .step_functions import batch_size as batch_size_of
 
@@ -82,6 +83,7 @@ class Trainer:
         self.epoch = 0  # number of epochs completed by fit (saved in checkpoints)
         self.history: Any = None
         self._step_functions: tuple[Any, StepFunctions] | None = None
+        self.distributed: Any = None  # the communicator of a data-parallel fit while it runs (callbacks ask it)
 
     # --- compile -----------------------------------------------------------------------------------------
     def compile(self, loss: Any, optimizer: Any, metrics: Any = None, loss_weights: Any = None,
@@ -244,6 +246,7 @@ class Trainer:
         verbose: int = 1,
         initial_epoch: int = 0,
         check_finite: bool = True,
+        distributed: Any = None,
     ) -> Any:
         """Train for ``epochs - initial_epoch`` epochs; return a ``History`` (``history.history["loss"]`` ...).
 
@@ -256,7 +259,29 @@ class Trainer:
         training data (``xpcnn.batch_norm_stats.update_bn``, as ``torch.optim.swa_utils.update_bn``).
         Raises ValueError before anything changes when x and y differ in length, labels are out of range, or
         (unless ``check_finite=False``) x, a floating y or the validation data hold NaN or infinity.
+
+        ``distributed``: a communicator from ``xpcnn.distributed.init()``. On several ranks (``mpiexec``) the
+        model trains data-parallel: rank 0's weights, buffers and random stream everywhere at the start, the
+        same data order on every rank, each rank a contiguous share of every global batch of ``batch_size``,
+        gradients averaged over the global batch (by sample count), the same update on every rank; the logs
+        and validation summed over the ranks, batch-norm running statistics averaged at each epoch's end; only
+        rank 0 prints and writes files. An error on one rank ends every rank. Steps run eagerly.
         """
+        parallel = data_parallel(distributed)
+        args = (x, y, batch_size, epochs, validation_data, validation_split, shuffle, callbacks, verbose,
+                initial_epoch, check_finite, parallel)
+        if parallel is None:
+            return self._checked_fit(*args)
+        try:
+            return self._checked_fit(*args)
+        except Exception as exc:  # no rank may wait forever on one that failed
+            parallel.comm.abort(f"{type(exc).__name__}: {exc}")
+            raise
+
+    def _checked_fit(self, x: Any, y: Any, batch_size: Any, epochs: Any, validation_data: Any, validation_split: Any,
+                     shuffle: bool, callbacks: Any, verbose: Any, initial_epoch: Any, check_finite: bool,
+                     parallel: Any) -> Any:
+        """``fit``: the checks before anything changes, then the epochs."""
         self._require_compiled("fit")
         batch_size = _check_int(batch_size, "batch_size", 1)
         epochs = _check_int(epochs, "epochs", 0)
@@ -281,14 +306,27 @@ class Trainer:
             if not hasattr(cb, "set_model"):
                 raise TypeError(f"callbacks must be xpcnn.callbacks.Callback objects, got {type(cb).__name__}")
 
+        if parallel is not None:
+            parallel.check(batch_size, batch_size_of(x))
+        return self._fit(x, y, val, batch_size, epochs, shuffle, callback_list, verbose, initial_epoch, parallel)
+
+    def _fit(self, x: Any, y: Any, val: Any, batch_size: int, epochs: int, shuffle: bool, callback_list: list[Any],
+             verbose: int, initial_epoch: int, parallel: Any) -> Any:
         # --- from here on, state changes ---
         if not isinstance(x, list):
             self._build_for(x)
-        steps = self.step_functions
-        loader = DataLoader(x, y, batch_size=batch_size, shuffle=shuffle)
-        val_loader = None if val is None else DataLoader(val[0], val[1], batch_size=batch_size, shuffle=False)
+        self.distributed = None if parallel is None else parallel.comm
+        steps = self.step_functions if parallel is None else StepFunctions(self, jit=False)
+        shard = None if parallel is None else parallel.shard
+        if parallel is not None:
+            parallel.start(self)
+        loader = DataLoader(x, y, batch_size=batch_size, shuffle=shuffle, shard=shard)
+        val_loader = None if val is None else DataLoader(val[0], val[1], batch_size=batch_size, shuffle=False,
+                                                         shard=shard)
         history = History()
-        if verbose:
+        if parallel is not None and not parallel.comm.is_main:
+            callback_list = [cb for cb in callback_list if not cb.writes_files]
+        if verbose and (parallel is None or parallel.comm.is_main):
             callback_list.insert(0, ProgressBar(verbose=verbose))
         callback_list.append(history)
         cbs = CallbackList(callback_list, model=self, params={
@@ -306,15 +344,22 @@ class Trainer:
             for step, (xb, yb) in enumerate(loader):
                 size = batch_size_of(xb)
                 cbs.on_train_batch_begin(step, {"size": size})
-                logs, sums = steps.train(xb, yb, sums)
+                if parallel is None:
+                    logs, sums = steps.train(xb, yb, sums)
+                else:
+                    global_size = parallel.global_batch(step, batch_size, loader.num_samples)
+                    logs, sums = steps.train_shared(xb, yb, sums, parallel.comm, global_size)
                 seen += size
-                cbs.on_train_batch_end(step, {**logs, "size": size})
+                cbs.on_train_batch_end(step, {**(logs or {}), "size": size})
                 if self.stop_training:
                     break
             groups = [("", sums, seen)]
             if val_loader is not None:
                 cbs.on_test_begin({})
-                groups.append(("val_", *self._evaluate_sums(val_loader, cbs)))
+                groups.append(("val_", *self._evaluate_sums(val_loader, cbs, steps)))
+            if parallel is not None:
+                groups = [(prefix, *parallel.reduce(group_sums, count)) for prefix, group_sums, count in groups]
+                parallel.average_buffers(self)
             epoch_logs = _read_means(groups)
             if val_loader is not None:
                 cbs.on_test_end({k[4:]: v for k, v in epoch_logs.items() if k.startswith("val_")})
@@ -328,13 +373,17 @@ class Trainer:
             self.set_params(self.optimizer.averaged_params(self.params))
             update_bn(self, x, batch_size)  # the running statistics of the averaged weights
         cbs.on_train_end(dict(epoch_logs))
+        self.distributed = None
         return history
 
-    def _evaluate_sums(self, loader: DataLoader, cbs: Any = None) -> tuple[dict[str, Array] | None, int]:
-        steps = self.step_functions
+    def _evaluate_sums(self, loader: DataLoader, cbs: Any = None,
+                       steps: StepFunctions | None = None) -> tuple[dict[str, Array] | None, int]:
+        steps = steps or self.step_functions
         sums, seen = None, 0
         for step, (xb, yb) in enumerate(loader):
             size = batch_size_of(xb)
+            if not size:
+                continue  # a rank's empty share of a last, small batch
             if cbs is not None:
                 cbs.on_test_batch_begin(step, {"size": size})
             logs, sums = steps.test(xb, yb, sums)
@@ -344,25 +393,32 @@ class Trainer:
         return sums, seen
 
     def evaluate(self, x: Any, y: Any, batch_size: int = 32, verbose: int = 0,
-                 callbacks: Sequence[Any] | None = None) -> dict[str, float]:
+                 callbacks: Sequence[Any] | None = None, distributed: Any = None) -> dict[str, float]:
         """Loss and metrics over ``(x, y)`` in inference mode: ``{"loss": float, "accuracy": float, ...}``.
 
-        The batch values are summed on the device and read back once.
+        The batch values are summed on the device and read back once. With ``distributed`` (several ranks)
+        each rank evaluates its share of every batch and every rank returns the sums over all of them.
         """
         self._require_compiled("evaluate")
         batch_size = _check_int(batch_size, "batch_size", 1)
         verbose = _check_verbose(verbose)
         x, y = self._checked_pair(x, y)
+        parallel = data_parallel(distributed)
+        if parallel is not None:
+            parallel.check(batch_size, batch_size_of(x))
         if not isinstance(x, list):
             self._build_for(x)
-        loader = DataLoader(x, y, batch_size=batch_size, shuffle=False)
+        loader = DataLoader(x, y, batch_size=batch_size, shuffle=False,
+                            shard=None if parallel is None else parallel.shard)
         callback_list = list(callbacks or [])
-        if verbose:
+        if verbose and (parallel is None or parallel.comm.is_main):
             callback_list.insert(0, ProgressBar(verbose=verbose))
         cbs = CallbackList(callback_list, model=self, params={"steps": len(loader), "verbose": verbose,
                                                                "batch_size": batch_size})
         cbs.on_test_begin({})
         sums, seen = self._evaluate_sums(loader, cbs)
+        if parallel is not None:
+            sums, seen = parallel.reduce(sums, seen)
         result = _read_means([("", sums, seen)])
         cbs.on_test_end(dict(result))
         return result

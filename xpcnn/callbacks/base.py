@@ -43,6 +43,9 @@ class Callback:
     before training.
     """
 
+    #: Whether the callback writes files: in a data-parallel fit only rank 0 runs those.
+    writes_files = False
+
     def __init__(self) -> None:
         self.model: Any = None
         self.params: dict[str, Any] = {}

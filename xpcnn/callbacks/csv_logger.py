@@ -18,6 +18,8 @@ class CSVLogger(Callback):
     flushed after every row and closed at the end of training.
     """
 
+    writes_files = True
+
     def __init__(self, filename: str | os.PathLike[str], separator: str = ",", append: bool = False) -> None:
         super().__init__()
         if not isinstance(separator, str) or len(separator) != 1:

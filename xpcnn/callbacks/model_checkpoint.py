@@ -21,6 +21,8 @@ class ModelCheckpoint(MonitorCallback):
     state dict as ``.npz``. ``best`` holds the best monitored value, ``last_saved`` the last path written.
     """
 
+    writes_files = True
+
     def __init__(
         self,
         filepath: str | os.PathLike[str],

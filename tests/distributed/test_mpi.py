@@ -1,0 +1,98 @@
+"""Data-parallel fit over MPI: ``mpiexec -n 2`` and ``-n 3`` give the one-process parameters, logs and
+``evaluate``; only rank 0 prints and writes; an error on one rank ends every rank. Each test starts a worker
+script as users start theirs; skipped without mpi4py and an ``mpiexec`` (the ``mpi`` extra)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import BACKEND, REPO_ROOT
+
+pytest.importorskip("mpi4py")
+MPIEXEC = shutil.which("mpiexec", path=os.pathsep.join([str(pathlib.Path(sys.executable).parent),
+                                                        os.environ.get("PATH", "")]))
+pytestmark = [pytest.mark.serial,
+              pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich, or the mpi extra)"),
+              pytest.mark.skipif(BACKEND not in ("numpy", "torch", "jax"), reason="MPI runs on the CPU backends")]
+TIMEOUT_S = 120
+
+WORKER = """
+import json, sys
+import numpy as np
+import xpcnn
+from xpcnn.callbacks import ModelCheckpoint
+from xpcnn.layers import Conv2D, Dense, Flatten, ReLU
+
+backend, out, fail = sys.argv[1], sys.argv[2], sys.argv[3] == "fail"
+xpcnn.set_backend(backend, dtype="float64")
+comm = xpcnn.distributed.init()
+xpcnn.manual_seed(0)
+rng = np.random.default_rng(0)
+x, y = rng.standard_normal((37, 2, 5, 5)), rng.integers(0, 3, 37)  # 37 = 3 batches of 12 and one of 1
+model = xpcnn.Sequential([Conv2D(3, 3, padding=1), ReLU(), Flatten(), Dense(3)], input_shape=(2, 5, 5))
+model.compile("cross_entropy", xpcnn.optimizers.Adam(0.01), metrics=["accuracy"])
+if fail and comm.rank == 1:
+    model.fit(x[:5], np.full(5, 7), distributed=comm)  # label 7 of 3 classes: a ValueError on rank 1 only
+history = model.fit(x, y, batch_size=12, epochs=2, validation_data=(x[:10], y[:10]), verbose=2,
+                    callbacks=[ModelCheckpoint(out + "/checkpoint.xpcnn")], distributed=comm)
+scores = model.evaluate(x, y, batch_size=12, distributed=comm)
+np.savez(f"{out}/rank{comm.rank}.npz", **{k: xpcnn.to_numpy(v) for k, v in model.params.items()})
+with open(f"{out}/rank{comm.rank}.json", "w") as f:
+    json.dump({"history": history.history, "evaluate": scores, "size": comm.size}, f)
+"""
+
+
+def _run(tmp_path: pathlib.Path, ranks: int, mode: str = "ok") -> subprocess.CompletedProcess:
+    out = tmp_path / f"ranks{ranks}"
+    out.mkdir()
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    command = [sys.executable, str(script), BACKEND, str(out), mode]
+    if ranks > 1:
+        command = [MPIEXEC, "-n", str(ranks), *command]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "JAX_ENABLE_X64": "1", "PYTHONPATH": os.pathsep.join(
+        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)}
+    return subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, env=env, cwd=tmp_path)
+
+
+def _results(tmp_path: pathlib.Path, ranks: int, rank: int) -> tuple[dict, dict]:
+    out = tmp_path / f"ranks{ranks}"
+    with np.load(out / f"rank{rank}.npz") as f:
+        params = {k: f[k] for k in f.files}
+    return params, json.loads((out / f"rank{rank}.json").read_text())
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_ranks_train_as_one_process(tmp_path, ranks):
+    single = _run(tmp_path, 1)
+    assert single.returncode == 0, single.stderr[-3000:]
+    several = _run(tmp_path, ranks)
+    assert several.returncode == 0, several.stderr[-3000:]
+    reference, reference_logs = _results(tmp_path, 1, 0)
+    assert reference_logs["size"] == 1
+    for rank in range(ranks):
+        params, logs = _results(tmp_path, ranks, rank)
+        assert logs["size"] == ranks
+        for key, value in reference.items():  # the same global batches, gradients averaged over them
+            np.testing.assert_allclose(params[key], value, rtol=1e-12, atol=1e-14, err_msg=f"rank {rank} {key}")
+        for key, values in reference_logs["history"].items():
+            np.testing.assert_allclose(logs["history"][key], values, rtol=1e-12, err_msg=key)
+        for key, value in reference_logs["evaluate"].items():
+            assert logs["evaluate"][key] == pytest.approx(value, rel=1e-12)
+    out = tmp_path / f"ranks{ranks}"
+    assert (out / "checkpoint.xpcnn").is_file()  # written by rank 0 only: one file, whole
+    assert (several.stdout + several.stderr).count("Epoch 2/2") == 1  # only rank 0 prints
+
+
+def test_an_error_on_one_rank_ends_every_rank(tmp_path):
+    result = _run(tmp_path, 2, mode="fail")
+    assert result.returncode != 0
+    assert "rank 1 of 2 failed, ending every rank: ValueError" in result.stderr

@@ -1,0 +1,173 @@
+"""Data-parallel training over MPI: the same script on one process or many (``mpiexec -n 4 python train.py``).
+
+``init()`` returns a communicator: MPI's world when the process runs under ``mpiexec``/``srun`` with more than
+one rank (``mpi4py``, the ``mpi`` extra), else a single-process one whose collectives return their input.
+``model.fit(..., distributed=comm)`` then trains data-parallel (see ``Trainer.fit``). Arrays are reduced
+through host buffers packed per dtype, one collective per dtype (NumPy arrays without a copy), as ChainerMN
+and Horovod pack their gradients.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .backend import asarray, to_numpy
+
+__all__ = ["Communicator", "DataParallel", "MPICommunicator", "data_parallel", "init"]
+
+Array = Any
+_LAUNCHER_SIZES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS")
+
+
+class Communicator:
+    """One process: rank 0 of 1; every collective returns its input."""
+
+    rank = 0
+    size = 1
+
+    @property
+    def is_main(self) -> bool:
+        """The rank that prints and writes files (rank 0)."""
+        return self.rank == 0
+
+    def allreduce_sum(self, arrays: Sequence[Array]) -> list[Array]:
+        """The element-wise sums of ``arrays`` over the ranks, on the current backend and device."""
+        return list(arrays)
+
+    def broadcast(self, arrays: Mapping[str, Array]) -> dict[str, Array]:
+        """Rank 0's ``arrays`` on every rank."""
+        return dict(arrays)
+
+    def broadcast_object(self, value: Any) -> Any:
+        """Rank 0's (small, plain) ``value`` on every rank."""
+        return value
+
+    def abort(self, message: str) -> None:
+        """End every rank at once (after an error on this one); one process just returns."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(rank={self.rank}, size={self.size})"
+
+
+class MPICommunicator(Communicator):
+    """The ranks of an MPI communicator (``mpi4py``)."""
+
+    def __init__(self, comm: Any) -> None:
+        self._comm = comm
+        self.rank, self.size = int(comm.Get_rank()), int(comm.Get_size())
+
+    def allreduce_sum(self, arrays: Sequence[Array]) -> list[Array]:
+        from mpi4py import MPI
+
+        return self._packed(arrays, lambda buffer: self._comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM))
+
+    def broadcast(self, arrays: Mapping[str, Array]) -> dict[str, Array]:
+        keys = list(arrays)
+        return dict(zip(keys, self._packed([arrays[k] for k in keys], lambda buffer: self._comm.Bcast(buffer, 0))))
+
+    def broadcast_object(self, value: Any) -> Any:
+        return self._comm.bcast(value, root=0)
+
+    def abort(self, message: str) -> None:
+        print(f"xpcnn.distributed: rank {self.rank} of {self.size} failed, ending every rank: {message}",
+              file=sys.stderr, flush=True)
+        self._comm.Abort(1)
+
+    @staticmethod
+    def _packed(arrays: Sequence[Array], collective: Any) -> list[Array]:
+        """Run ``collective`` in place on one contiguous host buffer per dtype holding ``arrays``; the results
+        come back on the current backend in the arrays' shapes and dtypes."""
+        hosts = [np.asarray(to_numpy(a)) for a in arrays]
+        out: list[Array] = [None] * len(hosts)
+        for dtype in sorted({h.dtype.str for h in hosts}):
+            members = [i for i, h in enumerate(hosts) if h.dtype.str == dtype]
+            buffer = np.concatenate([hosts[i].reshape(-1) for i in members]) if members else None
+            collective(buffer)
+            offset = 0
+            for i in members:
+                size = hosts[i].size
+                out[i] = asarray(buffer[offset:offset + size].reshape(hosts[i].shape), dtype=_dtype_of(arrays[i]))
+                offset += size
+        return out
+
+
+def _dtype_of(array: Array) -> Any:
+    return getattr(array, "dtype", None) if not isinstance(array, np.ndarray) else None
+
+
+class DataParallel:
+    """What ``fit``/``evaluate`` do differently on several ranks: one start (rank 0's weights, buffers and
+    random stream everywhere), each rank's share of every batch, and the sums that make every rank's logs the
+    one-process ones."""
+
+    def __init__(self, comm: Communicator) -> None:
+        self.comm = comm
+
+    @property
+    def shard(self) -> tuple[int, int]:
+        return self.comm.rank, self.comm.size
+
+    def check(self, batch_size: int, samples: int, what: str = "x") -> None:
+        ranks = self.comm.size
+        if batch_size % ranks:
+            raise ValueError(f"batch_size {batch_size} (the global batch) cannot be shared evenly by {ranks} ranks; "
+                             f"use a multiple of {ranks}")
+        if samples < ranks:
+            raise ValueError(f"{what} holds {samples} samples, fewer than the {ranks} ranks that share it")
+
+    def start(self, model: Any) -> None:
+        """Every rank from rank 0's state: weights, buffers and the random stream (so that every rank draws
+        the same data order)."""
+        from . import random
+
+        random.set_state(self.comm.broadcast_object(random.get_state()))
+        model.set_params(self.comm.broadcast(model.params))
+        model.set_buffers(self.comm.broadcast(model.buffers))
+
+    @staticmethod
+    def global_batch(step: int, batch_size: int, samples: int) -> int:
+        return min(batch_size, samples - step * batch_size)
+
+    def reduce(self, sums: Mapping[str, Array] | None, seen: int) -> tuple[dict[str, Array], int]:
+        """Per-rank sums of the batch logs and sample counts, summed over the ranks (a rank that saw no sample
+        adds zeros under rank 0's keys)."""
+        keys = self.comm.broadcast_object(None if sums is None else list(sums))
+        values = [sums[k] if sums is not None else asarray(0.0) for k in keys]
+        *totals, count = self.comm.allreduce_sum([*values, np.asarray([seen], dtype=np.int64)])
+        return dict(zip(keys, totals)), int(to_numpy(count)[0])
+
+    def average_buffers(self, model: Any) -> None:
+        """Batch-norm running statistics, gathered on each rank's share, averaged over the ranks."""
+        buffers = model.buffers
+        if buffers:
+            keys = list(buffers)
+            totals = self.comm.allreduce_sum([buffers[k] for k in keys])
+            model.set_buffers({k: t / self.comm.size for k, t in zip(keys, totals)})
+
+
+def data_parallel(comm: Any) -> DataParallel | None:
+    """The data-parallel helper for ``distributed=comm``; None for one process."""
+    if comm is None:
+        return None
+    if not isinstance(comm, Communicator):
+        raise TypeError(f"distributed takes a communicator from xpcnn.distributed.init(), got {type(comm).__name__}")
+    return DataParallel(comm) if comm.size > 1 else None
+
+
+def init() -> Communicator:
+    """MPI's world communicator when this process is one of several ranks, else the single-process one."""
+    launched = max((int(os.environ.get(name, "1") or 1) for name in _LAUNCHER_SIZES), default=1)
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        if launched > 1:
+            raise ImportError('this process is one of several MPI ranks but mpi4py is missing: '
+                              'pip install "xpcnn[mpi]"') from None
+        return Communicator()
+    world = MPI.COMM_WORLD
+    return MPICommunicator(world) if world.Get_size() > 1 else Communicator()
