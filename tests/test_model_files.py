@@ -183,6 +183,9 @@ def _nest(config):
     (_set("compile.optimizer.lr", "fast"), "field compile.optimizer: cannot rebuild it"),
     (_set("compile.metrics", [{"class_name": "Metric", "config": {}}]), "unknown metric class 'Metric'"),
     (_nest, "the config nests 50[0-9] levels deep, more than the 64"),
+    (_set("compile.optimizer.lr", 10**400), "field compile.optimizer: cannot rebuild it"),
+    (_set("compile.metrics", [{"class_name": "Accuracy", "config": {}}, [{"class_name": "Accuracy"}]]),
+     "compile.metrics must be a list of metrics or a list of lists"),
 ])
 def test_every_field_is_checked_and_named(backend, tmp_path, edit, message):
     model = _model()
@@ -207,3 +210,53 @@ def test_only_public_concrete_layer_classes_register():
 
     assert not [name for name in _REGISTRY if name.startswith("_")]
     assert {"Conv2D", "Dense", "InputLayer", "Add", "BatchNorm2D"} <= set(_REGISTRY)
+
+
+
+def _flag_member(raw: bytes, member: bytes, flag_bits: int = 0, method: int | None = None) -> bytes:
+    """The zip ``raw`` with ``member``'s general-purpose flags or compression method changed in its local and
+    central headers (what an encrypted member, or one of an unknown method, looks like to zipfile)."""
+    data = bytearray(raw)
+    for signature, flags_at, name_at in ((b"PK\x03\x04", 6, 30), (b"PK\x01\x02", 8, 46)):
+        start = 0
+        while (start := data.find(signature, start)) != -1:
+            if data[start + name_at:start + name_at + len(member)] == member:
+                data[start + flags_at] |= flag_bits
+                if method is not None:
+                    data[start + flags_at + 2:start + flags_at + 4] = method.to_bytes(2, "little")
+            start += 4
+    return bytes(data)
+
+
+@pytest.mark.parametrize(("flags", "method"), [(1, None), (0, 99)], ids=["encrypted", "unknown-method"])
+@pytest.mark.parametrize("member", ["config", "weight"])
+def test_encrypted_or_unknown_members_are_refused_as_damaged(backend, tmp_path, flags, method, member):
+    name = "config.npy" if member == "config" else _saved_member(tmp_path / "m", "0.weight")
+    if member == "config":
+        _model().save(tmp_path / "m")
+    bad = tmp_path / "bad"
+    bad.write_bytes(_flag_member((tmp_path / "m").read_bytes(), name.encode(), flags, method))
+    with pytest.raises(ValueError, match="damaged"):
+        load_model(bad)
+
+
+def test_an_architecture_larger_than_the_files_weights_is_refused_before_allocation(backend, tmp_path):
+    def grow(config):
+        layers = config["architecture"]["layers"]
+        layers[4:] = [{"class_name": "Dense", "config": {"out_features": 3000}} for _ in range(6)]
+
+    _model().save(tmp_path / "m")
+    _rewrite(tmp_path / "m", tmp_path / "grown", edit=grow)
+    assert _peak_mib(lambda: pytest.raises(ValueError, load_model, tmp_path / "grown")) < 20
+    with pytest.raises(ValueError, match="would take the model past the values its file's weights hold"):
+        load_model(tmp_path / "grown")
+
+
+def test_a_deep_graph_model_saves_and_loads(backend, tmp_path):
+    inputs = xpcnn.Input((2,))
+    h = inputs
+    for _ in range(1500):  # deeper than Python's recursion limit
+        h = ReLU()(h)
+    model = xpcnn.Model(inputs, Dense(2)(h))
+    model.save(tmp_path / "deep")
+    assert len(load_model(tmp_path / "deep").layers) == 1501

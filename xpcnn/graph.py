@@ -176,27 +176,31 @@ def chain_plan(layers: Sequence[Layer]) -> Plan:
 
 def nodes_between(inputs: Sequence[SymbolicTensor], outputs: Sequence[SymbolicTensor]) -> list[Node]:
     """The nodes on the paths from ``inputs`` to ``outputs``, in topological order (each after the nodes it
-    reads); a ValueError when an output needs an input that is not among ``inputs``."""
+    reads, inputs in order: a depth-first post-order, walked with a stack so that no graph is too deep); a
+    ValueError when an output needs an input that is not among ``inputs``."""
     given = {id(t.node) for t in inputs}
     order: list[Node] = []
-    state: dict[int, str] = {}
-
-    def visit(node: Node, path: list[str]) -> None:
-        key = id(node)
-        if state.get(key) == "done":
-            return
-        if not node.inputs and key not in given:
-            raise ValueError(f"the outputs depend on input {node.layer.name!r}, which is not among the model's "
-                             f"inputs (reached through {' <- '.join(path)})")
-        state[key] = "open"
-        if key not in given:
-            for t in node.inputs:
-                visit(t.node, [*path, t.name])
-        state[key] = "done"
-        order.append(node)
-
+    done: set[int] = set()
     for t in outputs:
-        visit(t.node, [t.name])
+        stack: list[tuple[Node, Any, int]] = [(t.node, (t.name, None), 0)]  # path: (name, rest of the path)
+        while stack:
+            node, path, next_input = stack.pop()
+            if id(node) in done:
+                continue
+            if not node.inputs and id(node) not in given:
+                names = []
+                while path is not None:
+                    names.append(path[0])
+                    path = path[1]
+                raise ValueError(f"the outputs depend on input {node.layer.name!r}, which is not among the model's "
+                                 f"inputs (reached through {' <- '.join(reversed(names))})")
+            reads = [] if id(node) in given else node.inputs
+            if next_input < len(reads):
+                stack.append((node, path, next_input + 1))
+                stack.append((reads[next_input].node, (reads[next_input].name, path), 0))
+                continue
+            done.add(id(node))
+            order.append(node)
     return order
 
 

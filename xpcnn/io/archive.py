@@ -22,7 +22,9 @@ __all__ = ["Archive", "ArchiveMember", "MAX_CONFIG_BYTES", "MAX_JSON_DEPTH"]
 
 MAX_CONFIG_BYTES = 64 * 2**20  # the JSON config of any real model is far smaller
 MAX_JSON_DEPTH = 64
-_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
+# what reading a damaged or hostile zip can raise: encrypted members (RuntimeError) and unknown compression
+# methods (NotImplementedError) included
+_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, RuntimeError, NotImplementedError)
 
 
 class Archive:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import warnings
 from collections.abc import Mapping
@@ -100,7 +101,7 @@ def _load_into(model: LayerGraph, config: Mapping[str, Any], weights: Mapping[st
     snapshot = [copy.deepcopy(layer.__dict__) for layer in model.layers]
     random_state = random.get_state()
     try:
-        with parameter_limit(MAX_ARRAY_ELEMENTS):
+        with parameter_limit(MAX_ARRAY_ELEMENTS, _values(weights)):
             model.build(tuple(shape))
         _load_state(model, weights, path)
     except BaseException:
@@ -140,10 +141,11 @@ def load_model(path: Any, restore_random_state: bool = False,
         if config["format"] != FORMAT_MODEL:
             raise ValueError(f"{path} holds weights only (written by save_weights); build the model and call "
                              "model.load_weights(path), or save with model.save(path)")
-        model = _rebuild_architecture(config["architecture"], path, max_array_elements)
+        weights = _weights_of(archive)  # their headers: the budget of the architecture's allocations
+        model = _rebuild_architecture(config["architecture"], path, max_array_elements, _values(weights))
         if not model.built:
             raise ValueError(f"{path}: the saved architecture has no input shape")
-        _load_state(model, _weights_of(archive), path)
+        _load_state(model, weights, path)
         if config.get("compile"):
             _restore_compile(model, config, archive)
     model.epoch = int(config.get("epoch", 0))
@@ -152,12 +154,16 @@ def load_model(path: Any, restore_random_state: bool = False,
     return model
 
 
-def _rebuild_architecture(arch: Mapping[str, Any], path: str, max_array_elements: int) -> LayerGraph:
+def _values(weights: Mapping[str, Any]) -> int:
+    return sum(math.prod(value.shape) for value in weights.values())
+
+
+def _rebuild_architecture(arch: Mapping[str, Any], path: str, max_array_elements: int, total: int) -> LayerGraph:
     random_state = random.get_state()
     try:
-        with parameter_limit(max_array_elements):
+        with parameter_limit(max_array_elements, total):
             return (Model if arch.get("class_name") == "Model" else Sequential).from_config(arch)
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
         raise ValueError(f"{path}: field architecture: cannot rebuild it: {exc}") from exc
     finally:
         random.set_state(random_state)  # fresh initial weights must not move the user's random stream
@@ -168,16 +174,16 @@ def _restore_compile(model: LayerGraph, config: Mapping[str, Any], archive: Arch
     try:
         loss = spec["loss"]
         loss = [_rebuild_loss(s) for s in loss] if isinstance(loss, list) else _rebuild_loss(loss)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise ValueError(f"{path}: field compile.loss: cannot rebuild it: {exc}") from exc
     try:
         optimizer = optimizers_module.get(dict(spec["optimizer"]))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ValueError(f"{path}: field compile.optimizer: cannot rebuild it: {exc}") from exc
     try:
         metrics = _rebuild_metrics(spec.get("metrics", []))
         model.compile(loss, optimizer, metrics, loss_weights=spec.get("loss_weights"))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise ValueError(f"{path}: field compile: cannot compile with it: {exc}") from exc
     opt_state = config.get("optimizer_state")
     if not opt_state:

@@ -166,6 +166,8 @@ def _check_compile(check: _Checker, spec: Any) -> None:
     optimizer = check.dict(spec.get("optimizer"), "compile.optimizer")
     check.str(optimizer.get("name"), "compile.optimizer.name")
     metrics = check.list(spec.get("metrics", []), "compile.metrics")
+    if len({isinstance(metric, list) for metric in metrics}) > 1:
+        raise check.fail("compile.metrics", "must be a list of metrics or a list of lists (one per output), not both")
     for j, metric in enumerate(metrics):
         group = metric if isinstance(metric, list) else [metric]
         for k, one in enumerate(group):

@@ -64,22 +64,24 @@ def make_layer(spec: Mapping[str, Any], where: str) -> Layer:
     layer_cls = get_layer_class(spec["class_name"])
     try:
         return layer_cls(**spec.get("config", {}), name=spec.get("name"))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: float(10**400)
         raise ValueError(f"{where} ({spec['class_name']}): {exc}") from exc
 
 
-_MAX_ELEMENTS: contextvars.ContextVar[int | None] = contextvars.ContextVar("max_elements", default=None)
+_LIMITS: contextvars.ContextVar[list[int | None] | None] = contextvars.ContextVar("parameter_limits", default=None)
 
 
 @contextlib.contextmanager
-def parameter_limit(max_elements: int) -> Iterator[None]:
+def parameter_limit(max_elements: int, total: int | None = None) -> Iterator[None]:
     """Within the block, a layer refuses to create a parameter or buffer of more than ``max_elements`` values,
-    before allocating it: what rebuilding a model from a file runs under (``load_model(max_array_elements=)``)."""
-    token = _MAX_ELEMENTS.set(int(max_elements))
+    or (with ``total``) more values than are left of ``total`` over all layers, before allocating it: what
+    rebuilding a model from a file runs under (``load_model(max_array_elements=)``; ``total``, the values the
+    file's weights hold)."""
+    token = _LIMITS.set([int(max_elements), None if total is None else int(total)])
     try:
         yield
     finally:
-        _MAX_ELEMENTS.reset(token)
+        _LIMITS.reset(token)
 
 
 class Layer:
@@ -242,8 +244,16 @@ class Layer:
         return backend.xp.ones(shape, dtype=backend.dtype, device=backend.device)
 
     def _check_size(self, shape: tuple[int, ...]) -> None:
-        limit = _MAX_ELEMENTS.get()
-        if limit is not None and math.prod(shape) > limit:
+        limits = _LIMITS.get()
+        if limits is None:
+            return
+        count, (limit, left) = math.prod(shape), limits
+        if count > limit:
             raise ValueError(f"{self._name()} {self.name!r}: a parameter of shape {tuple(shape)} would hold "
-                             f"{math.prod(shape):,} values, more than the limit of {limit:,} per array "
+                             f"{count:,} values, more than the limit of {limit:,} per array "
                              "(raise it with max_array_elements= if the model really is that large)")
+        if left is not None:
+            if count > left:
+                raise ValueError(f"{self._name()} {self.name!r}: a parameter of shape {tuple(shape)} would take "
+                                 "the model past the values its file's weights hold")
+            limits[1] = left - count
