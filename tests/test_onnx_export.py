@@ -49,7 +49,8 @@ CASES = {
                            Conv2DTranspose(2, 1, stride=2, padding="same"),
                            Conv2DTranspose(4, 3, dilation=2, groups=2, activation="sigmoid"), shape=(2, 3, 3)),
     "max-pools": _seq(MaxPool2D(3, 2, 1), MaxPool2D(2, ceil_mode=True), MaxPool2D(3, 1, "same", dilation=2),
-                      shape=(2, 11, 10)),
+                      MaxPool2D(3, 1, "same", dilation=3), shape=(2, 11, 10)),
+    "clashing-names": _seq(Conv2D(2, 3, name="input"), ReLU(name="twice"), ReLU(name="twice")),
     "avg-pools": _seq(AvgPool2D(3, 2, 1, count_include_pad=False), AvgPool2D(3, 1, 1), AvgPool2D(2, 2, "same"),
                       shape=(2, 11, 10)),
     "avg-ceil": _seq(AvgPool2D(2, ceil_mode=True), AvgPool2D(3, 2, 1, ceil_mode=True), shape=(2, 9, 11)),
@@ -130,6 +131,8 @@ class Squash(Layer):
 def test_what_cannot_be_exported_is_named(backend, tmp_path):
     with pytest.raises(ValueError, match=r"layer 'squash\w*' \(Squash\) has no ONNX equivalent"):
         xpcnn.export_onnx(_seq(Conv2D(2, 3), Squash())(), tmp_path / "m.onnx")
+    with pytest.raises(ValueError, match="resizes bilinearly to an axis of one pixel"):
+        xpcnn.export_onnx(_seq(UpSampling2D(size=(1, 4), mode="bilinear"))(), tmp_path / "m.onnx")
     with pytest.raises(ValueError, match="track_running_stats=False"):
         xpcnn.export_onnx(_seq(BatchNorm2D(track_running_stats=False))(), tmp_path / "m.onnx")
     with pytest.raises(ValueError, match="opset must be an int from 17"):

@@ -122,20 +122,26 @@ def _batch_norm(g: _Graph, layer: BatchNorm2D, x: str, out: str, in_hw: Any) -> 
     return g.node("BatchNormalization", inputs, out, epsilon=layer.eps)
 
 
-def _pool_pads(layer: Any, in_hw: tuple[int, int]) -> tuple[pool_ops.PoolGeometry, list[int]]:
+def _pool_pads(layer: Any, in_hw: tuple[int, int]) -> list[int]:
     geometry = pool_ops.pool_geometry(in_hw, layer.kernel_size, layer.stride, layer.padding,
                                       getattr(layer, "dilation", 1), layer.ceil_mode)
-    return geometry, _onnx_pads(geometry.declared)
+    return _onnx_pads(geometry.declared)
 
 
 def _max_pool(g: _Graph, layer: MaxPool2D, x: str, out: str, in_hw: tuple[int, int]) -> str:
-    geometry, pads = _pool_pads(layer, in_hw)
+    pads = _pool_pads(layer, in_hw)
+    if any(pad >= layer.kernel_size[i % 2] for i, pad in enumerate(pads)):  # onnxruntime refuses such pads
+        top, left, bottom, right = pads
+        amounts = g.constant(f"{layer.name}/pads", [0, 0, top, left, 0, 0, bottom, right], np.int64)
+        x = g.node("Pad", [x, amounts, g.constant(f"{layer.name}/fill", -np.inf)], g.fresh(f"{layer.name}/padded"),
+                   mode="constant")
+        pads = [0, 0, 0, 0]
     return g.node("MaxPool", [x], out, kernel_shape=list(layer.kernel_size), strides=list(layer.stride), pads=pads,
                   dilations=list(layer.dilation), ceil_mode=int(layer.ceil_mode))
 
 
 def _avg_pool(g: _Graph, layer: AvgPool2D, x: str, out: str, in_hw: tuple[int, int]) -> str:
-    geometry, pads = _pool_pads(layer, in_hw)
+    pads = _pool_pads(layer, in_hw)
     include = layer.count_include_pad and layer.padding != "same"
     return g.node("AveragePool", [x], out, kernel_shape=list(layer.kernel_size), strides=list(layer.stride),
                   pads=pads, ceil_mode=int(layer.ceil_mode), count_include_pad=int(include))
@@ -148,6 +154,9 @@ def _global_pool(op: str) -> Callable[..., str]:
 
 
 def _upsample(g: _Graph, layer: UpSampling2D, x: str, out: str, in_hw: tuple[int, int]) -> str:
+    if layer.mode == "bilinear" and not layer.align_corners and 1 in layer.output_shape[1:]:
+        raise ValueError(f"export_onnx: {layer.name!r} resizes bilinearly to an axis of one pixel, where ONNX's "
+                         "'pytorch_half_pixel' reads the first pixel and PyTorch (and xpcnn) the middle")
     if layer.mode == "nearest":
         options = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
     else:

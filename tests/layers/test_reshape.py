@@ -211,3 +211,23 @@ def test_upsampling_by_a_factor_follows_the_input_size(backend):
     y = layer.forward(xpcnn.asarray(_input((1, 1, 4, 5))), training=True)  # another image size: another output
     assert tuple(y.shape) == (1, 1, 8, 10)
     assert tuple(layer.backward(xpcnn.asarray(_input((1, 1, 8, 10)))).shape) == (1, 1, 4, 5)
+
+
+
+def test_resampling_keeps_infinities_where_they_are(backend):
+    """A gathered tap of weight 0 reads nothing: one infinite pixel spreads only where torch spreads it."""
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    x = _input((1, 1, 5, 6))
+    x[0, 0, 2, 3] = np.inf
+    tx = torch.tensor(x)
+    for ours, theirs in [
+        (resize_ops.boundary_pad2d(xpcnn.asarray(x), (2, 1, 1, 2), "reflect"), F.pad(tx, (1, 2, 2, 1), mode="reflect")),
+        (resize_ops.resize2d(xpcnn.asarray(x), (7, 9), "nearest"), F.interpolate(tx, size=(7, 9), mode="nearest")),
+    ]:
+        np.testing.assert_array_equal(np.isinf(host(ours)), np.isinf(theirs.numpy()))
+        assert not np.isnan(host(ours)).any()
+    bilinear = host(resize_ops.resize2d(xpcnn.asarray(x), (10, 12), "bilinear"))
+    reference = F.interpolate(tx, size=(10, 12), mode="bilinear", align_corners=False).numpy()
+    assert np.isnan(bilinear).sum() <= np.isnan(reference).sum()  # no more NaN than torch makes

@@ -162,10 +162,12 @@ class Sequential(LayerGraph):
         return self.layers[-1:]
 
     def layer_calls(self) -> LayerCalls:
-        """The stack as named tensors: ``input``, then each layer's output under the layer's name."""
-        names = [layer.name for layer in self.layers]
+        """The stack as named tensors: ``input``, each layer's output as ``<index>:<layer name>`` (unique even
+        where two layers share a name), the last one ``output``."""
+        last = len(self.layers) - 1
+        names = ["output" if i == last else f"{i}:{layer.name}" for i, layer in enumerate(self.layers)]
         calls = [(layer, ["input" if i == 0 else names[i - 1]], names[i]) for i, layer in enumerate(self.layers)]
-        return LayerCalls([("input", tuple(self.input_shape))], calls, [(names[-1], tuple(self.output_shape))])
+        return LayerCalls([("input", tuple(self.input_shape))], calls, [("output", tuple(self.output_shape))])
 
     # --- description -------------------------------------------------------------------------------------
     def _summary_rows(self) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:

@@ -2,8 +2,9 @@
 forward beside its backward.
 
 ``resize2d`` (to an output size) and ``upsample2d`` (by integer factors) match ``F.interpolate`` in
-``mode="nearest"`` and ``mode="bilinear"`` (``align_corners`` either way). Resizing is linear and separable,
-so it is two small resampling matrices, ``y = A_h @ x @ A_w^T``, and its backward is the transposes; nearest
+``mode="nearest"`` and ``mode="bilinear"`` (``align_corners`` either way). Resizing is linear and separable:
+the forward pass gathers each output pixel's taps (rows, then columns; a tap of weight 0 reads nothing, so an
+infinity stays where it is), the backward pass multiplies by the transposed resampling matrices; nearest
 resizing by integer factors repeats pixels instead.
 """
 
@@ -27,6 +28,7 @@ __all__ = [
     "check_upsample_args",
     "check_size",
     "interpolation_matrix",
+    "interpolation_taps",
     "resize2d",
     "resize2d_backward",
     "upsample2d",
@@ -51,33 +53,59 @@ def check_size(size: Any, owner: str = "resize2d") -> tuple[int, int]:
     return as_pair(size, "size", owner=owner)
 
 
-def interpolation_matrix(in_size: int, out_size: int, like: Any, mode: str = "bilinear",
-                         align_corners: bool = False) -> Any:
-    """``(out_size, in_size)`` resampling weights, PyTorch's ``F.interpolate`` rules, in ``like``'s dtype and
-    device. Built on the host (a small constant) from these source coordinates of output pixel ``o``:
+Taps = tuple[np.ndarray, np.ndarray, np.ndarray]  # per output pixel: low source, high source, weight of high
+
+
+def interpolation_taps(in_size: int, out_size: int, mode: str = "bilinear", align_corners: bool = False) -> Taps:
+    """Where each of ``out_size`` output pixels reads, PyTorch's ``F.interpolate`` rules, from the source
+    coordinate of output pixel ``o``:
 
     * nearest: pixel ``min(floor(o * in/out), in - 1)``, with the product in float32 as torch computes it;
     * bilinear: ``max((o + 0.5) * in/out - 0.5, 0)``, or ``o * (in - 1)/(out - 1)`` with ``align_corners``,
       between neighbours ``i0`` and ``min(i0 + 1, in - 1)`` with weights ``1 - t`` and ``t``.
     """
     out = np.arange(out_size)
-    weights = np.zeros((out_size, in_size))
     if mode == "nearest":
         scale = np.float32(in_size) / np.float32(out_size)
-        source = np.minimum(np.floor(out.astype(np.float32) * scale).astype(np.int64), in_size - 1)
-        weights[out, source] = 1.0
+        low = np.minimum(np.floor(out.astype(np.float32) * scale).astype(np.int64), in_size - 1)
+        return low, low, np.zeros(out_size)
+    if align_corners:
+        source = out * ((in_size - 1) / (out_size - 1)) if out_size > 1 else np.zeros(out_size)
     else:
-        if align_corners:
-            source = out * ((in_size - 1) / (out_size - 1)) if out_size > 1 else np.zeros(out_size)
-        else:
-            source = np.maximum((out + 0.5) * (in_size / out_size) - 0.5, 0.0)
-        low = np.minimum(np.floor(source).astype(np.int64), in_size - 1)
-        high = np.minimum(low + 1, in_size - 1)
-        frac = source - low
-        np.add.at(weights, (out, low), 1.0 - frac)
-        np.add.at(weights, (out, high), frac)
+        source = np.maximum((out + 0.5) * (in_size / out_size) - 0.5, 0.0)
+    low = np.minimum(np.floor(source).astype(np.int64), in_size - 1)
+    return low, np.minimum(low + 1, in_size - 1), source - low
+
+
+def interpolation_matrix(in_size: int, out_size: int, like: Any, mode: str = "bilinear",
+                         align_corners: bool = False) -> Any:
+    """``(out_size, in_size)`` resampling weights (``interpolation_taps`` as a matrix), in ``like``'s dtype
+    and device: what the backward pass multiplies by."""
+    return _matrix(interpolation_taps(in_size, out_size, mode, align_corners), in_size, like)
+
+
+def _matrix(taps: Taps, in_size: int, like: Any) -> Any:
+    low, high, frac = taps
+    rows = np.arange(low.size)
+    weights = np.zeros((low.size, in_size))
+    np.add.at(weights, (rows, low), 1.0 - frac)
+    np.add.at(weights, (rows, high), frac)
     xp = array_api_compat.array_namespace(like)
     return xp.asarray(weights, dtype=like.dtype, device=array_api_compat.device(like))
+
+
+def _gather(a: Any, axis: int, taps: Taps) -> Any:
+    """``a`` resampled along ``axis`` by reading its taps: a tap of weight 0 reads nothing (no 0 * inf)."""
+    xp, device = array_api_compat.array_namespace(a), array_api_compat.device(a)
+    low, high, frac = taps
+    near = xp.take(a, xp.asarray(low, device=device), axis=axis)
+    if not frac.any():
+        return near
+    shape = [1] * a.ndim
+    shape[axis] = frac.size
+    t = xp.asarray(np.reshape(frac, shape), dtype=a.dtype, device=device)
+    far = xp.take(a, xp.asarray(high, device=device), axis=axis)
+    return xp.where(t == 0, near, near * (1 - t) + far * t)
 
 
 def _repeats(in_hw: tuple[int, int], out_hw: tuple[int, int], mode: str) -> tuple[int, int] | None:
@@ -114,23 +142,25 @@ def _resample(a: Any, in_hw: tuple[int, int], out_hw: tuple[int, int], mode: str
         if adjoint:
             return xp.sum(xp.reshape(a, (n, c, h, sh, w, sw)), axis=(3, 5))
         return xp.reshape(xp.broadcast_to(xp.reshape(a, (n, c, h, 1, w, 1)), (n, c, h, sh, w, sw)), (n, c, oh, ow))
-    return _separable(a, interpolation_matrix(h, oh, a, mode, align_corners),
-                      interpolation_matrix(w, ow, a, mode, align_corners), adjoint)
+    taps_h, taps_w = interpolation_taps(h, oh, mode, align_corners), interpolation_taps(w, ow, mode, align_corners)
+    return _separable(a, taps_h, taps_w, (h, w), adjoint)
 
 
-def _separable(a: Any, a_h: Any, a_w: Any, adjoint: bool) -> Any:
-    """``A_h @ a @ A_w^T``, or its adjoint ``A_h^T @ a @ A_w``: a linear map of the rows and columns."""
+def _separable(a: Any, taps_h: Taps, taps_w: Taps, in_hw: tuple[int, int], adjoint: bool) -> Any:
+    """Resample rows then columns by their taps, or (``adjoint``) ``A_h^T @ a @ A_w`` with the taps' matrices:
+    the backward pass of the same linear map."""
+    if not adjoint:
+        return _gather(_gather(a, 2, taps_h), 3, taps_w)
     xp = array_api_compat.array_namespace(a)
-    if adjoint:
-        return xp.matmul(xp.matmul(xp.matrix_transpose(a_h), a), a_w)
-    return xp.matmul(xp.matmul(a_h, a), xp.matrix_transpose(a_w))
+    a_h, a_w = _matrix(taps_h, in_hw[0], a), _matrix(taps_w, in_hw[1], a)
+    return xp.matmul(xp.matmul(xp.matrix_transpose(a_h), a), a_w)
 
 
 PAD_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
-def _boundary_matrix(size: int, before: int, after: int, mode: str, like: Any) -> Any:
-    """``(before + size + after, size)``: which pixel each padded position copies, by torch's rules."""
+def _boundary_taps(size: int, before: int, after: int, mode: str) -> Taps:
+    """Which pixel each of the ``before + size + after`` padded positions copies, by torch's rules."""
     index = np.arange(-before, size + after)
     if mode == "reflect":
         index = np.abs(index)
@@ -139,10 +169,7 @@ def _boundary_matrix(size: int, before: int, after: int, mode: str, like: Any) -
         index = np.clip(index, 0, size - 1)
     else:  # circular
         index = index % size
-    table = np.zeros((index.size, size))
-    table[np.arange(index.size), index] = 1.0
-    xp = array_api_compat.array_namespace(like)
-    return xp.asarray(table, dtype=like.dtype, device=array_api_compat.device(like))
+    return index, index, np.zeros(index.size)
 
 
 def check_boundary_pads(in_hw: tuple[int, int], pads: Pads, mode: str, owner: str = "boundary_pad2d") -> None:
@@ -161,15 +188,15 @@ def boundary_pad2d(x: Any, pads: Pads, mode: str) -> Any:
     check_nchw("boundary_pad2d", x)
     h, w = x.shape[2], x.shape[3]
     check_boundary_pads((h, w), pads, mode)
-    return _separable(x, _boundary_matrix(h, pads[0], pads[1], mode, x),
-                      _boundary_matrix(w, pads[2], pads[3], mode, x), adjoint=False)
+    return _separable(x, _boundary_taps(h, pads[0], pads[1], mode), _boundary_taps(w, pads[2], pads[3], mode),
+                      (h, w), adjoint=False)
 
 
 def boundary_pad2d_backward(dy: Any, in_hw: tuple[int, int], pads: Pads, mode: str) -> Any:
     """Input gradient of ``boundary_pad2d``: each padded pixel's gradient added back to the pixel it copied."""
     check_nchw("boundary_pad2d_backward", dy)
-    return _separable(dy, _boundary_matrix(in_hw[0], pads[0], pads[1], mode, dy),
-                      _boundary_matrix(in_hw[1], pads[2], pads[3], mode, dy), adjoint=True)
+    return _separable(dy, _boundary_taps(in_hw[0], pads[0], pads[1], mode),
+                      _boundary_taps(in_hw[1], pads[2], pads[3], mode), in_hw, adjoint=True)
 
 
 def upsample2d(x: Any, scale_factor: Any = 2, mode: str = "nearest", align_corners: bool = False) -> Any:
