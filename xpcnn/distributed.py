@@ -112,13 +112,28 @@ class DataParallel:
     def shard(self) -> tuple[int, int]:
         return self.comm.rank, self.comm.size
 
-    def check(self, batch_size: int, samples: int, what: str = "x") -> None:
+    def check(self, batch_size: int, samples: int, what: str = "x", sync_batch_norm: bool = False) -> None:
         ranks = self.comm.size
         if batch_size % ranks:
             raise ValueError(f"batch_size {batch_size} (the global batch) cannot be shared evenly by {ranks} ranks; "
                              f"use a multiple of {ranks}")
         if samples < ranks:
             raise ValueError(f"{what} holds {samples} samples, fewer than the {ranks} ranks that share it")
+        last = samples % batch_size
+        if sync_batch_norm and 0 < last < ranks:
+            raise ValueError(f"sync_batch_norm: the last batch of {last} samples leaves some of the {ranks} ranks "
+                             "none, and each rank takes part in every batch's statistics; choose a batch_size or a "
+                             "sample count that leaves it at least one per rank")
+
+    def synchronised_batch_norm(self, model: Any) -> list[Any]:
+        """Make the model's batch-norm layers compute training statistics over the global batch; returns them
+        (set their ``sync`` back to None after training)."""
+        from .layers.normalization import BatchNorm1D, BatchNorm2D
+
+        norms = [layer for layer in model.layers if isinstance(layer, (BatchNorm1D, BatchNorm2D))]
+        for layer in norms:
+            layer.sync = self.comm.allreduce_sum
+        return norms
 
     def start(self, model: Any) -> None:
         """Every rank from rank 0's state: weights, buffers and the random stream (so that every rank draws

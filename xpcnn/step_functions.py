@@ -41,14 +41,17 @@ class TrainState(NamedTuple):
     lr: Any
 
 
-def gradient_step(model: Any, state: TrainState, x: Any, y: Any) -> tuple[dict[str, Array], dict[str, Array],
-                                                                          dict[str, Array]]:
-    """The first half of a training step: the gradients of the batch's loss at ``state``, the buffers the
-    forward pass moved (batch norm), and the batch's loss and metrics as 0-d arrays."""
+def gradient_step(model: Any, state: TrainState, x: Any, y: Any, scale: float = 1.0
+                  ) -> tuple[dict[str, Array], dict[str, Array], dict[str, Array]]:
+    """The first half of a training step: the gradients of the batch's loss at ``state`` (times ``scale``: a
+    rank's share of a global batch), the buffers the forward pass moved (batch norm), and the batch's loss and
+    metrics as 0-d arrays."""
     model.set_params(state.params)
     model.set_buffers(state.buffers)
     pred = model.forward(x, training=True)
     logs, dpred = model.objectives(pred, y)
+    if scale != 1.0:
+        dpred = [d * scale for d in dpred] if isinstance(dpred, list) else dpred * scale
     model.backward(dpred, input_grad=False)
     return model.grads, model.buffers, logs
 
@@ -124,20 +127,21 @@ class StepFunctions:
     def train_shared(self, x: Array, y: Array, sums: dict[str, Array] | None, comm: Any,
                      global_size: int) -> tuple[dict[str, Array] | None, dict[str, Array] | None]:
         """One data-parallel training step (eager): this rank's share ``(x, y)`` of a global batch of
-        ``global_size`` samples; the gradients, weighted by each rank's share of the samples, are summed over the
-        ranks (the one-process mean over the global batch), and every rank applies the same update."""
+        ``global_size`` samples; the loss gradient, weighted by the rank's share of the samples before the
+        backward pass (what synchronised batch norm needs), gives gradients whose sum over the ranks is the
+        one-process gradient of the global batch; every rank applies the same update."""
         model, optimizer = self.model, self.model.optimizer
         steps = optimizer.next_steps(list(model.params))
         state = TrainState(model.params, model.buffers, optimizer.state, steps, optimizer.lr)
         size = batch_size(x)
         if size:
-            grads, buffers, logs = gradient_step(model, state, x, y)
+            grads, buffers, logs = gradient_step(model, state, x, y, size / global_size)
             sums = accumulate(sums, logs, size)
         else:  # the last, smaller global batch left this rank nothing: it still takes part in the sum
             xp = array_api_compat.array_namespace(*state.params.values())
             grads, buffers, logs = {k: xp.zeros_like(p) for k, p in state.params.items()}, state.buffers, None
         keys = list(grads)
-        summed = comm.allreduce_sum([grads[k] * (size / global_size) for k in keys])
+        summed = comm.allreduce_sum([grads[k] for k in keys])
         params, slots = optimizer.apply(state.params, dict(zip(keys, summed)), state.slots, steps, state.lr)
         model.set_params(params)
         model.set_buffers(buffers)

@@ -247,6 +247,7 @@ class Trainer:
         initial_epoch: int = 0,
         check_finite: bool = True,
         distributed: Any = None,
+        sync_batch_norm: bool = False,
     ) -> Any:
         """Train for ``epochs - initial_epoch`` epochs; return a ``History`` (``history.history["loss"]`` ...).
 
@@ -266,10 +267,11 @@ class Trainer:
         gradients averaged over the global batch (by sample count), the same update on every rank; the logs
         and validation summed over the ranks, batch-norm running statistics averaged at each epoch's end; only
         rank 0 prints and writes files. An error on one rank ends every rank. Steps run eagerly.
+        ``sync_batch_norm=True``: batch norm's training statistics over the global batch instead of each rank's.
         """
         parallel = data_parallel(distributed)
         args = (x, y, batch_size, epochs, validation_data, validation_split, shuffle, callbacks, verbose,
-                initial_epoch, check_finite, parallel)
+                initial_epoch, check_finite, parallel, bool(sync_batch_norm))
         if parallel is None:
             return self._checked_fit(*args)
         try:
@@ -280,7 +282,7 @@ class Trainer:
 
     def _checked_fit(self, x: Any, y: Any, batch_size: Any, epochs: Any, validation_data: Any, validation_split: Any,
                      shuffle: bool, callbacks: Any, verbose: Any, initial_epoch: Any, check_finite: bool,
-                     parallel: Any) -> Any:
+                     parallel: Any, sync_batch_norm: bool) -> Any:
         """``fit``: the checks before anything changes, then the epochs."""
         self._require_compiled("fit")
         batch_size = _check_int(batch_size, "batch_size", 1)
@@ -306,9 +308,15 @@ class Trainer:
             if not hasattr(cb, "set_model"):
                 raise TypeError(f"callbacks must be xpcnn.callbacks.Callback objects, got {type(cb).__name__}")
 
-        if parallel is not None:
-            parallel.check(batch_size, batch_size_of(x))
-        return self._fit(x, y, val, batch_size, epochs, shuffle, callback_list, verbose, initial_epoch, parallel)
+        if parallel is None:
+            return self._fit(x, y, val, batch_size, epochs, shuffle, callback_list, verbose, initial_epoch, None)
+        parallel.check(batch_size, batch_size_of(x), sync_batch_norm=sync_batch_norm)
+        norms = parallel.synchronised_batch_norm(self) if sync_batch_norm else []
+        try:
+            return self._fit(x, y, val, batch_size, epochs, shuffle, callback_list, verbose, initial_epoch, parallel)
+        finally:
+            for layer in norms:
+                layer.sync = None
 
     def _fit(self, x: Any, y: Any, val: Any, batch_size: int, epochs: int, shuffle: bool, callback_list: list[Any],
              verbose: int, initial_epoch: int, parallel: Any) -> Any:

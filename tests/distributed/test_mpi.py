@@ -29,29 +29,33 @@ import json, sys
 import numpy as np
 import xpcnn
 from xpcnn.callbacks import ModelCheckpoint
-from xpcnn.layers import Conv2D, Dense, Flatten, ReLU
+from xpcnn.layers import BatchNorm2D, Conv2D, Dense, Flatten, ReLU
 
-backend, out, fail = sys.argv[1], sys.argv[2], sys.argv[3] == "fail"
+backend, out, mode = sys.argv[1], sys.argv[2], sys.argv[3]
 xpcnn.set_backend(backend, dtype="float64")
 comm = xpcnn.distributed.init()
 xpcnn.manual_seed(0)
 rng = np.random.default_rng(0)
-x, y = rng.standard_normal((37, 2, 5, 5)), rng.integers(0, 3, 37)  # 37 = 3 batches of 12 and one of 1
-model = xpcnn.Sequential([Conv2D(3, 3, padding=1), ReLU(), Flatten(), Dense(3)], input_shape=(2, 5, 5))
+samples = 37 if mode in ("ok", "fail") else 39  # 3 batches of 12 and one of 1 (of 3 with batch norm)
+x, y = rng.standard_normal((samples, 2, 5, 5)), rng.integers(0, 3, samples)
+norm = [BatchNorm2D()] if mode in ("bn", "syncbn") else []
+conv = Conv2D(3, 3, padding=1, bias=not norm)  # a bias before batch norm has no gradient but rounding noise
+model = xpcnn.Sequential([conv, *norm, ReLU(), Flatten(), Dense(3)], input_shape=(2, 5, 5))
 model.compile("cross_entropy", xpcnn.optimizers.Adam(0.01), metrics=["accuracy"])
-if fail and comm.rank == 1:
+if mode == "fail" and comm.rank == 1:
     model.fit(x[:5], np.full(5, 7), distributed=comm)  # label 7 of 3 classes: a ValueError on rank 1 only
 history = model.fit(x, y, batch_size=12, epochs=2, validation_data=(x[:10], y[:10]), verbose=2,
-                    callbacks=[ModelCheckpoint(out + "/checkpoint.xpcnn")], distributed=comm)
+                    callbacks=[ModelCheckpoint(out + "/checkpoint.xpcnn")], distributed=comm,
+                    sync_batch_norm=mode == "syncbn")
 scores = model.evaluate(x, y, batch_size=12, distributed=comm)
-np.savez(f"{out}/rank{comm.rank}.npz", **{k: xpcnn.to_numpy(v) for k, v in model.params.items()})
+np.savez(f"{out}/rank{comm.rank}.npz", **{k: xpcnn.to_numpy(v) for k, v in model.state_dict().items()})
 with open(f"{out}/rank{comm.rank}.json", "w") as f:
     json.dump({"history": history.history, "evaluate": scores, "size": comm.size}, f)
 """
 
 
 def _run(tmp_path: pathlib.Path, ranks: int, mode: str = "ok") -> subprocess.CompletedProcess:
-    out = tmp_path / f"ranks{ranks}"
+    out = tmp_path / f"{mode}{ranks}"
     out.mkdir()
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
@@ -63,8 +67,8 @@ def _run(tmp_path: pathlib.Path, ranks: int, mode: str = "ok") -> subprocess.Com
     return subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, env=env, cwd=tmp_path)
 
 
-def _results(tmp_path: pathlib.Path, ranks: int, rank: int) -> tuple[dict, dict]:
-    out = tmp_path / f"ranks{ranks}"
+def _results(tmp_path: pathlib.Path, ranks: int, rank: int, mode: str = "ok") -> tuple[dict, dict]:
+    out = tmp_path / f"{mode}{ranks}"
     with np.load(out / f"rank{rank}.npz") as f:
         params = {k: f[k] for k in f.files}
     return params, json.loads((out / f"rank{rank}.json").read_text())
@@ -87,7 +91,7 @@ def test_ranks_train_as_one_process(tmp_path, ranks):
             np.testing.assert_allclose(logs["history"][key], values, rtol=1e-12, err_msg=key)
         for key, value in reference_logs["evaluate"].items():
             assert logs["evaluate"][key] == pytest.approx(value, rel=1e-12)
-    out = tmp_path / f"ranks{ranks}"
+    out = tmp_path / f"ok{ranks}"
     assert (out / "checkpoint.xpcnn").is_file()  # written by rank 0 only: one file, whole
     assert (several.stdout + several.stderr).count("Epoch 2/2") == 1  # only rank 0 prints
 
@@ -96,3 +100,26 @@ def test_an_error_on_one_rank_ends_every_rank(tmp_path):
     result = _run(tmp_path, 2, mode="fail")
     assert result.returncode != 0
     assert "rank 1 of 2 failed, ending every rank: ValueError" in result.stderr
+
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_synchronised_batch_norm_trains_as_one_process(tmp_path, ranks):
+    for count in (1, ranks):
+        result = _run(tmp_path, count, mode="syncbn")
+        assert result.returncode == 0, result.stderr[-3000:]
+    reference, _ = _results(tmp_path, 1, 0, "syncbn")
+    for rank in range(ranks):
+        state, _ = _results(tmp_path, ranks, rank, "syncbn")
+        for key, value in reference.items():  # weights and running statistics of the global batches
+            np.testing.assert_allclose(state[key], value, rtol=1e-10, atol=1e-12, err_msg=f"rank {rank} {key}")
+
+
+def test_per_rank_batch_norm_keeps_the_ranks_identical(tmp_path):
+    result = _run(tmp_path, 2, mode="bn")
+    assert result.returncode == 0, result.stderr[-3000:]
+    first, first_logs = _results(tmp_path, 2, 0, "bn")
+    second, second_logs = _results(tmp_path, 2, 1, "bn")
+    for key, value in first.items():  # running statistics averaged over the ranks at each epoch's end
+        np.testing.assert_array_equal(second[key], value, err_msg=key)
+    assert first_logs == second_logs

@@ -239,3 +239,21 @@ def test_backward_from_the_forward_statistics_equals_the_recomputed_one(backend6
         np.testing.assert_array_equal(host(arg), value)
     for got, want in zip(from_saved, norm_ops.batch_norm_backward(dy, x, weight)):
         np.testing.assert_allclose(host(got), host(want), rtol=1e-12, atol=1e-12)
+
+
+
+def test_sync_batch_norm_on_one_process_is_batch_norm(backend64):
+    """With a sum over one process (the identity) the synchronised op is the plain one, forward and backward."""
+    from xpcnn.ops import normalization as norm_ops
+
+    rng = np.random.default_rng(8)
+    x, dy = xpcnn.asarray(_input((4, 3, 3, 2))), xpcnn.asarray(rng.standard_normal((4, 3, 3, 2)))
+    weight, bias = xpcnn.asarray(rng.uniform(0.5, 2.0, 3)), xpcnn.asarray(rng.standard_normal(3))
+    stats = (xpcnn.asarray(np.zeros(3)), xpcnn.asarray(np.ones(3)))
+    *plain, saved = norm_ops.batch_norm(x, weight, bias, *stats, True, 0.2, 1e-5, return_saved=True)
+    *synced, sync_saved = norm_ops.sync_batch_norm(x, weight, bias, *stats, 0.2, 1e-5, list)
+    for got, want in zip(synced, plain):
+        np.testing.assert_allclose(host(got), host(want), rtol=1e-10, atol=1e-12)
+    for got, want in zip(norm_ops.sync_batch_norm_backward(dy, x, weight, sync_saved, list),
+                         norm_ops.batch_norm_backward(dy, x, weight, 1e-5, saved=saved)):
+        np.testing.assert_allclose(host(got), host(want), rtol=1e-10, atol=1e-12)

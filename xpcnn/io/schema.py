@@ -100,8 +100,8 @@ def check_config(config: Mapping[str, Any], path: str) -> None:
     state = config.get("random_state")
     if state is not None:
         state = check.dict(state, "random_state")
-        check.int(state.get("seed"), "random_state.seed", 0, 2**64)
-        check.int(state.get("counter"), "random_state.counter", 0, 2**64)
+        check.int(state.get("seed"), "random_state.seed", 0, 2**63 - 1)  # what manual_seed and the backends take
+        check.int(state.get("counter"), "random_state.counter", 0, 2**32 - 1)  # JAX folds it in as uint32
     if config.get("compile") is not None:
         _check_compile(check, config["compile"])
     if config.get("optimizer_state") is not None:

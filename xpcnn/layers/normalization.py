@@ -35,9 +35,13 @@ class _BatchNorm(Layer):
         self.eps = float(eps)
         self.affine, self.track_running_stats = affine, track_running_stats
 
+    #: In a data-parallel fit with ``sync_batch_norm=True``: the sum over the ranks (``allreduce_sum``), so
+    #: that training statistics are those of the global batch; None otherwise.
+    sync: Any = None
+
     def forward(self, x: Any, training: bool = False) -> Any:
         """As ``Layer.forward``; a training batch must hold more than one value per channel."""
-        if training or not self.track_running_stats:
+        if (training or not self.track_running_stats) and not (training and self.sync is not None):
             norm_ops.check_training_batch(tuple(getattr(x, "shape", ())), owner=self._name())
         return super().forward(x, training)
 
@@ -60,20 +64,28 @@ class _BatchNorm(Layer):
 
     def _forward(self, x: Any, training: bool) -> Any:
         weight = self.params.get("weight")
-        batch_statistics = training or not self.track_running_stats
-        y, running_mean, running_var, saved = norm_ops.batch_norm(
-            x, weight, self.params.get("bias"), self.buffers.get("running_mean"), self.buffers.get("running_var"),
-            batch_statistics, self.momentum, self.eps, return_saved=True,
-        )
+        stats = (self.buffers.get("running_mean"), self.buffers.get("running_var"))
+        if training and self.sync is not None:
+            y, running_mean, running_var, saved = norm_ops.sync_batch_norm(
+                x, weight, self.params.get("bias"), *stats, self.momentum, self.eps, self.sync)
+        else:
+            batch_statistics = training or not self.track_running_stats
+            y, running_mean, running_var, saved = norm_ops.batch_norm(
+                x, weight, self.params.get("bias"), *stats, batch_statistics, self.momentum, self.eps,
+                return_saved=True,
+            )
         if training:
             if self.track_running_stats:
                 self.buffers["running_mean"], self.buffers["running_var"] = running_mean, running_var
-            self._cache = (x, weight, saved)
+            self._cache = (x, weight, saved, self.sync)
         return y
 
     def _backward(self, dy: Any) -> Any:
-        x, weight, saved = self._cache
-        dx, dweight, dbias = norm_ops.batch_norm_backward(dy, x, weight, self.eps, saved=saved)
+        x, weight, saved, sync = self._cache
+        if sync is not None:
+            dx, dweight, dbias = norm_ops.sync_batch_norm_backward(dy, x, weight, saved, sync)
+        else:
+            dx, dweight, dbias = norm_ops.batch_norm_backward(dy, x, weight, self.eps, saved=saved)
         if self.affine:
             self.grads["weight"], self.grads["bias"] = dweight, dbias
         return dx

@@ -15,7 +15,7 @@ import array_api_compat
 
 from . import _native
 
-__all__ = ["batch_norm", "batch_norm_backward", "check_training_batch"]
+__all__ = ["batch_norm", "batch_norm_backward", "check_training_batch", "sync_batch_norm", "sync_batch_norm_backward"]
 
 
 def _reduced_axes(ndim: int) -> tuple[int, ...]:
@@ -122,4 +122,47 @@ def batch_norm_backward(
     correction *= _per_channel(k * inv_std * dweight / count, ndim)
     correction += _per_channel(k * dbias / count, ndim)
     dx -= correction
+    return (dx, None, None) if weight is None else (dx, dweight, dbias)
+
+
+def sync_batch_norm(
+    x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any, momentum: float, eps: float,
+    reduce: Any,
+) -> tuple[Any, Any, Any, Any]:
+    """Training-mode ``batch_norm`` over a batch split between processes: ``reduce`` sums a list of arrays over
+    them (``Communicator.allreduce_sum``), so the statistics are those of the whole batch. Returns ``(y,
+    running_mean, running_var, saved)``; ``saved`` goes to ``sync_batch_norm_backward``. ``x`` may hold no
+    sample (a process with an empty share still takes part in the sums)."""
+    xp = array_api_compat.array_namespace(*(a for a in (x, weight, running_mean) if a is not None))
+    axes, ndim = _reduced_axes(x.ndim), x.ndim
+    local = float(_values_per_channel(tuple(x.shape)))
+    total, sq, count = reduce([xp.sum(x, axis=axes), xp.sum(x * x, axis=axes),
+                               xp.asarray([local], dtype=x.dtype, device=array_api_compat.device(x))])
+    count = count[0]
+    mean = total / count
+    var = xp.clip(sq / count - mean * mean, min=0.0)
+    if running_mean is not None:
+        running_mean = running_mean * (1.0 - momentum) + mean * momentum
+        running_var = running_var * (1.0 - momentum) + var * (momentum * count / (count - 1.0))
+    inv_std = 1.0 / xp.sqrt(var + eps)
+    scale = inv_std if weight is None else weight * inv_std
+    y = (x - _per_channel(mean, ndim)) * _per_channel(scale, ndim)
+    if bias is not None:
+        y += _per_channel(bias, ndim)
+    return y, running_mean, running_var, (mean, inv_std, count)
+
+
+def sync_batch_norm_backward(dy: Any, x: Any, weight: Any, saved: Any, reduce: Any) -> tuple[Any, Any, Any]:
+    """Gradients of ``sync_batch_norm``: ``dx`` with the whole batch's sums of ``dy`` and ``dy * x_hat``, and
+    this process's share of ``dweight``/``dbias`` (their sum over the processes is the whole gradient)."""
+    xp = array_api_compat.array_namespace(*(a for a in (dy, x, weight) if a is not None))
+    axes, ndim = _reduced_axes(x.ndim), x.ndim
+    mean, inv_std, count = saved
+    centered = x - _per_channel(mean, ndim)
+    dbias = xp.sum(dy, axis=axes)
+    dweight = xp.sum(dy * centered, axis=axes) * inv_std
+    total_dbias, total_dweight = reduce([dbias, dweight])
+    k = inv_std if weight is None else weight * inv_std
+    dx = (dy - _per_channel(total_dbias / count, ndim)
+          - centered * _per_channel(inv_std * total_dweight / count, ndim)) * _per_channel(k, ndim)
     return (dx, None, None) if weight is None else (dx, dweight, dbias)
