@@ -123,3 +123,16 @@ def test_per_rank_batch_norm_keeps_the_ranks_identical(tmp_path):
     for key, value in first.items():  # running statistics averaged over the ranks at each epoch's end
         np.testing.assert_array_equal(second[key], value, err_msg=key)
     assert first_logs == second_logs
+
+
+
+def test_distributed_benchmark_runs_and_reports(tmp_path):
+    """The harness runs one process and two ranks and writes its table and JSON (timings are not judged)."""
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "bench_distributed.py"), "--backend", BACKEND,
+                           "--steps", "2", "--warmup", "1", "--batch-size", "16", "--json", str(out)],
+                          capture_output=True, text=True, timeout=TIMEOUT_S, cwd=tmp_path,
+                          env={**os.environ, "JAX_ENABLE_X64": "0"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| 2 ranks (mpiexec) | 1 |" in done.stdout and "speed-up:" in done.stdout
+    assert [row["ranks"] for row in json.loads(out.read_text())["results"]] == [1, 2]
