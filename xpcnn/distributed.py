@@ -47,6 +47,9 @@ class Communicator:
         """Rank 0's (small, plain) ``value`` on every rank."""
         return value
 
+    def barrier(self) -> None:
+        """Wait until every rank gets here (e.g. before reading a file rank 0 wrote)."""
+
     def abort(self, message: str) -> None:
         """End every rank at once (after an error on this one); one process just returns."""
 
@@ -72,6 +75,9 @@ class MPICommunicator(Communicator):
 
     def broadcast_object(self, value: Any) -> Any:
         return self._comm.bcast(value, root=0)
+
+    def barrier(self) -> None:
+        self._comm.Barrier()
 
     def abort(self, message: str) -> None:
         print(f"xpcnn.distributed: rank {self.rank} of {self.size} failed, ending every rank: {message}",

@@ -36,12 +36,20 @@ xpcnn.set_backend(backend, dtype="float64")
 comm = xpcnn.distributed.init()
 xpcnn.manual_seed(0)
 rng = np.random.default_rng(0)
-samples = 37 if mode in ("ok", "fail") else 39  # 3 batches of 12 and one of 1 (of 3 with batch norm)
+samples = 37 if mode in ("ok", "fail", "resume") else 39  # 3 batches of 12 and one of 1 (of 3 with batch norm)
 x, y = rng.standard_normal((samples, 2, 5, 5)), rng.integers(0, 3, samples)
 norm = [BatchNorm2D()] if mode in ("bn", "syncbn") else []
 conv = Conv2D(3, 3, padding=1, bias=not norm)  # a bias before batch norm has no gradient but rounding noise
 model = xpcnn.Sequential([conv, *norm, ReLU(), Flatten(), Dense(3)], input_shape=(2, 5, 5))
 model.compile("cross_entropy", xpcnn.optimizers.Adam(0.01), metrics=["accuracy"])
+if mode == "resume":  # one epoch, a checkpoint from rank 0, every rank loads it and trains the second epoch
+    model.fit(x, y, batch_size=12, epochs=1, verbose=0, callbacks=[ModelCheckpoint(out + "/epoch1.xpcnn")],
+              distributed=comm)
+    comm.barrier()
+    model = xpcnn.load_model(out + "/epoch1.xpcnn", restore_random_state=True)
+    model.fit(x, y, batch_size=12, epochs=2, initial_epoch=1, verbose=0, distributed=comm)
+    np.savez(f"{out}/rank{comm.rank}.npz", **{k: xpcnn.to_numpy(v) for k, v in model.state_dict().items()})
+    sys.exit(0)
 if mode == "fail" and comm.rank == 1:
     model.fit(x[:5], np.full(5, 7), distributed=comm)  # label 7 of 3 classes: a ValueError on rank 1 only
 history = model.fit(x, y, batch_size=12, epochs=2, validation_data=(x[:10], y[:10]), verbose=2,
@@ -136,3 +144,15 @@ def test_distributed_benchmark_runs_and_reports(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "| 2 ranks (mpiexec) | 1 |" in done.stdout and "speed-up:" in done.stdout
     assert [row["ranks"] for row in json.loads(out.read_text())["results"]] == [1, 2]
+
+
+
+def test_save_on_rank_0_load_everywhere_and_resume(tmp_path):
+    for count, mode in ((1, "ok"), (2, "resume")):
+        result = _run(tmp_path, count, mode=mode)
+        assert result.returncode == 0, result.stderr[-3000:]
+    reference, _ = _results(tmp_path, 1, 0, "ok")
+    for rank in range(2):
+        with np.load(tmp_path / "resume2" / f"rank{rank}.npz") as f:
+            for key, value in reference.items():  # as if never interrupted
+                np.testing.assert_allclose(f[key], value, rtol=1e-12, atol=1e-14, err_msg=f"rank {rank} {key}")
