@@ -227,7 +227,7 @@ class DataLoader:
         xp = get_backend().xp
         order = random.permutation(self.num_samples) if self.shuffle else None
         for b in range(len(self)):
-            start, stop = self._share(b * self.batch_size, min((b + 1) * self.batch_size, self.num_samples))
+            start, stop = self.span(b)
             if order is None:
                 take = lambda a: a[start:stop, ...]  # noqa: E731
             else:
@@ -243,8 +243,10 @@ class DataLoader:
                 yb = [take(a) for a in ys]
                 yield xb, (yb if self._several_y else yb[0])
 
-    def _share(self, start: int, stop: int) -> tuple[int, int]:
-        """This rank's part of the batch ``[start, stop)``: contiguous, the first ``n % ranks`` ranks one larger."""
+    def span(self, batch: int) -> tuple[int, int]:
+        """The samples ``[start, stop)`` of batch ``batch`` (in the epoch's order) this loader yields: all of
+        them, or with ``shard`` this rank's contiguous part, the first ``n % ranks`` ranks one larger."""
+        start, stop = batch * self.batch_size, min((batch + 1) * self.batch_size, self.num_samples)
         if self.shard is None:
             return start, stop
         rank, ranks = self.shard

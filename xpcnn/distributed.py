@@ -162,6 +162,18 @@ class DataParallel:
         *totals, count = self.comm.allreduce_sum([*values, np.asarray([seen], dtype=np.int64)])
         return dict(zip(keys, totals)), int(to_numpy(count)[0])
 
+    def assemble(self, parts: Sequence[Array], spans: Sequence[tuple[int, int]], total: int) -> Array:
+        """Every rank's ``parts`` (rows ``spans`` of ``total``) put together, on every rank: each rank writes its
+        rows into zeros, and the sum over the ranks fills them all."""
+        import array_api_compat
+        import array_api_extra as xpx
+
+        xp, first = array_api_compat.array_namespace(parts[0]), parts[0]
+        full = xp.zeros((total, *first.shape[1:]), dtype=first.dtype, device=array_api_compat.device(first))
+        for part, (start, stop) in zip(parts, spans):
+            full = xpx.at(full, slice(start, stop)).set(part)
+        return self.comm.allreduce_sum([full])[0]
+
     def average_buffers(self, model: Any) -> None:
         """Batch-norm running statistics, gathered on each rank's share, averaged over the ranks."""
         buffers = model.buffers

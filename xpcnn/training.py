@@ -432,34 +432,46 @@ class Trainer:
         return result
 
     def predict(self, x: Any, batch_size: int = 32, verbose: int = 0,
-                callbacks: Sequence[Any] | None = None) -> Array:
+                callbacks: Sequence[Any] | None = None, distributed: Any = None) -> Array:
         """The outputs for every sample of ``x``, concatenated on the device (an array of the current backend).
 
         ``callbacks`` get ``on_predict_begin``/``_end`` and, per batch, ``on_predict_batch_begin``/``_end``
-        with ``{"outputs": <the batch's outputs on the device>, "size": n}``.
+        with ``{"outputs": <the batch's outputs on the device>, "size": n}``. With ``distributed`` (several
+        ranks) each rank computes its share of every batch and every rank returns all the outputs.
         """
         batch_size = _check_int(batch_size, "batch_size", 1)
         verbose = _check_verbose(verbose)
         x = self._checked_inputs(x)
         # a clear error before anything changes
         self.compute_output_shape([tuple(a.shape[1:]) for a in x] if isinstance(x, list) else tuple(x.shape[1:]))
+        parallel = data_parallel(distributed)
+        if parallel is not None:
+            parallel.check(batch_size, batch_size_of(x))
         if not isinstance(x, list):
             self._build_for(x)
-        loader = DataLoader(x, None, batch_size=batch_size, shuffle=False)
+        loader = DataLoader(x, None, batch_size=batch_size, shuffle=False,
+                            shard=None if parallel is None else parallel.shard)
         cbs = CallbackList(list(callbacks or []), model=self, params={"steps": len(loader), "verbose": verbose,
                                                                       "batch_size": batch_size})
         forward = self.step_functions.predict
         cbs.on_predict_begin({})
-        outputs = []
+        outputs, spans = [], []
         for step, xb in enumerate(_maybe_progress(loader, verbose, "predict")):
             size = batch_size_of(xb)
+            if not size:
+                continue  # a rank's empty share of a last, small batch
             cbs.on_predict_batch_begin(step, {"size": size})
             outputs.append(forward(xb))
+            spans.append(loader.span(step))
             cbs.on_predict_batch_end(step, {"outputs": outputs[-1], "size": size})
         cbs.on_predict_end({})
+        if parallel is not None:
+            join = lambda parts: parallel.assemble(parts, spans, loader.num_samples)  # noqa: E731
+        else:
+            join = _joined
         if not self._has_several_outputs():
-            return _joined(outputs)
-        return [_joined([o[i] for o in outputs]) for i in range(len(self.output_names))]
+            return join(outputs)
+        return [join([o[i] for o in outputs]) for i in range(len(self.output_names))]
 
 
 def _joined(batches: list[Array]) -> Array:
