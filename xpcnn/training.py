@@ -199,6 +199,17 @@ class Trainer:
             else:
                 check_finite(arrays, what)
 
+    def _inference_loader(self, x: Any, y: Any, batch_size: int, distributed: Any) -> tuple[DataLoader, Any]:
+        """The batches of ``evaluate``/``predict`` in order (with ``distributed``, this rank's share of each), the
+        model built for them, and the data-parallel helper (None on one process)."""
+        parallel = data_parallel(distributed)
+        if parallel is not None:
+            parallel.check(batch_size, batch_size_of(x))
+        if not isinstance(x, list):
+            self._build_for(x)
+        shard = None if parallel is None else parallel.shard
+        return DataLoader(x, y, batch_size=batch_size, shuffle=False, shard=shard), parallel
+
     def _build_for(self, x: Any) -> None:
         if not self.built:
             self.build(tuple(x.shape[1:]))
@@ -411,13 +422,7 @@ class Trainer:
         batch_size = _check_int(batch_size, "batch_size", 1)
         verbose = _check_verbose(verbose)
         x, y = self._checked_pair(x, y)
-        parallel = data_parallel(distributed)
-        if parallel is not None:
-            parallel.check(batch_size, batch_size_of(x))
-        if not isinstance(x, list):
-            self._build_for(x)
-        loader = DataLoader(x, y, batch_size=batch_size, shuffle=False,
-                            shard=None if parallel is None else parallel.shard)
+        loader, parallel = self._inference_loader(x, y, batch_size, distributed)
         callback_list = list(callbacks or [])
         if verbose and (parallel is None or parallel.comm.is_main):
             callback_list.insert(0, ProgressBar(verbose=verbose))
@@ -444,13 +449,7 @@ class Trainer:
         x = self._checked_inputs(x)
         # a clear error before anything changes
         self.compute_output_shape([tuple(a.shape[1:]) for a in x] if isinstance(x, list) else tuple(x.shape[1:]))
-        parallel = data_parallel(distributed)
-        if parallel is not None:
-            parallel.check(batch_size, batch_size_of(x))
-        if not isinstance(x, list):
-            self._build_for(x)
-        loader = DataLoader(x, None, batch_size=batch_size, shuffle=False,
-                            shard=None if parallel is None else parallel.shard)
+        loader, parallel = self._inference_loader(x, None, batch_size, distributed)
         cbs = CallbackList(list(callbacks or []), model=self, params={"steps": len(loader), "verbose": verbose,
                                                                       "batch_size": batch_size})
         forward = self.step_functions.predict

@@ -135,9 +135,8 @@ def sync_batch_norm(
     sample (a process with an empty share still takes part in the sums)."""
     xp = array_api_compat.array_namespace(*(a for a in (x, weight, running_mean) if a is not None))
     axes, ndim = _reduced_axes(x.ndim), x.ndim
-    local = float(_values_per_channel(tuple(x.shape)))
-    total, sq, count = reduce([xp.sum(x, axis=axes), xp.sum(x * x, axis=axes),
-                               xp.asarray([local], dtype=x.dtype, device=array_api_compat.device(x))])
+    local = xp.asarray([_values_per_channel(tuple(x.shape))], dtype=x.dtype, device=array_api_compat.device(x))
+    total, sq, count = reduce([xp.sum(x, axis=axes), xp.sum(x * x, axis=axes), local])
     count = count[0]
     mean = total / count
     var = xp.clip(sq / count - mean * mean, min=0.0)

@@ -17,12 +17,12 @@ PyTorch's own pooling kernels run instead (``_native``), tested equal in tests/o
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, NamedTuple
 
 import array_api_compat
 import array_api_extra as xpx
-import numpy as np
 
 from . import _native, _strided
 from ._select import keep_where
@@ -219,12 +219,20 @@ def _max_and_offsets(windows: list[Any], want_offsets: bool) -> tuple[Any, Any]:
     return y, (_first_max_offsets(windows, y) if want_offsets else None)
 
 
-def _real_taps(geometry: PoolGeometry, axis: int) -> np.ndarray:
-    """``(OH, kh)`` (axis 0) or ``(OW, kw)`` (axis 1): whether each window's tap lands on a real pixel."""
-    out, k = geometry.out_hw[axis], geometry.kernel[axis]
+@functools.lru_cache(maxsize=256)
+def _real_taps(geometry: PoolGeometry, axis: int) -> tuple[tuple[bool, ...], ...]:
+    """Per window along ``axis`` (rows 0, columns 1): whether each of its taps lands on a real pixel. A host
+    table from the geometry alone, made once per geometry."""
     stride, dilation, size = geometry.stride[axis], geometry.dilation[axis], geometry.in_hw[axis]
-    position = np.arange(out)[:, None] * stride - geometry.pads[2 * axis] + np.arange(k)[None, :] * dilation
-    return (position >= 0) & (position < size)
+    return tuple(tuple(0 <= o * stride - geometry.pads[2 * axis] + t * dilation < size
+                       for t in range(geometry.kernel[axis])) for o in range(geometry.out_hw[axis]))
+
+
+def _axis_table(values: list[Any], axis: int, like: Any, dtype: Any) -> Any:
+    """Per-window ``values`` along ``axis`` as an array shaped to broadcast over ``(OH, OW)``."""
+    xp = array_api_compat.array_namespace(like)
+    table = xp.asarray(values, dtype=dtype, device=array_api_compat.device(like))
+    return xp.reshape(table, (-1, 1) if axis == 0 else (1, -1))
 
 
 def _padding_ties_to_real_pixels(offsets: Any, y: Any, geometry: PoolGeometry) -> Any:
@@ -232,12 +240,13 @@ def _padding_ties_to_real_pixels(offsets: Any, y: Any, geometry: PoolGeometry) -
     first REAL pixel (the -inf padding ties with it, and the first-maximum rule could pick the padding)."""
     if not any(geometry.pads):
         return offsets
+    xp = array_api_compat.array_namespace(offsets, y)
     rows, cols = _real_taps(geometry, 0), _real_taps(geometry, 1)
-    touches = ~rows.all(axis=1)[:, None] | ~cols.all(axis=1)[None, :]
-    first_real = rows.argmax(axis=1)[:, None] * geometry.kernel[1] + cols.argmax(axis=1)[None, :]
-    xp, device = array_api_compat.array_namespace(offsets, y), array_api_compat.device(offsets)
-    empty = (y == -math.inf) & xp.asarray(touches, device=device)
-    return xp.where(empty, xp.asarray(first_real.astype(np.int64), dtype=offsets.dtype, device=device), offsets)
+    touches = (_axis_table([not all(r) for r in rows], 0, offsets, xp.bool)
+               | _axis_table([not all(c) for c in cols], 1, offsets, xp.bool))
+    first_real = (_axis_table([r.index(True) * geometry.kernel[1] for r in rows], 0, offsets, offsets.dtype)
+                  + _axis_table([c.index(True) for c in cols], 1, offsets, offsets.dtype))
+    return xp.where((y == -math.inf) & touches, first_real, offsets)
 
 
 def max_pool2d(
@@ -305,17 +314,15 @@ def _divisor(geometry: PoolGeometry, count_include_pad: bool, like: Any) -> Any:
     """What each window's sum is divided by: ``kh*kw`` (a number) when every window counts that many taps, else
     an ``(OH, OW)`` array: the taps inside the input and, with ``count_include_pad``, the declared padding (never
     the overhang of ceil mode), as PyTorch counts; padding ``"same"`` counts real pixels only, as Keras."""
-    (kh, kw), (h, w), declared = geometry.kernel, geometry.in_hw, geometry.declared
-    counts = []
-    for axis, (k, size) in enumerate(((kh, h), (kw, w))):
-        start = np.arange(geometry.out_hw[axis]) * geometry.stride[axis] - declared[2 * axis]
-        low, high = (-declared[2 * axis], size + declared[2 * axis + 1]) if count_include_pad else (0, size)
-        counts.append(np.minimum(start + k, high) - np.maximum(start, low))
-    table = counts[0][:, None] * counts[1][None, :]
-    if (table == kh * kw).all():
-        return kh * kw
-    xp = array_api_compat.array_namespace(like)
-    return xp.asarray(table, dtype=like.dtype, device=array_api_compat.device(like))
+    declared, counts = geometry.declared, []
+    for axis in range(2):
+        k, size, before = geometry.kernel[axis], geometry.in_hw[axis], declared[2 * axis]
+        low, high = (-before, size + declared[2 * axis + 1]) if count_include_pad else (0, size)
+        starts = [o * geometry.stride[axis] - before for o in range(geometry.out_hw[axis])]
+        counts.append([min(start + k, high) - max(start, low) for start in starts])
+    if all(c == geometry.kernel[0] for c in counts[0]) and all(c == geometry.kernel[1] for c in counts[1]):
+        return geometry.kernel[0] * geometry.kernel[1]
+    return _axis_table(counts[0], 0, like, like.dtype) * _axis_table(counts[1], 1, like, like.dtype)
 
 
 def avg_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,

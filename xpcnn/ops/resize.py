@@ -10,11 +10,13 @@ resizing by integer factors repeats pixels instead.
 
 from __future__ import annotations
 
+import array
+import functools
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import array_api_compat
-import numpy as np
 
 from .pool import check_nchw
 from .windows import Pads, as_pair, pad2d, unpad2d
@@ -53,28 +55,33 @@ def check_size(size: Any, owner: str = "resize2d") -> tuple[int, int]:
     return as_pair(size, "size", owner=owner)
 
 
-Taps = tuple[np.ndarray, np.ndarray, np.ndarray]  # per output pixel: low source, high source, weight of high
+Taps = tuple[tuple[int, ...], tuple[int, ...], tuple[float, ...]]  # per output pixel: low, high source, weight
 
 
+def _float32(value: float) -> float:
+    """``value`` rounded to float32, as torch's float32 index arithmetic rounds it."""
+    return array.array("f", [value])[0]
+
+
+@functools.lru_cache(maxsize=256)
 def interpolation_taps(in_size: int, out_size: int, mode: str = "bilinear", align_corners: bool = False) -> Taps:
     """Where each of ``out_size`` output pixels reads, PyTorch's ``F.interpolate`` rules, from the source
-    coordinate of output pixel ``o``:
+    coordinate of output pixel ``o`` (host numbers from the sizes alone):
 
     * nearest: pixel ``min(floor(o * in/out), in - 1)``, with the product in float32 as torch computes it;
     * bilinear: ``max((o + 0.5) * in/out - 0.5, 0)``, or ``o * (in - 1)/(out - 1)`` with ``align_corners``,
       between neighbours ``i0`` and ``min(i0 + 1, in - 1)`` with weights ``1 - t`` and ``t``.
     """
-    out = np.arange(out_size)
     if mode == "nearest":
-        scale = np.float32(in_size) / np.float32(out_size)
-        low = np.minimum(np.floor(out.astype(np.float32) * scale).astype(np.int64), in_size - 1)
-        return low, low, np.zeros(out_size)
+        scale = _float32(in_size / out_size)
+        low = tuple(min(math.floor(_float32(o * scale)), in_size - 1) for o in range(out_size))
+        return low, low, (0.0,) * out_size
     if align_corners:
-        source = out * ((in_size - 1) / (out_size - 1)) if out_size > 1 else np.zeros(out_size)
+        source = [o * ((in_size - 1) / (out_size - 1)) if out_size > 1 else 0.0 for o in range(out_size)]
     else:
-        source = np.maximum((out + 0.5) * (in_size / out_size) - 0.5, 0.0)
-    low = np.minimum(np.floor(source).astype(np.int64), in_size - 1)
-    return low, np.minimum(low + 1, in_size - 1), source - low
+        source = [max((o + 0.5) * (in_size / out_size) - 0.5, 0.0) for o in range(out_size)]
+    low = tuple(min(math.floor(c), in_size - 1) for c in source)
+    return low, tuple(min(i + 1, in_size - 1) for i in low), tuple(c - i for c, i in zip(source, low))
 
 
 def interpolation_matrix(in_size: int, out_size: int, like: Any, mode: str = "bilinear",
@@ -85,13 +92,13 @@ def interpolation_matrix(in_size: int, out_size: int, like: Any, mode: str = "bi
 
 
 def _matrix(taps: Taps, in_size: int, like: Any) -> Any:
-    low, high, frac = taps
-    rows = np.arange(low.size)
-    weights = np.zeros((low.size, in_size))
-    np.add.at(weights, (rows, low), 1.0 - frac)
-    np.add.at(weights, (rows, high), frac)
-    xp = array_api_compat.array_namespace(like)
-    return xp.asarray(weights, dtype=like.dtype, device=array_api_compat.device(like))
+    """The taps as an ``(outputs, in_size)`` matrix, built on the device (a tap pair on one pixel adds up)."""
+    xp, device = array_api_compat.array_namespace(like), array_api_compat.device(like)
+    low, high = (xp.reshape(xp.asarray(v, device=device), (-1, 1)) for v in taps[:2])
+    frac = xp.reshape(xp.asarray(taps[2], dtype=like.dtype, device=device), (-1, 1))
+    columns = xp.reshape(xp.arange(in_size, device=device), (1, -1))
+    zero = xp.zeros((), dtype=like.dtype, device=device)
+    return xp.where(columns == low, 1.0 - frac, zero) + xp.where(columns == high, frac, zero)
 
 
 def _gather(a: Any, axis: int, taps: Taps) -> Any:
@@ -99,11 +106,11 @@ def _gather(a: Any, axis: int, taps: Taps) -> Any:
     xp, device = array_api_compat.array_namespace(a), array_api_compat.device(a)
     low, high, frac = taps
     near = xp.take(a, xp.asarray(low, device=device), axis=axis)
-    if not frac.any():
+    if not any(frac):
         return near
     shape = [1] * a.ndim
-    shape[axis] = frac.size
-    t = xp.asarray(np.reshape(frac, shape), dtype=a.dtype, device=device)
+    shape[axis] = len(frac)
+    t = xp.reshape(xp.asarray(frac, dtype=a.dtype, device=device), tuple(shape))
     far = xp.take(a, xp.asarray(high, device=device), axis=axis)
     return xp.where(t == 0, near, near * (1 - t) + far * t)
 
@@ -159,17 +166,17 @@ def _separable(a: Any, taps_h: Taps, taps_w: Taps, in_hw: tuple[int, int], adjoi
 PAD_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
+@functools.lru_cache(maxsize=256)
 def _boundary_taps(size: int, before: int, after: int, mode: str) -> Taps:
     """Which pixel each of the ``before + size + after`` padded positions copies, by torch's rules."""
-    index = np.arange(-before, size + after)
+    index = list(range(-before, size + after))
     if mode == "reflect":
-        index = np.abs(index)
-        index = np.where(index > size - 1, 2 * (size - 1) - index, index)
+        index = [abs(i) if abs(i) <= size - 1 else 2 * (size - 1) - abs(i) for i in index]
     elif mode == "replicate":
-        index = np.clip(index, 0, size - 1)
+        index = [min(max(i, 0), size - 1) for i in index]
     else:  # circular
-        index = index % size
-    return index, index, np.zeros(index.size)
+        index = [i % size for i in index]
+    return tuple(index), tuple(index), (0.0,) * len(index)
 
 
 def check_boundary_pads(in_hw: tuple[int, int], pads: Pads, mode: str, owner: str = "boundary_pad2d") -> None:
