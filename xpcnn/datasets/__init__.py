@@ -1,5 +1,21 @@
-"""Datasets as NumPy arrays on the host, downloaded once and verified by checksum."""
+"""Datasets as NumPy arrays on the host, downloaded once and verified by checksum, and folders of images."""
 
-from .mnist import CorruptDatasetError, DownloadError, load_mnist, read_idx
+from ._fetch import CorruptDatasetError, DownloadError
+from .catalog import class_names
+from .cifar import load_cifar10, load_cifar100
+from .idx import read_idx
+from .image_folder import ImageDataset, image_dataset_from_directory
+from .mnist import load_fashion_mnist, load_mnist
 
-__all__ = ["CorruptDatasetError", "DownloadError", "load_mnist", "read_idx"]
+__all__ = [
+    "CorruptDatasetError",
+    "DownloadError",
+    "ImageDataset",
+    "class_names",
+    "image_dataset_from_directory",
+    "load_cifar10",
+    "load_cifar100",
+    "load_fashion_mnist",
+    "load_mnist",
+    "read_idx",
+]

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import functools
 import gzip
-import http.server
 import pathlib
 import shutil
-import threading
 
 import numpy as np
 import pytest
 
 from xpcnn.datasets import CorruptDatasetError, DownloadError, load_mnist, read_idx
-from xpcnn.datasets.mnist import FILES, default_data_dir
+from xpcnn.datasets._fetch import data_dir
+from xpcnn.datasets.mnist import MNIST
 
-NAMES = list(FILES)
+NAMES = list(MNIST.files)
 
 
 @pytest.fixture(scope="module")
@@ -27,27 +25,6 @@ def mnist(mnist_root):
 @pytest.fixture
 def mnist_dir(mnist_root) -> pathlib.Path:
     return mnist_root / "mnist"
-
-
-@pytest.fixture
-def server():
-    """Serve a folder over HTTP on 127.0.0.1; yields ``start(folder) -> base URL``."""
-    servers = []
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    def start(folder: pathlib.Path) -> str:
-        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
-        threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        servers.append(httpd)
-        return f"http://127.0.0.1:{httpd.server_address[1]}/"
-
-    yield start
-    for httpd in servers:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 # --- the real data ---------------------------------------------------------------------------------------
@@ -79,10 +56,10 @@ def test_uncompressed_files_load_too(mnist, mnist_dir, tmp_path):
 
 def test_xpcnn_data_env_is_used(mnist_root, monkeypatch):
     monkeypatch.setenv("XPCNN_DATA", str(mnist_root))
-    assert default_data_dir() == mnist_root / "mnist"
+    assert data_dir("mnist") == mnist_root / "mnist"
     monkeypatch.delenv("XPCNN_DATA")
     monkeypatch.setenv("XDG_CACHE_HOME", "/some/cache")
-    assert default_data_dir() == pathlib.Path("/some/cache/xpcnn/mnist")
+    assert data_dir("mnist") == pathlib.Path("/some/cache/xpcnn/mnist")
 
 
 # --- corrupt and missing files -----------------------------------------------------------------------------
@@ -176,7 +153,7 @@ def test_all_mirrors_failing_says_offline(server, tmp_path):
 def test_progress_bar_is_optional(monkeypatch):
     import sys
 
-    from xpcnn.datasets import mnist as mnist_module
+    from xpcnn.datasets import _fetch
 
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # import fails as if tqdm were not installed
-    assert mnist_module._progress_bar(10, "file.gz") is None
+    assert _fetch.progress_bar(10, "file.gz") is None

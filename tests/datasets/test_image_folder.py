@@ -1,0 +1,170 @@
+"""image_dataset_from_directory on folders made here: formats, modes, splits, corrupt files, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+PIL = pytest.importorskip("PIL")
+from PIL import Image  # noqa: E402
+
+from xpcnn.datasets import ImageDataset, image_dataset_from_directory  # noqa: E402
+
+COLORS = {"cats": (200, 30, 10), "dogs": (10, 60, 220), "owls": (90, 250, 40)}
+FORMATS = ("png", "jpg", "bmp", "gif", "PNG")
+
+
+def _folder(root, classes=("cats", "dogs"), per_class=5, size=(20, 12)):
+    """``per_class`` solid-colour images of each class, cycling through the formats."""
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            fmt = FORMATS[i % len(FORMATS)]
+            Image.new("RGB", size, COLORS[name]).save(root / name / f"{i:03d}.{fmt}",
+                                                       format="JPEG" if fmt == "jpg" else fmt.upper())
+    return root
+
+
+def _load(root, **kwargs):
+    return image_dataset_from_directory(root, **{"image_size": (8, 6), "verbose": False, **kwargs})
+
+
+def test_classes_labels_and_pixels(tmp_path):
+    _folder(tmp_path, per_class=5)
+    data = _load(tmp_path, shuffle=False)
+    assert isinstance(data, ImageDataset) and len(data) == 10
+    x, y = data
+    assert x.shape == (10, 3, 8, 6) and x.dtype == np.float32 and y.dtype == np.int64
+    assert data.class_names == ("cats", "dogs")
+    assert y.tolist() == [0] * 5 + [1] * 5
+    assert data.file_paths[0].endswith("cats/000.png") and data.file_paths[-1].endswith("dogs/004.PNG")
+    for image, label in zip(x, y):  # every format decodes to its colour (JPEG and GIF within their loss)
+        expected = np.asarray(COLORS[data.class_names[label]], np.float32) / 255
+        np.testing.assert_allclose(image.mean(axis=(1, 2)), expected, atol=0.05)
+    lossless = [i for i, p in enumerate(data.file_paths) if p.lower().endswith((".png", ".bmp"))]
+    np.testing.assert_array_equal(x[lossless[0]] * 255, np.broadcast_to(np.float32(COLORS["cats"])[:, None, None],
+                                                                       (3, 8, 6)))
+
+
+def test_matches_pillow_resize_and_modes(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    rng = np.random.default_rng(0)
+    picture = Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8))
+    picture.save(tmp_path / "a" / "pic.png")
+    picture.save(tmp_path / "b" / "pic.png")
+    for mode, pil_mode, channels in [("rgb", "RGB", 3), ("grayscale", "L", 1), ("rgba", "RGBA", 4)]:
+        for interpolation in ("bilinear", "nearest", "bicubic"):
+            x = _load(tmp_path, color_mode=mode, interpolation=interpolation, shuffle=False).x
+            expected = np.asarray(picture.convert(pil_mode).resize(
+                (6, 8), getattr(Image.Resampling, interpolation.upper())), np.float32) / 255
+            assert x.shape == (2, channels, 8, 6)
+            np.testing.assert_allclose(x[0], expected.reshape(8, 6, channels).transpose(2, 0, 1), atol=1e-6)
+
+
+def test_crop_to_aspect_ratio_takes_the_centre(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        wide = np.zeros((20, 60, 3), np.uint8)
+        wide[:, :20] = wide[:, 40:] = (255, 0, 0)  # red sides, a black centre square
+        Image.fromarray(wide).save(tmp_path / name / "wide.png")
+    square = image_dataset_from_directory(tmp_path, image_size=(10, 10), verbose=False, crop_to_aspect_ratio=True,
+                                          interpolation="nearest").x
+    assert square.max() == 0.0  # only the centre (a smoothing filter also reads a pixel or two beyond it)
+    squeezed = image_dataset_from_directory(tmp_path, image_size=(10, 10), verbose=False).x
+    assert squeezed[:, 0].max() == 1.0  # the sides too
+
+
+def test_corrupt_files_are_skipped_with_one_warning(tmp_path):
+    _folder(tmp_path, per_class=4)
+    good = (tmp_path / "cats" / "001.jpg").read_bytes()
+    (tmp_path / "cats" / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    (tmp_path / "dogs" / "not_an_image.png").write_text("hello")
+    (tmp_path / "dogs" / "empty.jpeg").write_bytes(b"")
+    (tmp_path / "dogs" / "notes.txt").write_text("ignored: not an image extension")
+    with pytest.warns(UserWarning, match="skipped 3 of 11 files") as record:
+        data = _load(tmp_path, shuffle=False)
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert "truncated.jpg" in message and "not_an_image.png" in message and "empty.jpeg" in message
+    assert len(data) == 8 and data.y.tolist() == [0] * 4 + [1] * 4
+    assert not any("truncated" in p for p in data.file_paths)
+
+
+def test_validation_split_subsets(tmp_path):
+    _folder(tmp_path, classes=("cats", "dogs", "owls"), per_class=10)
+    train = _load(tmp_path, validation_split=0.2, subset="training", seed=3)
+    val = _load(tmp_path, validation_split=0.2, subset="validation", seed=3)
+    assert (len(train), len(val)) == (24, 6)
+    assert not set(train.file_paths) & set(val.file_paths)
+    assert len(set(train.file_paths) | set(val.file_paths)) == 30
+    both = _load(tmp_path, validation_split=0.2, subset="both", seed=3)
+    assert both[0].file_paths == train.file_paths and both[1].file_paths == val.file_paths
+    np.testing.assert_array_equal(both[1].x, val.x)
+    np.testing.assert_array_equal(both[1].y, val.y)
+    other = _load(tmp_path, validation_split=0.2, subset="validation", seed=4)
+    assert other.file_paths != val.file_paths
+
+
+def test_label_modes_and_explicit_labels(tmp_path):
+    _folder(tmp_path, per_class=3)
+    binary = _load(tmp_path, label_mode="binary", shuffle=False)
+    assert binary.y.dtype == np.float32 and binary.y.shape == (6, 1) and binary.y[:, 0].tolist() == [0, 0, 0, 1, 1, 1]
+    categorical = _load(tmp_path, label_mode="categorical", shuffle=False)
+    np.testing.assert_array_equal(categorical.y, np.eye(2, dtype=np.float32)[[0, 0, 0, 1, 1, 1]])
+    unlabeled = _load(tmp_path, labels=None)
+    assert unlabeled.y is None and len(unlabeled) == 6 and unlabeled.class_names == ()
+    given = _load(tmp_path, labels=[5, 4, 3, 2, 1, 0], shuffle=False)
+    assert given.y.tolist() == [5, 4, 3, 2, 1, 0]
+    reordered = _load(tmp_path, class_names=["dogs", "cats"], shuffle=False)
+    assert reordered.class_names == ("dogs", "cats") and reordered.y.tolist() == [0, 0, 0, 1, 1, 1]
+    assert reordered.file_paths[0].endswith("dogs/000.png")
+
+
+def test_many_files_load_in_threads(tmp_path):
+    _folder(tmp_path, per_class=300, size=(4, 4))
+    data = image_dataset_from_directory(tmp_path, image_size=(4, 4), verbose=True, num_workers=3, shuffle=False)
+    assert len(data) == 600 and data.y.sum() == 300
+    single = image_dataset_from_directory(tmp_path, image_size=(4, 4), verbose=False, num_workers=1, shuffle=False)
+    np.testing.assert_array_equal(data.x, single.x)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"image_size": (0, 4)}, "image_size must be \\(height, width\\) of positive ints"),
+    ({"color_mode": "cmyk"}, "color_mode must be one of"),
+    ({"interpolation": "area"}, "interpolation must be one of"),
+    ({"subset": "training", "seed": 1}, "give validation_split and subset together"),
+    ({"validation_split": 0.2}, "give validation_split and subset together"),
+    ({"validation_split": 1.5, "subset": "both"}, "validation_split must be a number in \\(0, 1\\)"),
+    ({"validation_split": 0.2, "subset": "training"}, "needs a seed"),
+    ({"validation_split": 0.05, "subset": "both"}, "leaves 6 for training and 0 for validation"),
+    ({"class_names": ["cats", "birds"]}, "must name each subfolder"),
+    ({"label_mode": "binary", "class_names": ["cats"]}, "must name each subfolder"),
+    ({"labels": [0, 1]}, "one int per image file \\(6 found"),
+    ({"labels": None, "class_names": ["cats", "dogs"]}, "class_names is only used with labels='inferred'"),
+])
+def test_bad_arguments(tmp_path, kwargs, message):
+    _folder(tmp_path, per_class=3)
+    with pytest.raises(ValueError, match=message):
+        _load(tmp_path, **kwargs)
+
+
+def test_bad_folders(tmp_path):
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        _load(tmp_path / "missing")
+    (tmp_path / "empty" / "cats").mkdir(parents=True)
+    (tmp_path / "empty" / "dogs").mkdir()
+    with pytest.raises(ValueError, match="no image files"):
+        _load(tmp_path / "empty")
+    _folder(tmp_path / "one", classes=("cats",))
+    with pytest.raises(ValueError, match="found 1 class folder.*needs two or more"):
+        _load(tmp_path / "one")
+    _folder(tmp_path / "three", classes=("cats", "dogs", "owls"), per_class=2)
+    with pytest.raises(ValueError, match="label_mode='binary' needs exactly 2 classes, found 3"):
+        _load(tmp_path / "three", label_mode="binary")
+    broken = tmp_path / "broken"
+    for name in ("a", "b"):
+        (broken / name).mkdir(parents=True)
+        (broken / name / "x.png").write_bytes(b"not a png")
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="none of the 2 training files"):
+        _load(broken)
