@@ -49,6 +49,26 @@ def test_cam_is_the_class_score_spread_over_the_image(backend):
     _assert_maps_spread_the_logit(cams, predicted, logits, layers[-1])
 
 
+@pytest.mark.parametrize("activation", [None, "sigmoid"])
+def test_cam_of_a_one_unit_binary_classifier(backend, activation):
+    """Class 1 (score above the threshold) is mapped by the weight row, class 0 by its opposite."""
+    layers = [Conv2D(4, 3, padding=1), ReLU(), GlobalAvgPool2D(), Dense(1, activation=activation)]
+    model = Sequential(layers, input_shape=(1, 8, 8))
+    x = xpcnn.asarray(_rand((6, 1, 8, 8), seed=2))
+    logit = np.asarray(xpcnn.to_numpy(_forward(layers[:3], x) @ xpcnn.asarray(
+        xpcnn.to_numpy(layers[3].params["weight"]).T)))[:, 0]  # the pre-activation score minus the bias
+    bias = -float(np.median(logit))  # half the images on each side
+    layers[3].params["bias"] = xpcnn.asarray(np.asarray([bias], np.float32))
+    cams, predicted = viz.class_activation_map(model, x, normalize=False)
+    np.testing.assert_array_equal(predicted, (logit + bias > 0).astype(np.int64))
+    assert 0 < predicted.sum() < 6  # both classes occur, so both signs are checked
+    np.testing.assert_allclose(cams.mean(axis=(1, 2)), np.where(predicted == 1, logit, -logit), rtol=1e-4, atol=1e-5)
+    ones, _ = viz.class_activation_map(model, x, classes=1, normalize=False)
+    np.testing.assert_allclose(ones.mean(axis=(1, 2)), logit, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="classes must lie in \\[0, 2\\)"):
+        viz.class_activation_map(model, x, classes=2)
+
+
 def test_cam_upsampled_to_the_input_and_normalised(backend):
     model = Sequential(_cam_layers(pool=True, softmax=True), input_shape=(1, 8, 10))
     x = xpcnn.asarray(_rand((2, 1, 8, 10)))

@@ -138,7 +138,9 @@ def class_activation_map(
 
     so that the class score is ``sum_c W[k, c] * mean(F_c)`` with ``F`` the GlobalAvgPool2D input and ``W`` the
     Dense weight ``(num_classes, C)``. The map for class ``k`` is ``sum_c W[k, c] * F_c``, upsampled bilinearly
-    from ``(h, w)`` to the input's ``(H, W)``.
+    from ``(h, w)`` to the input's ``(H, W)``. A binary classifier with one output (``Dense(1)``, with or
+    without a sigmoid) has two classes: 1 where the score is positive (the probability above 0.5), mapped by
+    ``W[0]``, and 0, mapped by ``-W[0]`` (the evidence against class 1).
 
     ``layer`` picks the GlobalAvgPool2D (the first one after it) and must give maps of the shape that pooling
     receives: a layer of the model, its name (``"conv2d_2"``), its index in ``model.layers``, or a layer type
@@ -169,13 +171,21 @@ def class_activation_map(
     if weight.shape[1] != features.shape[1]:
         raise ValueError(f"class_activation_map: Dense weight {tuple(weight.shape)} does not take the "
                          f"{features.shape[1]} pooled channels")
-    predicted = np.argmax(_numpy(logits).reshape(int(logits.shape[0]), -1), axis=1)
+    scores = _numpy(logits).reshape(int(logits.shape[0]), -1)
+    class_weights = _numpy(weight)
+    if class_weights.shape[0] == 1:  # one sigmoid unit: class 1 scores w.F, class 0 its opposite
+        threshold = 0.5 if plan.steps[dense].runner.activation == "sigmoid" else 0.0
+        predicted = (scores[:, 0] > threshold).astype(np.int64)
+        class_weights = np.concatenate([-class_weights, class_weights])
+    else:
+        predicted = np.argmax(scores, axis=1)
     targets = predicted
     if classes is not None:
         targets = np.broadcast_to(np.asarray(classes, dtype=np.int64), predicted.shape)
-        if targets.min() < 0 or targets.max() >= weight.shape[0]:
-            raise ValueError(f"class_activation_map: classes must lie in [0, {weight.shape[0]}), got {classes!r}")
-    w_sel = asarray(_numpy(weight)[targets])  # (N, C): a small gather on the host
+        if targets.min() < 0 or targets.max() >= class_weights.shape[0]:
+            raise ValueError(f"class_activation_map: classes must lie in [0, {class_weights.shape[0]}), "
+                             f"got {classes!r}")
+    w_sel = asarray(class_weights[targets])  # (N, C): a small gather on the host
     n, c, fh, fw = (int(s) for s in features.shape)
     xp = get_backend().xp
     cams = xp.matmul(w_sel[:, None, :], xp.reshape(features, (n, c, fh * fw)))  # (N, 1, h*w)
