@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -259,6 +259,7 @@ class Trainer:
         check_finite: bool = True,
         distributed: Any = None,
         sync_batch_norm: bool = False,
+        transform: Callable[[Any], Any] | None = None,
     ) -> Any:
         """Train for ``epochs - initial_epoch`` epochs; return a ``History`` (``history.history["loss"]`` ...).
 
@@ -279,10 +280,12 @@ class Trainer:
         and validation summed over the ranks, batch-norm running statistics averaged at each epoch's end; only
         rank 0 prints and writes files. An error on one rank ends every rank. Steps run eagerly.
         ``sync_batch_norm=True``: batch norm's training statistics over the global batch instead of each rank's.
+        ``transform``: data augmentation applied on the device to each training batch's inputs (for example
+        ``xpcnn.transforms.Compose([RandomFlip(), RandomRotation(10)])``), never to validation data.
         """
         parallel = data_parallel(distributed)
         args = (x, y, batch_size, epochs, validation_data, validation_split, shuffle, callbacks, verbose,
-                initial_epoch, check_finite, parallel, bool(sync_batch_norm))
+                initial_epoch, check_finite, parallel, bool(sync_batch_norm), transform)
         if parallel is None:
             return self._checked_fit(*args)
         try:
@@ -293,9 +296,12 @@ class Trainer:
 
     def _checked_fit(self, x: Any, y: Any, batch_size: Any, epochs: Any, validation_data: Any, validation_split: Any,
                      shuffle: bool, callbacks: Any, verbose: Any, initial_epoch: Any, check_finite: bool,
-                     parallel: Any, sync_batch_norm: bool) -> Any:
+                     parallel: Any, sync_batch_norm: bool, transform: Any) -> Any:
         """``fit``: the checks before anything changes, then the epochs."""
         self._require_compiled("fit")
+        if transform is not None and not callable(transform):
+            raise TypeError(f"fit: transform must be a callable (an xpcnn.transforms object) or None, "
+                            f"got {transform!r}")
         batch_size = _check_int(batch_size, "batch_size", 1)
         epochs = _check_int(epochs, "epochs", 0)
         initial_epoch = _check_int(initial_epoch, "initial_epoch", 0)
@@ -320,17 +326,19 @@ class Trainer:
                 raise TypeError(f"callbacks must be xpcnn.callbacks.Callback objects, got {type(cb).__name__}")
 
         if parallel is None:
-            return self._fit(x, y, val, batch_size, epochs, shuffle, callback_list, verbose, initial_epoch, None)
+            return self._fit(x, y, val, batch_size, epochs, shuffle, callback_list, verbose, initial_epoch, None,
+                             transform)
         parallel.check(batch_size, batch_size_of(x), sync_batch_norm=sync_batch_norm)
         norms = parallel.synchronised_batch_norm(self) if sync_batch_norm else []
         try:
-            return self._fit(x, y, val, batch_size, epochs, shuffle, callback_list, verbose, initial_epoch, parallel)
+            return self._fit(x, y, val, batch_size, epochs, shuffle, callback_list, verbose, initial_epoch, parallel,
+                             transform)
         finally:
             for layer in norms:
                 layer.sync = None
 
     def _fit(self, x: Any, y: Any, val: Any, batch_size: int, epochs: int, shuffle: bool, callback_list: list[Any],
-             verbose: int, initial_epoch: int, parallel: Any) -> Any:
+             verbose: int, initial_epoch: int, parallel: Any, transform: Any = None) -> Any:
         # --- from here on, state changes ---
         if not isinstance(x, list):
             self._build_for(x)
@@ -339,7 +347,7 @@ class Trainer:
         shard = None if parallel is None else parallel.shard
         if parallel is not None:
             parallel.start(self)
-        loader = DataLoader(x, y, batch_size=batch_size, shuffle=shuffle, shard=shard)
+        loader = DataLoader(x, y, batch_size=batch_size, shuffle=shuffle, shard=shard, transform=transform)
         val_loader = None if val is None else DataLoader(val[0], val[1], batch_size=batch_size, shuffle=False,
                                                          shard=shard)
         history = History()

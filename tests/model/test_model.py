@@ -293,6 +293,33 @@ def test_validation_split_takes_the_last_fraction(backend):
     assert model.optimizer.iterations == 4  # 30 training samples in batches of 8
 
 
+def test_fit_transform_augments_training_batches_only(backend):
+    """Training through a mirroring transform is training on mirrored data; validation data stay as given."""
+    x, y = blobs(40)
+    seen = []
+
+    def mirror(xb):
+        seen.append((tuple(xb.shape), array_api_compat.device(xb)))
+        return array_api_compat.array_namespace(xb).flip(xb, axis=-1)
+
+    def trained(x_fit, **kwargs):
+        xpcnn.manual_seed(3)
+        model = tiny_cnn()
+        model.compile("cross_entropy", "adam", metrics=["accuracy"])
+        history = model.fit(x_fit, y, batch_size=8, epochs=2, shuffle=False, validation_data=blobs(16, seed=1),
+                            verbose=0, **kwargs)
+        return model, history.history
+
+    model, h = trained(x, transform=mirror)
+    assert seen == [((8, 1, 8, 8), backend.device)] * 10  # 5 training batches an epoch, no validation batch
+    reference, h_ref = trained(np.ascontiguousarray(x[..., ::-1]))
+    assert_same(snapshot(model), snapshot(reference))
+    assert h["val_loss"] == pytest.approx(h_ref["val_loss"], rel=1e-6)
+    with pytest.raises(TypeError, match="transform must be a callable"):
+        model.fit(x, y, batch_size=8, verbose=0, transform="flip")
+    assert model.epoch == 2
+
+
 @pytest.mark.parametrize("bad", ["length", "negative", "too_large", "val_labels"])
 def test_rejected_fit_changes_nothing(backend, bad):
     x, y = blobs(32)
