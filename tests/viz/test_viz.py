@@ -150,3 +150,9 @@ def test_plot_class_activation_maps(backend):
     assert len(titles) == 4 and all(t.startswith("pred ") and "/ true " in t for t in titles)
     with pytest.raises(ValueError, match="do not match"):
         viz.plot_class_activation_maps(x, cams[:2])
+    colour = np.random.default_rng(1).uniform(size=(4, 3, 8, 8)).astype(np.float32)
+    fig = viz.plot_class_activation_maps(colour, cams, predicted, labels=[0, 1, 2, 0],
+                                         class_names=["cat", "dog", "owl"])
+    names = ("cat", "dog", "owl")
+    titles = [ax.get_title() for ax in fig.axes if ax.images]
+    assert titles == [f"pred {names[p]} / true {names[t]}" for p, t in zip(predicted, [0, 1, 2, 0])]

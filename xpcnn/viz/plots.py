@@ -347,11 +347,13 @@ def _show(ax: Any, image: np.ndarray, cmap: str) -> None:
 def plot_class_activation_maps(
     images: Any, maps: Any, predicted: Sequence[Any] | None = None, labels: Sequence[Any] | None = None,
     title: str | None = None, *, ncols: int | None = None, alpha: float = 0.5, cmap: str = "jet",
+    class_names: Sequence[str] | None = None,
 ) -> Any:
-    """Class activation maps (from ``class_activation_map``) overlaid on their grey images.
+    """Class activation maps (from ``class_activation_map``) overlaid on their images.
 
-    ``images`` ``(N, 1, H, W)`` or ``(N, H, W)``, ``maps`` ``(N, H, W)``; titles read ``pred 7`` or, with
-    true ``labels``, ``pred 7 / true 7`` (red when they differ). Returns the matplotlib Figure.
+    ``images`` ``(N, 1, H, W)``, ``(N, 3, H, W)`` or ``(N, H, W)``, ``maps`` ``(N, H, W)``; titles read
+    ``pred 7`` or, with true ``labels``, ``pred 7 / true 7`` (red when they differ), with the classes'
+    names when ``class_names`` is given. Returns the matplotlib Figure.
     """
     batch = _as_images(images, "images")
     heat = _host(maps, "maps")
@@ -360,6 +362,10 @@ def plot_class_activation_maps(
     plt = _pyplot()
     nrows, width = _square(len(batch)) if ncols is None else (math.ceil(len(batch) / ncols), ncols)
     fig, axes = _grid(plt, nrows, width, cell=1.4)
+
+    def named(label: Any) -> Any:
+        return label if class_names is None else class_names[int(label)]
+
     for k, ax in enumerate(axes.flat):
         if k >= len(batch):
             ax.axis("off")
@@ -367,9 +373,9 @@ def plot_class_activation_maps(
         _show(ax, batch[k], "gray")
         ax.imshow(heat[k], cmap=cmap, alpha=alpha)
         if predicted is not None:
-            text, color = f"pred {predicted[k]}", "black"
+            text, color = f"pred {named(predicted[k])}", "black"
             if labels is not None:
-                text += f" / true {labels[k]}"
+                text += f" / true {named(labels[k])}"
                 color = "black" if int(predicted[k]) == int(labels[k]) else "red"
             ax.set_title(text, fontsize=8, color=color)
     return _finish(fig, title)
