@@ -34,7 +34,10 @@ CASES = {
     "train_mnist.py": ("history.png", True, (272, 720)),
     "resnet.py": ("resnet_history.png", True, (272, 1080)),
     "unet_segmentation.py": ("unet_segmentation.png", False, (412, 880)),
+    "cats_vs_dogs.py": ("cats_vs_dogs_cam.png", False, (304, 944)),
 }
+# script -> (the line its score follows, the least score its quick run must reach)
+QUICK_SCORES = {"cats_vs_dogs.py": ("validation accuracy: ", 0.9)}
 
 
 def _run(script: str, out: pathlib.Path, *extra: str) -> subprocess.CompletedProcess:
@@ -79,6 +82,10 @@ def test_example_quick_run_writes_its_picture(script, tmp_path, request):
     result = _run(script, tmp_path, *extra)
     _check_png(tmp_path / picture, size)
     assert str(tmp_path / picture) in result.stdout, "the example should say where it saved the picture"
+    if script in QUICK_SCORES:
+        prefix, least = QUICK_SCORES[script]
+        score = float(result.stdout.split(prefix)[1].split()[0])
+        assert score >= least, f"{script} --quick scored {score}, expected at least {least}"
 
 
 # --- docs/tutorial.md: its python blocks run, in order, as one script ---------------------------------
