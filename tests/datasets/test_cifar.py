@@ -217,3 +217,55 @@ def test_class_names():
     assert len(class_names("cifar100", "coarse")) == 20
     with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
         class_names("imagenet")
+
+
+@pytest.mark.parametrize("clash", ["dir_then_file", "file_then_child"])
+def test_members_that_clash_are_refused_cleanly(cifar10, clash):
+    mirror, _, members, remake = cifar10
+    folder = tarfile.TarInfo("cifar-10-batches-bin/readme.html")
+    folder.type = tarfile.DIRTYPE
+    if clash == "dir_then_file":
+        members = {k: v for k, v in members.items() if not k.endswith("readme.html")}
+        remake({"cifar-10-batches-bin/data_batch_1.bin/x": b"", **members})
+    else:
+        remake({**members, "cifar-10-batches-bin/readme.html/inner.txt": b"x"})
+    with pytest.raises(CorruptDatasetError, match="cifar-10-binary.tar.gz: cannot extract"):
+        load_cifar10(mirror, download=False)
+    assert sorted(p.name for p in mirror.iterdir()) == ["cifar-10-binary.tar.gz"]
+
+
+def test_a_colon_in_a_member_name_is_refused(cifar10):
+    mirror, _, members, remake = cifar10
+    remake({**members, "cifar-10-batches-bin/C:evil.bin": b"x"})
+    with pytest.raises(CorruptDatasetError, match="C:evil.bin' would escape"):
+        load_cifar10(mirror, download=False)
+
+
+def test_extracted_folder_is_readable_by_others_as_the_umask_allows(cifar10):
+    import os
+    import stat
+
+    mirror, *_ = cifar10
+    mask = os.umask(0o022)
+    try:
+        load_cifar10(mirror, download=False)
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((mirror / "cifar-10-batches-bin").stat().st_mode) == 0o755
+
+
+def test_a_folder_another_process_extracted_meanwhile_is_used(cifar10, monkeypatch):
+    mirror, expected, _, _ = cifar10
+    real_replace = cifar_module.os.replace
+
+    def racing_replace(src, dst):  # the other process wins the rename
+        (mirror / "other").mkdir()
+        with tarfile.open(mirror / "cifar-10-binary.tar.gz") as tar:
+            tar.extractall(mirror / "other", filter="data") if hasattr(tarfile, "data_filter") else tar.extractall(mirror / "other")
+        real_replace(mirror / "other" / "cifar-10-batches-bin", dst)
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(cifar_module.os, "replace", racing_replace)
+    _, (_, y_test) = load_cifar10(mirror, download=False)
+    np.testing.assert_array_equal(y_test, expected["test_batch.bin"]["labels"][0])
+    assert not [p for p in mirror.iterdir() if p.name.endswith(".part")]

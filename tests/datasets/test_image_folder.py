@@ -140,7 +140,8 @@ def test_many_files_load_in_threads(tmp_path):
     ({"validation_split": 0.05, "subset": "both"}, "leaves 6 for training and 0 for validation"),
     ({"class_names": ["cats", "birds"]}, "must name each subfolder"),
     ({"label_mode": "binary", "class_names": ["cats"]}, "must name each subfolder"),
-    ({"labels": [0, 1]}, "one int per image file \\(6 found"),
+    ({"labels": [0, 1]}, "one int >= 0 per image file \\(6 found"),
+    ({"labels": np.array([0, 1, 2, 0, 1, -1])}, "one int >= 0 per image file"),
     ({"labels": None, "class_names": ["cats", "dogs"]}, "class_names is only used with labels='inferred'"),
 ])
 def test_bad_arguments(tmp_path, kwargs, message):
@@ -168,3 +169,42 @@ def test_bad_folders(tmp_path):
         (broken / name / "x.png").write_bytes(b"not a png")
     with pytest.warns(UserWarning), pytest.raises(ValueError, match="none of the 2 training files"):
         _load(broken)
+
+
+def test_sixteen_bit_greyscale_is_scaled_not_clipped(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        Image.fromarray(np.full((4, 4), 32768, np.uint16)).save(tmp_path / name / "grey16.png")
+    for mode, channels in [("grayscale", 1), ("rgb", 3), ("rgba", 4)]:
+        x = _load(tmp_path, color_mode=mode, image_size=(4, 4)).x
+        assert x.shape == (2, channels, 4, 4)
+        np.testing.assert_allclose(x[:, :3], 32768 / 65535, rtol=1e-6)
+        if mode == "rgba":
+            assert (x[:, 3] == 1.0).all()
+
+
+def test_numpy_labels_hidden_folders_links_and_path_order(tmp_path):
+    _folder(tmp_path, per_class=2)
+    (tmp_path / "cats" / ".ipynb_checkpoints").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "cats" / ".ipynb_checkpoints" / "000.png")  # not a sample
+    (tmp_path / "dogs" / "a").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "dogs" / "a" / "z.png")
+    (tmp_path / "dogs" / "a-b").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "dogs" / "a-b" / "y.png")
+    (tmp_path / "dogs" / "a" / "loop").symlink_to(tmp_path / "dogs")
+    data = _load(tmp_path, shuffle=False, follow_links=True)
+    names = [p.split(str(tmp_path))[1] for p in data.file_paths]
+    assert names == ["/cats/000.png", "/cats/001.jpg", "/dogs/000.png", "/dogs/001.jpg", "/dogs/a/z.png",
+                     "/dogs/a-b/y.png"]  # sorted as paths; the link back up is walked once
+    given = _load(tmp_path, labels=np.array([1, 0, 1, 0, 1, 2]), shuffle=False)  # every file, without links
+    assert len(given) == 6 and given.y.tolist() == [1, 0, 1, 0, 1, 2]
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # Pillow says it too
+def test_images_over_the_pixel_limit_are_skipped(tmp_path, monkeypatch):
+    _folder(tmp_path, per_class=2, size=(20, 12))
+    Image.new("RGB", (40, 40)).save(tmp_path / "cats" / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow itself refuses only beyond twice this
+    with pytest.warns(UserWarning, match="huge.png \\(40x40 pixels, over Pillow's MAX_IMAGE_PIXELS"):
+        data = _load(tmp_path)
+    assert len(data) == 4

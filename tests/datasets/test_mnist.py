@@ -157,3 +157,9 @@ def test_progress_bar_is_optional(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # import fails as if tqdm were not installed
     assert _fetch.progress_bar(10, "file.gz") is None
+
+
+def test_read_idx_header_too_large_to_be_true():
+    huge = bytes([0, 0, 0x08, 4]) + (65536).to_bytes(4, "big") * 4  # 2**64 bytes: int64 would wrap to 0
+    with pytest.raises(CorruptDatasetError, match="huge.idx: IDX header says shape"):
+        read_idx(huge, "huge.idx")

@@ -5,6 +5,8 @@ blue values, row-major): the pickled "python version" would run code on load. Th
 before extraction; extraction writes each member through a filter (regular files and folders under the
 release's one top folder, nothing else: no links, devices, absolute paths or ``..``) into a temporary folder
 renamed into place when whole, with a manifest of the extracted files' MD5 sums checked on every later load.
+A folder extracted by hand has no manifest (the release publishes no per-file sums): it is checked for its
+files' sizes and label ranges only.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ..io.atomic import current_umask
 from ._fetch import CorruptDatasetError, data_dir, download, md5
 
 __all__ = ["CIFAR10", "CIFAR100", "CifarRelease", "load_cifar10", "load_cifar100", "load_cifar_release"]
@@ -94,7 +97,7 @@ def _member_path(member: tarfile.TarInfo, release: CifarRelease, archive: pathli
     """The member's path inside the release folder, None for the folder itself; refuses anything else."""
     name = member.name
     parts = posixpath.normpath(name).split("/")
-    if name.startswith(("/", "\\")) or ":" in parts[0] or ".." in parts or "\\" in name:
+    if name.startswith(("/", "\\")) or ".." in parts or any(c in name for c in ":\\\0"):
         raise CorruptDatasetError(f"{archive}: member {name!r} would escape the folder {archive.parent}; "
                                   "the archive is not the canonical release and is not extracted")
     if not (member.isfile() or member.isdir()):
@@ -108,36 +111,48 @@ def _member_path(member: tarfile.TarInfo, release: CifarRelease, archive: pathli
 
 def _extract(archive: pathlib.Path, release: CifarRelease) -> None:
     """Extract ``release.folder`` from ``archive`` beside it, all or nothing, with a manifest of MD5 sums."""
-    expected = {**release.train_files, **release.test_files}
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{release.folder}.", suffix=".part", dir=archive.parent))
     try:
-        sums = {}
-        with tarfile.open(archive, "r:gz") as tar:
-            for member in tar:
-                inner = _member_path(member, release, archive)
-                if inner is None:
-                    continue
-                target = tmp.joinpath(*inner.split("/"))
-                if member.isdir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                if inner in expected and member.size != expected[inner] * release.record_bytes:
-                    raise CorruptDatasetError(f"{archive}: member {member.name!r} holds {member.size} bytes, not "
-                                              f"{expected[inner]} records of {release.record_bytes} bytes")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                source = tar.extractfile(member)
-                with source, target.open("wb") as out:
-                    shutil.copyfileobj(source, out, 1 << 20)
-                sums[inner] = md5(target)
-        missing = sorted(set(expected) - set(sums))
-        if missing:
-            raise CorruptDatasetError(f"{archive}: {release.folder}/{missing[0]} is missing from the archive")
+        try:
+            sums = _extract_members(archive, release, tmp)
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+            raise CorruptDatasetError(f"{archive}: cannot extract ({exc}); delete it and load again") from exc
         (tmp / _MANIFEST).write_text(json.dumps({"archive_md5": release.md5, "md5": sums}, indent=1))
-        os.replace(tmp, archive.parent / release.folder)
-    except (tarfile.TarError, EOFError, zlib.error) as exc:
-        raise CorruptDatasetError(f"{archive}: cannot extract ({exc}); delete it and load again") from exc
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's folder is private; the cache may be shared
+        try:
+            os.replace(tmp, archive.parent / release.folder)
+        except OSError:
+            if not (archive.parent / release.folder).is_dir():  # else another process extracted it meanwhile
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _extract_members(archive: pathlib.Path, release: CifarRelease, tmp: pathlib.Path) -> dict[str, str]:
+    """Write the release folder's members into ``tmp``; returns their MD5 sums by inner path."""
+    expected = {**release.train_files, **release.test_files}
+    sums = {}
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tar:
+            inner = _member_path(member, release, archive)
+            if inner is None:
+                continue
+            target = tmp.joinpath(*inner.split("/"))
+            if member.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            if inner in expected and member.size != expected[inner] * release.record_bytes:
+                raise CorruptDatasetError(f"{archive}: member {member.name!r} holds {member.size} bytes, not "
+                                          f"{expected[inner]} records of {release.record_bytes} bytes")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = tar.extractfile(member)
+            with source, target.open("wb") as out:
+                shutil.copyfileobj(source, out, 1 << 20)
+            sums[inner] = md5(target)
+    missing = sorted(set(expected) - set(sums))
+    if missing:
+        raise CorruptDatasetError(f"{archive}: {release.folder}/{missing[0]} is missing from the archive")
+    return sums
 
 
 def _verify_archive(path: pathlib.Path, release: CifarRelease) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import math
 import os
 import pathlib
 import zlib
@@ -55,7 +56,7 @@ def read_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise CorruptDatasetError(f"{name}: IDX header truncated ({len(data)} bytes)")
     shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     dtype = np.dtype(_IDX_DTYPES[code])
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize  # Python ints: no overflow
     if len(data) != expected:
         raise CorruptDatasetError(
             f"{name}: IDX header says shape {shape} ({expected} bytes) but the file holds {len(data)} bytes"

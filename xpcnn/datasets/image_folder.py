@@ -4,6 +4,10 @@ The images are decoded with Pillow and resized on the host, in threads (Pillow r
 decodes and resamples), into one preallocated float32 ``(N, C, H, W)`` array in [0, 1]. A file that cannot
 be decoded (truncated, not an image, a decompression bomb) is skipped and counted in one warning: a folder
 of photos from the web always holds a few, and a crash after minutes of loading helps nobody.
+
+Differences from Keras, which returns a ``tf.data.Dataset``: NumPy arrays in NCHW layout, values in [0, 1]
+(not [0, 255]: no ``Rescaling(1 / 255)`` needed), no ``batch_size`` (``fit`` batches), and the shuffle of a
+split comes from NumPy's generator, so a seed splits differently than in Keras.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ _LABEL_MODES = ("int", "binary", "categorical", None)
 _SUBSETS = (None, "training", "validation", "both")
 _NAMED_IN_WARNING = 5
 _PROGRESS_FROM = 500  # files; fewer load in well under a second
+_WIDE_GREY_MODES = ("I;16", "I;16L", "I;16B", "I")  # 16-bit greyscale PNGs: Pillow's convert clips them at 255
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,24 +90,30 @@ def _check_split(validation_split: Any, subset: Any, seed: Any, shuffle: bool) -
 
 
 def _image_files(folder: pathlib.Path, follow_links: bool) -> list[pathlib.Path]:
-    """The image files under ``folder`` (recursively), sorted by path."""
-    found = []
+    """The image files under ``folder`` (recursively, hidden folders such as ``.ipynb_checkpoints`` left out,
+    each linked folder once), sorted by path."""
+    found, seen = [], set()
     for parent, dirs, files in os.walk(folder, followlinks=follow_links):
-        dirs.sort()
-        found.extend(pathlib.Path(parent) / f for f in sorted(files) if f.lower().endswith(ALLOWED_FORMATS))
-    return found
+        real = os.path.realpath(parent)
+        if real in seen:  # a link back up the tree
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found.extend(pathlib.Path(parent) / f for f in files if f.lower().endswith(ALLOWED_FORMATS))
+    return sorted(found)
 
 
 def _index(directory: pathlib.Path, labels: Any, class_names: Sequence[str] | None,
            follow_links: bool) -> tuple[list[pathlib.Path], np.ndarray | None, tuple[str, ...]]:
     """Every image file with its label (class folders in ``class_names`` order, files sorted in each)."""
-    if labels != "inferred":
+    if not (isinstance(labels, str) and labels == "inferred"):
         files = _image_files(directory, follow_links)
         if labels is None:
             return files, None, ()
         y = np.asarray(labels)
-        if y.shape != (len(files),) or y.dtype.kind not in "iu":
-            raise ValueError(f"image_dataset_from_directory: labels must be 'inferred', None or one int per "
+        if y.shape != (len(files),) or y.dtype.kind not in "iu" or (y.size and y.min() < 0):
+            raise ValueError(f"image_dataset_from_directory: labels must be 'inferred', None or one int >= 0 per "
                              f"image file ({len(files)} found under {directory}, sorted by path); got "
                              f"{y.dtype} of shape {y.shape}")
         return files, y.astype(np.int64), ()
@@ -132,15 +143,25 @@ def _decode(path: pathlib.Path, out: np.ndarray, mode: str, resample: Any, crop:
     """Decode ``path`` (first frame), convert, resize into ``out`` (C, H, W); the reason on failure."""
     from PIL import Image
 
+    h, w = out.shape[1:]
     try:
-        with Image.open(path) as img:
-            img = img.convert(mode)  # decodes the whole file: truncation shows here
-            h, w = out.shape[1:]
+        with Image.open(path) as img:  # reads the header only
+            if Image.MAX_IMAGE_PIXELS and img.size[0] * img.size[1] > Image.MAX_IMAGE_PIXELS:
+                return f"{img.size[0]}x{img.size[1]} pixels, over Pillow's MAX_IMAGE_PIXELS (a decompression bomb?)"
             box = _crop_box(*img.size, h, w) if crop else None
-            pixels = np.asarray(img.resize((w, h), resample, box=box), dtype=np.float32)
-    except Exception as exc:  # any failure to decode one file means: skip that file, say why
+            if img.mode in _WIDE_GREY_MODES:  # scale 16 bits onto [0, 1] before anything rounds to 8 bits
+                grey = Image.fromarray(np.clip(np.asarray(img, dtype=np.float32) / 65535.0, 0.0, 1.0), "F")
+                plane = np.asarray(grey.resize((w, h), resample, box=box), dtype=np.float32)
+                pixels = np.stack([plane] * min(len(mode), 3) + [np.ones_like(plane)] * (mode == "RGBA"))
+            else:
+                img = img.convert(mode)  # decodes the whole file: truncation shows here
+                pixels = np.asarray(img.resize((w, h), resample, box=box), dtype=np.float32) / np.float32(255.0)
+                pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+    except MemoryError:
+        raise
+    except Exception as exc:  # any other failure to decode one file means: skip that file, say why
         return f"{type(exc).__name__}: {exc}"
-    out[...] = (pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)) / np.float32(255.0)
+    out[...] = pixels
     return None
 
 
@@ -222,9 +243,10 @@ def image_dataset_from_directory(
     _choice(interpolation, _INTERPOLATIONS, "interpolation")
     _choice(label_mode, _LABEL_MODES, "label_mode")
     _check_split(validation_split, subset, seed, shuffle)
-    if not (labels in ("inferred", None) or isinstance(labels, (list, tuple, np.ndarray))):
+    inferred = isinstance(labels, str) and labels == "inferred"
+    if not (inferred or labels is None or isinstance(labels, (list, tuple, np.ndarray))):
         raise ValueError(f"image_dataset_from_directory: labels must be 'inferred', None or a list of ints, got {labels!r}")
-    if class_names is not None and labels != "inferred":
+    if class_names is not None and not inferred:
         raise ValueError("image_dataset_from_directory: class_names is only used with labels='inferred'")
     directory = pathlib.Path(directory)
     if not directory.is_dir():
@@ -234,7 +256,7 @@ def image_dataset_from_directory(
     if not files:
         raise ValueError(f"image_dataset_from_directory: no image files ({', '.join(ALLOWED_FORMATS)}) found "
                          f"under {directory}")
-    if labels == "inferred" and len(names) < 2:
+    if inferred and len(names) < 2:
         raise ValueError(f"image_dataset_from_directory: found {len(names)} class folder(s) in {directory} "
                          f"({names}); a classifier needs two or more, one subfolder per class (or pass labels=None)")
     classes = len(names) if names else int(y.max()) + 1 if y is not None else 0

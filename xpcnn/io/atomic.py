@@ -13,12 +13,13 @@ import tempfile
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "current_umask"]
 
 _TEMP_SUFFIX = ".xpcnn-tmp"
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's umask (reading it means setting it, so it is set back at once)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -35,7 +36,7 @@ def atomic_write(path: str, write: Callable[[BinaryIO], Any]) -> None:
     _remove_stale_temporaries(folder, os.path.basename(path))
     tmp = None
     try:
-        mode = os.stat(path).st_mode & 0o777 if os.path.isfile(path) else 0o666 & ~_umask()
+        mode = os.stat(path).st_mode & 0o777 if os.path.isfile(path) else 0o666 & ~current_umask()
         fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=_TEMP_SUFFIX,
                                    dir=folder)
         with os.fdopen(fd, "wb") as f:
