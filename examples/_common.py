@@ -28,8 +28,9 @@ import xpcnn  # noqa: E402
 DPI = 80  # small PNGs; the figure sizes are fixed, so the pixel size of each picture is too
 
 
-def parser(description: str, mnist: bool = False) -> argparse.ArgumentParser:
-    """The flags every example takes (``--data`` too when it reads MNIST)."""
+def parser(description: str, mnist: bool = False, other_datasets: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+    """The flags every example takes (``--data`` too when it reads MNIST, which may also name one of
+    ``other_datasets`` the example can train on instead)."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--backend", default="numpy", choices=xpcnn.backend.KNOWN_BACKENDS,
                    help="array library to compute with (default: numpy)")
@@ -39,9 +40,11 @@ def parser(description: str, mnist: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a seconds-long run on a small subset")
     p.add_argument("--seed", default=0, type=int, help="random seed (default: 0)")
     if mnist:
+        others = (f"; or {' or '.join(other_datasets)}: that dataset from $XPCNN_DATA/<name> or the user cache"
+                  if other_datasets else "")
         p.add_argument("--data", default=None, type=pathlib.Path,
                        help="folder with the MNIST files (or with an mnist/ folder); default $XPCNN_DATA/mnist "
-                            "or the user cache, downloading once if missing")
+                            f"or the user cache, downloading once if missing{others}")
     return p
 
 

@@ -13,8 +13,11 @@ ResNet-20's layout (He et al., 2016, the CIFAR-10 networks) scaled to fit a 2-co
 
 ``--blocks 3`` is ResNet-20 itself; the default ``--blocks 1`` is the 8-layer ResNet. Adam with a 1cycle
 learning-rate schedule (``OneCycleLR``), batch 128. ``--ema MOMENTUM`` also keeps a moving average of the
-weights; ``fit`` then re-estimates the BatchNorm statistics for the average (``update_bn``). The model takes
-any ``(C, H, W)``: ``build_resnet((3, 32, 32))`` is the CIFAR-10 network once a loader exists.
+weights; ``fit`` then re-estimates the BatchNorm statistics for the average (``update_bn``).
+
+``--data cifar10`` trains the same network on CIFAR-10 (``load_cifar10``: ``$XPCNN_DATA/cifar10`` or the user
+cache, downloaded once), with the usual augmentation on the device: random crops of the image padded by 4
+pixels and horizontal flips.
 
 Prints the test accuracy after each epoch and the wall time; saves the curves as ``resnet_history.png`` and the
 model as ``resnet.xpcnn`` in ``--out``. ``--quick`` trains a narrow net on 2,000 images for a smoke run.
@@ -28,8 +31,10 @@ from _common import mnist, parser, save, setup
 
 import xpcnn
 from xpcnn.callbacks import OneCycleLR
+from xpcnn.datasets import load_cifar10
 from xpcnn.layers import Add, BatchNorm2D, Conv2D, Dense, GlobalAvgPool2D, ReLU
 from xpcnn.optimizers import Adam
+from xpcnn.transforms import Compose, RandomCrop, RandomFlip
 from xpcnn.viz import plot_history
 
 
@@ -59,8 +64,18 @@ def build_resnet(input_shape=(1, 28, 28), num_classes: int = 10, widths=(16, 32,
     return xpcnn.Model(inputs, logits, name=f"resnet{6 * blocks + 2}")
 
 
+def load_data(args, train: int | None, test: int | None):
+    """``(title, (x_train, y_train), (x_test, y_test), augmentation)`` of the dataset ``--data`` names
+    (``cifar10``), else of MNIST from the folder it gives (first ``train``/``test`` samples)."""
+    if args.data is not None and str(args.data) == "cifar10":
+        (x_train, y_train), (x_test, y_test) = load_cifar10()
+        augment = Compose([RandomCrop(padding=4), RandomFlip(horizontal=True)])
+        return "CIFAR-10", (x_train[:train], y_train[:train]), (x_test[:test], y_test[:test]), augment
+    return ("MNIST", *mnist(args, train=train, test=test), None)
+
+
 def main(argv: list[str] | None = None) -> float:
-    p = parser(__doc__.splitlines()[0], mnist=True)
+    p = parser(__doc__.splitlines()[0], mnist=True, other_datasets=("cifar10",))
     p.add_argument("--epochs", type=int, default=2, help="training epochs (default: 2)")
     p.add_argument("--blocks", type=int, default=1, help="residual blocks per stage (default: 1; 3 is ResNet-20)")
     p.add_argument("--batch-size", type=int, default=128, help="mini-batch size (default: 128)")
@@ -70,28 +85,29 @@ def main(argv: list[str] | None = None) -> float:
     args = p.parse_args(argv)
     backend = setup(args)
     train_n, test_n, widths = (2000, 500, (4, 8, 16)) if args.quick else (None, None, (16, 32, 64))
-    (x_train, y_train), (x_test, y_test) = mnist(args, train=train_n, test=test_n)
-    print(f"MNIST: {len(x_train):,} training and {len(x_test):,} test images")
+    title, (x_train, y_train), (x_test, y_test), augment = load_data(args, train_n, test_n)
+    print(f"{title}: {len(x_train):,} training and {len(x_test):,} test images")
 
-    model = build_resnet(widths=widths, blocks=args.blocks)
+    model = build_resnet(x_train.shape[1:], widths=widths, blocks=args.blocks)
     model.summary()
     model.compile(loss="cross_entropy", optimizer=Adam(args.max_lr, use_ema=args.ema > 0, ema_momentum=args.ema or 0.99),
                   metrics=["accuracy"])
     start = time.perf_counter()
     history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
                         validation_data=(x_test, y_test), callbacks=[OneCycleLR(args.max_lr)],
-                        verbose=0 if args.quick else 1)
+                        verbose=0 if args.quick else 1, transform=augment)
     accuracy = model.evaluate(x_test, y_test, batch_size=500)["accuracy"]  # the weights fit returned
     wall = time.perf_counter() - start
     for epoch, value in enumerate(history.history["val_accuracy"], 1):
         print(f"epoch {epoch}: test accuracy {100 * value:.2f}%")
     weights = f"weights averaged with momentum {args.ema}" if args.ema > 0 else "final weights"
     print(f"test accuracy after {model.epoch} epoch(s): {100 * accuracy:.2f}% on {len(x_test):,} images ({weights})")
-    print(f"wall time (training, per-epoch and final test evaluation): {wall:.1f} s on {backend.name}")
+    print(f"wall time (training, per-epoch and final test evaluation): {wall:.1f} s on {backend.name}, "
+          f"{wall / max(args.epochs, 1):.1f} s per epoch")
     path = args.out / "resnet.xpcnn"
     model.save(path)
     print(f"saved {path}")
-    save(plot_history(history, title=f"{model.name} on MNIST"), args, "resnet_history.png")
+    save(plot_history(history, title=f"{model.name} on {title}"), args, "resnet_history.png")
     return accuracy
 
 

@@ -40,11 +40,11 @@ CASES = {
 QUICK_SCORES = {"cats_vs_dogs.py": ("validation accuracy: ", 0.9)}
 
 
-def _run(script: str, out: pathlib.Path, *extra: str) -> subprocess.CompletedProcess:
+def _run(script: str, out: pathlib.Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(EXAMPLES / script), "--quick", "--backend", BACKEND, "--out", str(out), *extra]
     if DEVICE is not None:
         cmd += ["--device", DEVICE]
-    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": os.pathsep.join(
+    env = {**os.environ, "MPLBACKEND": "Agg", **(env or {}), "PYTHONPATH": os.pathsep.join(
         p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)}
     result = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
     assert result.returncode == 0, (
@@ -86,6 +86,23 @@ def test_example_quick_run_writes_its_picture(script, tmp_path, request):
         prefix, least = QUICK_SCORES[script]
         score = float(result.stdout.split(prefix)[1].split()[0])
         assert score >= least, f"{script} --quick scored {score}, expected at least {least}"
+
+
+def test_resnet_trains_on_cifar10_from_a_folder_extracted_by_hand(tmp_path):
+    """``--data cifar10`` reads ``$XPCNN_DATA/cifar10/cifar-10-batches-bin``: here random records in the binary
+    release's exact layout and sizes (the real archive cannot be downloaded on CI)."""
+    folder = tmp_path / "data" / "cifar10" / "cifar-10-batches-bin"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [*(f"data_batch_{i}.bin" for i in range(1, 6)), "test_batch.bin"]:
+        records = rng.integers(0, 256, (10000, 3073), dtype=np.uint8)
+        records[:, 0] %= 10
+        (folder / name).write_bytes(records.tobytes())
+    out = tmp_path / "out"
+    out.mkdir()
+    result = _run("resnet.py", out, "--data", "cifar10", env={"XPCNN_DATA": str(tmp_path / "data")})
+    assert "CIFAR-10: 2,000 training and 500 test images" in result.stdout
+    _check_png(out / "resnet_history.png", CASES["resnet.py"][2])
 
 
 # --- docs/tutorial.md: its python blocks run, in order, as one script ---------------------------------
