@@ -7,8 +7,11 @@ numerical gradient checks; skipped where the device refuses float64, like array-
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
 import pathlib
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -90,3 +93,25 @@ def compile_jit(request: pytest.FixtureRequest) -> Iterator[str]:
         yield mode
     finally:
         Trainer.compile.__defaults__ = defaults
+
+
+@pytest.fixture
+def server():
+    """Serve a folder over HTTP on 127.0.0.1 (the loaders' download tests: nothing reaches the internet);
+    yields ``start(folder) -> base URL``."""
+    servers = []
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    def start(folder: pathlib.Path) -> str:
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+        threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        servers.append(httpd)
+        return f"http://127.0.0.1:{httpd.server_address[1]}/"
+
+    yield start
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()
