@@ -269,3 +269,18 @@ def test_a_folder_another_process_extracted_meanwhile_is_used(cifar10, monkeypat
     _, (_, y_test) = load_cifar10(mirror, download=False)
     np.testing.assert_array_equal(y_test, expected["test_batch.bin"]["labels"][0])
     assert not [p for p in mirror.iterdir() if p.name.endswith(".part")]
+
+
+def test_a_full_disk_is_reported_as_such_not_as_a_bad_archive(cifar10, monkeypatch):
+    import errno
+
+    mirror, *_ = cifar10
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cifar_module.shutil, "copyfileobj", full)
+    with pytest.raises(OSError, match="No space left") as info:
+        load_cifar10(mirror, download=False)
+    assert not isinstance(info.value, CorruptDatasetError)
+    assert sorted(p.name for p in mirror.iterdir()) == ["cifar-10-binary.tar.gz"]

@@ -3,8 +3,9 @@
 Only the binary release is read (fixed-length records: label byte(s), then 1024 red, 1024 green and 1024
 blue values, row-major): the pickled "python version" would run code on load. The archive's MD5 is checked
 before extraction; extraction writes each member through a filter (regular files and folders under the
-release's one top folder, nothing else: no links, devices, absolute paths or ``..``) into a temporary folder
-renamed into place when whole, with a manifest of the extracted files' MD5 sums checked on every later load.
+release's one top folder, nothing else: no links, devices, absolute paths, ``:`` or ``..`` leading out) into a
+temporary folder renamed into place when whole, with a manifest of the extracted files' MD5 sums checked on
+every later load.
 A folder extracted by hand has no manifest (the release publishes no per-file sums): it is checked for its
 files' sizes and label ranges only.
 """
@@ -12,6 +13,7 @@ files' sizes and label ranges only.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import pathlib
@@ -33,6 +35,7 @@ Splits = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 _PIXELS = 3 * 32 * 32
 _MANIFEST = ".xpcnn-manifest.json"
+_MACHINE_ERRORS = {errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +118,11 @@ def _extract(archive: pathlib.Path, release: CifarRelease) -> None:
     try:
         try:
             sums = _extract_members(archive, release, tmp)
-        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        except OSError as exc:
+            if exc.errno in _MACHINE_ERRORS:  # the disk, not the archive
+                raise
+            raise CorruptDatasetError(f"{archive}: cannot extract ({exc}); delete it and load again") from exc
+        except (tarfile.TarError, EOFError, zlib.error) as exc:
             raise CorruptDatasetError(f"{archive}: cannot extract ({exc}); delete it and load again") from exc
         (tmp / _MANIFEST).write_text(json.dumps({"archive_md5": release.md5, "md5": sums}, indent=1))
         os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's folder is private; the cache may be shared

@@ -69,7 +69,7 @@ def load_fashion_mnist(
     mirrors: Sequence[str] | None = None,
     progress: bool = True,
 ) -> Splits:
-    """Fashion-MNIST (Zalando's drop-in replacement for MNIST) exactly as ``load_mnist``: the same layout and
-    dtypes, read from ``root``, else ``$XPCNN_DATA/fashion_mnist``, else the user cache. The ``.gz`` files
-    are verified against Zalando's published MD5 sums; class names are ``FASHION_MNIST.class_names``."""
+    """Fashion-MNIST (Zalando's drop-in replacement for MNIST) as ``load_mnist``: the same layout and dtypes,
+    read from ``root``, else ``$XPCNN_DATA/fashion_mnist``, else the user cache. Only ``.gz`` files are
+    accepted, verified against Zalando's published MD5 sums; class names: ``class_names("fashion_mnist")``."""
     return load_idx_release(FASHION_MNIST, root, download, mirrors, progress)
