@@ -81,6 +81,20 @@ def test_save_and_load_model_round_trip(backend, tmp_path):
     assert h1 == h2
 
 
+def test_arrays_read_from_a_file_are_writable(tmp_path):
+    """A backend may share the host buffer (torch.asarray does): it must not be a read-only bytes object."""
+    import zipfile
+
+    from xpcnn.io.archive import Archive
+
+    path = tmp_path / "model.xpcnn"
+    trained_model().save(path)
+    names = [n[:-4] for n in zipfile.ZipFile(path).namelist() if n != "config.npy"]
+    with Archive(path) as archive:
+        arrays = [np.asarray(archive.member(name, "test")) for name in names]
+    assert len(arrays) > 4 and all(a.flags.writeable for a in arrays)
+
+
 @pytest.mark.parametrize("name", ["model", "model.h5", "weights.pt", "m.npz"])
 def test_file_lands_at_exactly_the_given_path(backend, tmp_path, name):
     model = make_model()

@@ -121,16 +121,17 @@ class ArchiveMember:
         return ValueError(f"{self._archive.path}: array {self._info.filename!r} ({self._where}) is damaged: {what}")
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        buffer = np.empty(self.nbytes, dtype=np.uint8)  # writable: a backend may share it (torch.asarray does)
         try:
             with self._archive._zip.open(self._info) as f:
                 f.read(self._offset)
-                data = f.read(self.nbytes)
+                got = f.readinto(memoryview(buffer))
                 f.read(1)  # at the end: the CRC of the whole member is checked
         except _READ_ERRORS as exc:
             raise self._error(f"{type(exc).__name__}: {exc}") from exc
-        if len(data) != self.nbytes:
-            raise self._error(f"{len(data):,} of its {self.nbytes:,} bytes are there (truncated)")
-        array = np.frombuffer(data, dtype=self.dtype).reshape(self.shape, order="F" if self._fortran else "C")
+        if got != self.nbytes:
+            raise self._error(f"{got:,} of its {self.nbytes:,} bytes are there (truncated)")
+        array = buffer.view(self.dtype).reshape(self.shape, order="F" if self._fortran else "C")
         return array if dtype is None else array.astype(dtype)
 
 
