@@ -338,7 +338,7 @@ class Trainer:
                 layer.sync = None
 
     def _fit(self, x: Any, y: Any, val: Any, batch_size: int, epochs: int, shuffle: bool, callback_list: list[Any],
-             verbose: int, initial_epoch: int, parallel: Any, transform: Any = None) -> Any:
+             verbose: int, initial_epoch: int, parallel: Any, transform: Any) -> Any:
         # --- from here on, state changes ---
         if not isinstance(x, list):
             self._build_for(x)

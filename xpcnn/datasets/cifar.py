@@ -118,13 +118,11 @@ def _extract(archive: pathlib.Path, release: CifarRelease) -> None:
     try:
         try:
             sums = _extract_members(archive, release, tmp)
-        except OSError as exc:
-            if exc.errno in _MACHINE_ERRORS:  # the disk, not the archive
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno in _MACHINE_ERRORS:  # the disk, not the archive
                 raise
             raise CorruptDatasetError(f"{archive}: cannot extract ({exc}); delete it and load again") from exc
-        except (tarfile.TarError, EOFError, zlib.error) as exc:
-            raise CorruptDatasetError(f"{archive}: cannot extract ({exc}); delete it and load again") from exc
-        (tmp / _MANIFEST).write_text(json.dumps({"archive_md5": release.md5, "md5": sums}, indent=1))
+        (tmp / _MANIFEST).write_text(json.dumps({"md5": sums}, indent=1))
         os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's folder is private; the cache may be shared
         try:
             os.replace(tmp, archive.parent / release.folder)

@@ -104,10 +104,11 @@ def _image_files(folder: pathlib.Path, follow_links: bool) -> list[pathlib.Path]
     return sorted(found)
 
 
-def _index(directory: pathlib.Path, labels: Any, class_names: Sequence[str] | None,
+def _index(directory: pathlib.Path, inferred: bool, labels: Any, class_names: Sequence[str] | None,
            follow_links: bool) -> tuple[list[pathlib.Path], np.ndarray | None, tuple[str, ...]]:
-    """Every image file with its label (class folders in ``class_names`` order, files sorted in each)."""
-    if not (isinstance(labels, str) and labels == "inferred"):
+    """Every image file with its label: the class folders' (in ``class_names`` order, files sorted in each)
+    when ``inferred``, else ``labels`` (None or one per file, files sorted by path)."""
+    if not inferred:
         files = _image_files(directory, follow_links)
         if labels is None:
             return files, None, ()
@@ -252,7 +253,7 @@ def image_dataset_from_directory(
     if not directory.is_dir():
         raise FileNotFoundError(f"image_dataset_from_directory: {directory} is not a folder")
 
-    files, y, names = _index(directory, labels, class_names, follow_links)
+    files, y, names = _index(directory, inferred, labels, class_names, follow_links)
     if not files:
         raise ValueError(f"image_dataset_from_directory: no image files ({', '.join(ALLOWED_FORMATS)}) found "
                          f"under {directory}")
@@ -271,9 +272,7 @@ def image_dataset_from_directory(
     if validation_split is not None and (n_val == 0 or n_val == len(files)):
         raise ValueError(f"image_dataset_from_directory: validation_split={validation_split} of {len(files)} files "
                          f"leaves {len(files) - n_val} for training and {n_val} for validation; both need some")
-    wanted = ["training", "validation"] if subset == "both" else [subset or "training"]
-    if subset is None:
-        parts["training"] = order
+    wanted = ["training", "validation"] if subset == "both" else [subset or "training"]  # None: all files
 
     datasets = []
     for part in wanted:
