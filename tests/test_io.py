@@ -315,12 +315,15 @@ def test_a_save_killed_mid_write_keeps_the_old_file_and_the_next_save_removes_it
     assert path.read_bytes() == original  # the old file is whole
     left = [name for name in os.listdir(tmp_path) if name.endswith(".xpcnn-tmp")]
     assert len(left) == 1 and left[0].startswith(".m.xpcnn.")  # named after its target
-    live = tmp_path / f".m.xpcnn.{os.getppid()}.abc.xpcnn-tmp"  # a save still running in another process
-    live.write_bytes(b"")
-    other = tmp_path / ".n.xpcnn.999999999.abc.xpcnn-tmp"  # a dead writer, but of another target: kept
-    other.write_bytes(b"")
+    assert "@" in left[0]  # and its writer's host
+    host = left[0].split("@")[1].split(".")[0]
+    live = tmp_path / f".m.xpcnn.{os.getppid()}@{host}.abc.xpcnn-tmp"  # a save still running in another process
+    other = tmp_path / f".n.xpcnn.999999999@{host}.abc.xpcnn-tmp"  # a dead writer, but of another target: kept
+    remote = tmp_path / ".m.xpcnn.999999999@elsewhere.abc.xpcnn-tmp"  # a pid on another host means nothing here
+    for kept in (live, other, remote):
+        kept.write_bytes(b"")
     make_model().save(path)
-    assert sorted(os.listdir(tmp_path)) == sorted(["m.xpcnn", "killed_save.py", live.name, other.name])
+    assert sorted(os.listdir(tmp_path)) == sorted(["m.xpcnn", "killed_save.py", live.name, other.name, remote.name])
     load_model(path)
 
 

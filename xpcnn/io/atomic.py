@@ -1,14 +1,16 @@
 """Writing a file atomically: a temp file beside the target, renamed over it when whole.
 
 A failed or killed save leaves an existing file intact and readers never see half a file. The temp file is
-named after its target and the writing process (``.<name>.<pid>.<random>.xpcnn-tmp``), so a save killed outright
-(SIGKILL) leaves a file users recognise, which the next save of that target removes once its process is gone.
+named after its target and the writing process (``.<name>.<pid>@<host>.<random>.xpcnn-tmp``), so a save killed
+outright (SIGKILL) leaves a file users recognise, which the next save of that target on the same host removes
+once its process is gone (on a shared file system a process id means nothing on another host).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import socket
 import tempfile
 from collections.abc import Callable
 from typing import Any, BinaryIO
@@ -25,6 +27,11 @@ def current_umask() -> int:
     return mask
 
 
+def _host() -> str:
+    """This machine's name as it may appear in a file name: letters, digits and dashes."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "localhost"
+
+
 def atomic_write(path: str, write: Callable[[BinaryIO], Any]) -> None:
     """Call ``write(f)`` on a temp file beside ``path``, then rename it to ``path``; errors name the user's
     path, never the temp file."""
@@ -37,7 +44,7 @@ def atomic_write(path: str, write: Callable[[BinaryIO], Any]) -> None:
     tmp = None
     try:
         mode = os.stat(path).st_mode & 0o777 if os.path.isfile(path) else 0o666 & ~current_umask()
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=_TEMP_SUFFIX,
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{os.getpid()}@{_host()}.", suffix=_TEMP_SUFFIX,
                                    dir=folder)
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -57,11 +64,12 @@ def atomic_write(path: str, write: Callable[[BinaryIO], Any]) -> None:
 
 
 def _remove_stale_temporaries(folder: str, name: str) -> None:
-    """Remove the temp files of saves of ``name`` whose process is gone (killed mid-write). Only where a
-    process can be asked whether it lives without harm (POSIX: signal 0); a live writer's file is kept."""
+    """Remove the temp files of saves of ``name`` on this host whose process is gone (killed mid-write). Only
+    where a process can be asked whether it lives without harm (POSIX: signal 0); a live writer's file, and any
+    other host's, is kept."""
     if os.name != "posix":
         return
-    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)\.[^.]+{re.escape(_TEMP_SUFFIX)}")
+    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)@{re.escape(_host())}\.[^.]+{re.escape(_TEMP_SUFFIX)}")
     for entry in os.listdir(folder):
         match = pattern.fullmatch(entry)
         if match is None or int(match.group(1)) == os.getpid():
