@@ -172,6 +172,8 @@ def _nest(config):
      r"field architecture: cannot rebuild it: layers\[0\] \(Conv2D\)"),
     (_set("architecture.layers[0].config", {"kernel_size": 3, "colour": "red"}),
      r"layers\[0\] \(Conv2D\).*colour"),
+    (_set("architecture.layers[0].config", {"out_channels": 4, "kernel_size": 3, "bias": "false"}),
+     r"layers\[0\] \(Conv2D\).*bias must be True or False, got str 'false'"),
     (_set("weights", {"0.weight": 5}), r"field weights\['0.weight'\] must be a string, got int"),
     (_set("weights", {"0.weight": "a999"}), r"weights\['0.weight'\] names array 'a999', which the file does not"),
     (_set("optimizer_state.iterations", -1), r"field optimizer_state.iterations must lie in \[0, inf\]"),

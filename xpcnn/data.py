@@ -18,6 +18,7 @@ import array_api_compat
 import numpy as np
 
 from . import random
+from ._checks import check_flag, check_int
 from .backend import asarray, dtype_name, get_backend, to_numpy
 
 __all__ = ["DataLoader", "check_finite", "check_samples", "check_targets", "split_validation"]
@@ -188,10 +189,7 @@ class DataLoader:
         transform: Callable[[Any], Any] | None = None,
         shard: tuple[int, int] | None = None,
     ) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-            raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__} {batch_size!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        batch_size = check_int(batch_size, "batch_size", 1, "DataLoader")
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable or None, got {transform!r}")
         xs, self._several_x = _parts(x)
@@ -204,8 +202,10 @@ class DataLoader:
         self.x, self.y = x, y
         self._xs, self._ys = xs, (None if y is None else ys)
         self.num_samples = int(next(iter(shapes.values()))[0])
-        self.batch_size = int(batch_size)
-        self.shuffle, self.drop_last, self.transform = bool(shuffle), bool(drop_last), transform
+        self.batch_size = batch_size
+        self.shuffle = check_flag(shuffle, "shuffle", "DataLoader")
+        self.drop_last = check_flag(drop_last, "drop_last", "DataLoader")
+        self.transform = transform
         self.shard = shard  # (rank, ranks): this rank's contiguous share of every batch
         self._cache: tuple[Any, Any, Any] | None = None  # (backend, x on device, y on device)
 

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import array_api_compat
 
+from ._checks import check_flag
 from .backend import dtype_name
 from .ops import losses as loss_ops
 
@@ -110,9 +111,7 @@ class CrossEntropy(Loss):
 
     def __init__(self, from_logits: bool = True) -> None:
         super().__init__()
-        if not isinstance(from_logits, bool):
-            raise TypeError(f"CrossEntropy: from_logits must be True or False, got {from_logits!r}")
-        self.from_logits = from_logits
+        self.from_logits = check_flag(from_logits, "from_logits", type(self).__name__)
 
     def get_config(self) -> dict[str, Any]:
         return {} if self.from_logits else {"from_logits": False}
@@ -159,9 +158,7 @@ class BinaryCrossEntropy(Loss):
 
     def __init__(self, from_logits: bool = True) -> None:
         super().__init__()
-        if not isinstance(from_logits, bool):
-            raise TypeError(f"BinaryCrossEntropy: from_logits must be True or False, got {from_logits!r}")
-        self.from_logits = from_logits
+        self.from_logits = check_flag(from_logits, "from_logits", type(self).__name__)
 
     def _loss(self, pred: Any, target: Any) -> Any:
         return loss_ops.binary_cross_entropy(pred, target, self.from_logits)

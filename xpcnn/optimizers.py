@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import array_api_compat
 import array_api_extra as xpx
 
+from ._checks import check_flag
 from .backend import asarray, copy_array
 
 __all__ = ["OPTIMIZERS", "SGD", "Adam", "AdamW", "Optimizer", "RMSprop", "get"]
@@ -83,7 +84,7 @@ class Optimizer:
         _require(0.0 <= ema_momentum < 1.0, f"{owner}: ema_momentum must be in [0, 1), got {ema_momentum}")
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
-        self.use_ema = bool(use_ema)
+        self.use_ema = check_flag(use_ema, "use_ema", type(self).__name__)
         self.ema_momentum = float(ema_momentum)
         self.iterations = 0
         self.state: dict[str, dict[str, Array]] = {}
@@ -244,10 +245,11 @@ class SGD(Optimizer):
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
                  weight_decay: float = 0.0, use_ema: bool = False, ema_momentum: float = 0.99) -> None:
         super().__init__(lr, weight_decay, use_ema, ema_momentum)
+        nesterov = check_flag(nesterov, "nesterov", type(self).__name__)
         _require(momentum >= 0.0, f"SGD: momentum must be >= 0, got {momentum}")
         _require(not nesterov or momentum > 0.0, "SGD: nesterov=True needs momentum > 0")
         self.momentum = float(momentum)
-        self.nesterov = bool(nesterov)
+        self.nesterov = nesterov
 
     def _slot_names(self) -> tuple[str, ...]:
         return ("momentum_buffer",) if self.momentum else ()
@@ -276,7 +278,7 @@ class Adam(Optimizer):
         _require(eps > 0.0, f"{owner}: eps must be > 0, got {eps}")
         self.betas = (float(betas[0]), float(betas[1]))
         self.eps = float(eps)
-        self.amsgrad = bool(amsgrad)
+        self.amsgrad = check_flag(amsgrad, "amsgrad", type(self).__name__)
 
     def _slot_names(self) -> tuple[str, ...]:
         return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if self.amsgrad else ())
@@ -325,7 +327,7 @@ class RMSprop(Optimizer):
         self.alpha = float(alpha)
         self.eps = float(eps)
         self.momentum = float(momentum)
-        self.centered = bool(centered)
+        self.centered = check_flag(centered, "centered", type(self).__name__)
 
     def _slot_names(self) -> tuple[str, ...]:
         return (("square_avg",) + (("momentum_buffer",) if self.momentum else ())

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import losses as losses_module
+from ._checks import check_int
 from . import optimizers as optimizers_module
 from .backend import asarray, get_backend, to_numpy
 from .batch_norm_stats import update_bn
@@ -36,14 +37,6 @@ __all__ = ["Trainer"]
 
 Array = Any
 JIT_CHOICES = (True, False, "auto")
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def _check_verbose(verbose: Any) -> int:
@@ -302,9 +295,9 @@ class Trainer:
         if transform is not None and not callable(transform):
             raise TypeError(f"fit: transform must be a callable (an xpcnn.transforms object) or None, "
                             f"got {transform!r}")
-        batch_size = _check_int(batch_size, "batch_size", 1)
-        epochs = _check_int(epochs, "epochs", 0)
-        initial_epoch = _check_int(initial_epoch, "initial_epoch", 0)
+        batch_size = check_int(batch_size, "batch_size", 1, "fit")
+        epochs = check_int(epochs, "epochs", 0, "fit")
+        initial_epoch = check_int(initial_epoch, "initial_epoch", 0, "fit")
         if not isinstance(validation_split, numbers.Real) or not 0.0 <= float(validation_split) < 1.0:
             raise ValueError(f"validation_split must be a float in [0, 1), got {validation_split!r}")
         verbose = _check_verbose(verbose)
@@ -427,7 +420,7 @@ class Trainer:
         each rank evaluates its share of every batch and every rank returns the sums over all of them.
         """
         self._require_compiled("evaluate")
-        batch_size = _check_int(batch_size, "batch_size", 1)
+        batch_size = check_int(batch_size, "batch_size", 1, "evaluate")
         verbose = _check_verbose(verbose)
         x, y = self._checked_pair(x, y)
         loader, parallel = self._inference_loader(x, y, batch_size, distributed)
@@ -452,7 +445,7 @@ class Trainer:
         with ``{"outputs": <the batch's outputs on the device>, "size": n}``. With ``distributed`` (several
         ranks) each rank computes its share of every batch and every rank returns all the outputs.
         """
-        batch_size = _check_int(batch_size, "batch_size", 1)
+        batch_size = check_int(batch_size, "batch_size", 1, "predict")
         verbose = _check_verbose(verbose)
         x = self._checked_inputs(x)
         # a clear error before anything changes

@@ -15,6 +15,7 @@ from typing import Any
 
 import array_api_compat
 
+from ._checks import check_flag
 from . import random
 from .backend import get_backend
 
@@ -105,11 +106,13 @@ class RandomFlip:
     """
 
     def __init__(self, horizontal: bool = True, vertical: bool = False, p: float = 0.5) -> None:
+        horizontal = check_flag(horizontal, "horizontal", type(self).__name__)
+        vertical = check_flag(vertical, "vertical", type(self).__name__)
         if not (horizontal or vertical):
             raise ValueError("RandomFlip needs horizontal=True or vertical=True")
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"RandomFlip probability p must lie in [0, 1], got {p}")
-        self.horizontal, self.vertical, self.p = bool(horizontal), bool(vertical), float(p)
+        self.horizontal, self.vertical, self.p = horizontal, vertical, float(p)
 
     def __call__(self, x: Any) -> Any:
         n, _, _, _ = _check_nchw(x, "RandomFlip")

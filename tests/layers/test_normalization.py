@@ -127,9 +127,9 @@ def test_options_numerical_gradients(backend64, affine, track):
 
 
 def test_options_must_be_booleans():
-    with pytest.raises(ValueError, match="BatchNorm2D: affine must be True or False, got None"):
+    with pytest.raises(TypeError, match="BatchNorm2D: affine must be True or False, got NoneType None"):
         BatchNorm2D(affine=None)
-    with pytest.raises(ValueError, match="BatchNorm1D: track_running_stats must be True or False, got 0"):
+    with pytest.raises(TypeError, match="BatchNorm1D: track_running_stats must be True or False, got int 0"):
         BatchNorm1D(track_running_stats=0)
 
 def test_training_output_is_normalised_per_channel(backend64):

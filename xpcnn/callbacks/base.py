@@ -173,12 +173,6 @@ def _import_tqdm() -> Any:
     return tqdm
 
 
-def _check_int(name: str, value: Any, minimum: int, owner: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{owner}: {name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 def _check_number(name: str, value: Any, owner: str, minimum: float | None = 0.0) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{owner}: {name} must be a finite number, got {value!r}")

@@ -6,6 +6,7 @@ import csv
 import os
 from typing import Any
 
+from .._checks import check_flag
 from .base import Callback
 
 __all__ = ["CSVLogger"]
@@ -26,7 +27,7 @@ class CSVLogger(Callback):
             raise ValueError(f"CSVLogger: separator must be a single character, got {separator!r}")
         self.filename = os.fspath(filename)
         self.separator = separator
-        self.append = bool(append)
+        self.append = check_flag(append, "append", type(self).__name__)
         self.keys: list[str] | None = None
         self._file: Any = None
         self._writer: Any = None

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import _check_int, _check_number, _emit, _snapshot
+from .._checks import check_flag, check_int
+from .base import _check_number, _emit, _snapshot
 from .monitor import MonitorCallback
 
 __all__ = ["EarlyStopping"]
@@ -33,11 +34,11 @@ class EarlyStopping(MonitorCallback):
         owner = "EarlyStopping"
         super().__init__(monitor, mode, owner)
         self.min_delta = _check_number("min_delta", min_delta, owner)
-        self.patience = _check_int("patience", patience, 0, owner)
-        self.restore_best_weights = bool(restore_best_weights)
+        self.patience = check_int(patience, "patience", 0, owner)
+        self.restore_best_weights = check_flag(restore_best_weights, "restore_best_weights", type(self).__name__)
         self.baseline = None if baseline is None else _check_number("baseline", baseline, owner, minimum=None)
         self.verbose = verbose
-        self.start_from_epoch = _check_int("start_from_epoch", start_from_epoch, 0, owner)
+        self.start_from_epoch = check_int(start_from_epoch, "start_from_epoch", 0, owner)
         self._reset()
 
     def _reset(self) -> None:

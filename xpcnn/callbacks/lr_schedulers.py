@@ -9,7 +9,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from .base import Callback, _check_int, _check_number, _emit
+from .._checks import check_flag, check_int
+from .base import Callback, _check_number, _emit
 from .monitor import MonitorCallback
 
 __all__ = ["CosineAnnealingLR", "LearningRateScheduler", "OneCycleLR", "ReduceLROnPlateau", "StepLR"]
@@ -75,7 +76,7 @@ class StepLR(LearningRateScheduler):
     """
 
     def __init__(self, step_size: int, gamma: float = 0.1, verbose: int = 0) -> None:
-        self.step_size = _check_int("step_size", step_size, 1, "StepLR")
+        self.step_size = check_int(step_size, "step_size", 1, "StepLR")
         self.gamma = _check_number("gamma", gamma, "StepLR")
         if self.gamma == 0:
             raise ValueError("StepLR: gamma must be > 0, got 0")
@@ -94,7 +95,7 @@ class CosineAnnealingLR(LearningRateScheduler):
     """
 
     def __init__(self, T_max: int, eta_min: float = 0.0, base_lr: float | None = None, verbose: int = 0) -> None:
-        self.T_max = _check_int("T_max", T_max, 1, "CosineAnnealingLR")
+        self.T_max = check_int(T_max, "T_max", 1, "CosineAnnealingLR")
         self.eta_min = _check_number("eta_min", eta_min, "CosineAnnealingLR")
         self.base_lr = None if base_lr is None else _check_number("base_lr", base_lr, "CosineAnnealingLR")
         super().__init__(self._cosine, verbose=verbose)
@@ -140,9 +141,9 @@ class ReduceLROnPlateau(MonitorCallback):
         if not 0 < factor < 1:
             raise ValueError(f"{owner}: factor must be in (0, 1) to reduce the learning rate, got {factor!r}")
         self.factor = factor
-        self.patience = _check_int("patience", patience, 0, owner)
+        self.patience = check_int(patience, "patience", 0, owner)
         self.min_delta = _check_number("min_delta", min_delta, owner)
-        self.cooldown = _check_int("cooldown", cooldown, 0, owner)
+        self.cooldown = check_int(cooldown, "cooldown", 0, owner)
         self.min_lr = _check_number("min_lr", min_lr, owner)
         if threshold_mode not in ("rel", "abs"):
             raise ValueError(f"{owner}: threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
@@ -206,10 +207,10 @@ class OneCycleLR(Callback):
         super().__init__()
         owner = "OneCycleLR"
         self.max_lr = _check_number("max_lr", max_lr, owner)
-        self.total_steps = None if total_steps is None else _check_int("total_steps", total_steps, 1, owner)
-        self.epochs = None if epochs is None else _check_int("epochs", epochs, 1, owner)
-        self.steps_per_epoch = None if steps_per_epoch is None else _check_int("steps_per_epoch", steps_per_epoch, 1,
-                                                                              owner)
+        self.total_steps = None if total_steps is None else check_int(total_steps, "total_steps", 1, owner)
+        self.epochs = None if epochs is None else check_int(epochs, "epochs", 1, owner)
+        self.steps_per_epoch = (None if steps_per_epoch is None
+                                else check_int(steps_per_epoch, "steps_per_epoch", 1, owner))
         self.pct_start = _check_number("pct_start", pct_start, owner)
         if not 0.0 < self.pct_start < 1.0:
             raise ValueError(f"{owner}: pct_start must lie in (0, 1), got {pct_start!r}")
@@ -220,7 +221,7 @@ class OneCycleLR(Callback):
         self.final_div_factor = _check_number("final_div_factor", final_div_factor, owner)
         if self.div_factor <= 0 or self.final_div_factor <= 0:
             raise ValueError(f"{owner}: div_factor and final_div_factor must be > 0")
-        self.three_phase = bool(three_phase)
+        self.three_phase = check_flag(three_phase, "three_phase", type(self).__name__)
         self._origin: int | None = None
 
     def _resolved_total(self) -> int:

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from .._checks import check_flag
 from .base import _check_number, _emit
 from .monitor import MonitorCallback
 
@@ -38,8 +39,8 @@ class ModelCheckpoint(MonitorCallback):
         self.filepath = os.fspath(filepath)
         if not self.filepath:
             raise ValueError(f"{owner}: filepath must not be empty")
-        self.save_best_only = bool(save_best_only)
-        self.save_weights_only = bool(save_weights_only)
+        self.save_best_only = check_flag(save_best_only, "save_best_only", type(self).__name__)
+        self.save_weights_only = check_flag(save_weights_only, "save_weights_only", type(self).__name__)
         self.verbose = verbose
         if initial_value_threshold is not None:
             initial_value_threshold = _check_number("initial_value_threshold", initial_value_threshold, owner,

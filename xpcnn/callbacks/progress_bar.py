@@ -7,7 +7,8 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .base import Callback, _as_float, _check_int, _format_logs, _import_tqdm, _is_metric
+from .._checks import check_int
+from .base import Callback, _as_float, _format_logs, _import_tqdm, _is_metric
 
 __all__ = ["ProgressBar"]
 
@@ -47,7 +48,7 @@ class ProgressBar(Callback):
 
     def __init__(self, refresh_every: int = 10, verbose: int | None = None, file: Any = None) -> None:
         super().__init__()
-        self.refresh_every = _check_int("refresh_every", refresh_every, 1, "ProgressBar")
+        self.refresh_every = check_int(refresh_every, "refresh_every", 1, "ProgressBar")
         if verbose is not None and verbose not in (0, 1, 2):
             raise ValueError(f"ProgressBar: verbose must be 0, 1 or 2, got {verbose!r}")
         self.verbose = verbose

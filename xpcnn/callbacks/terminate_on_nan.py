@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .base import Callback, _as_float, _check_int, _emit
+from .._checks import check_int
+from .base import Callback, _as_float, _emit
 
 __all__ = ["TerminateOnNaN"]
 
@@ -20,7 +21,7 @@ class TerminateOnNaN(Callback):
 
     def __init__(self, check_every: int = 10, monitor: str = "loss") -> None:
         super().__init__()
-        self.check_every = _check_int("check_every", check_every, 1, "TerminateOnNaN")
+        self.check_every = check_int(check_every, "check_every", 1, "TerminateOnNaN")
         self.monitor = monitor
         self._reset()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._checks import check_flag
 from ..initializers import check_initializer, fans
 from ..ops import conv as conv_ops
 from ..ops import resize as resize_ops
@@ -36,7 +37,7 @@ class _ConvBase(Layer):
         self.stride = as_pair(stride, "stride", owner=name)
         self.dilation = as_pair(dilation, "dilation", owner=name)
         self.groups = groups
-        self.use_bias = bool(bias)
+        self.use_bias = check_flag(bias, "bias", type(self).__name__)
         self.weight_init = check_initializer(weight_init, name)
 
     def _check_input(self, sample_shape: tuple[int, ...]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._checks import check_flag
 from ..initializers import check_initializer, fans
 from ..ops.linear import dense, dense_backward
 from .base import Layer
@@ -28,7 +29,7 @@ class Dense(Layer):
         if not isinstance(out_features, int) or isinstance(out_features, bool) or out_features < 1:
             raise ValueError(f"Dense: out_features must be a positive int, got {out_features!r}")
         self.out_features = out_features
-        self.use_bias = bool(bias)
+        self.use_bias = check_flag(bias, "bias", type(self).__name__)
         self.weight_init = check_initializer(weight_init, "Dense")
 
     def _check_input(self, sample_shape: tuple[int, ...]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
+from .._checks import check_flag
 from ..ops import normalization as norm_ops
 from .base import Layer
 
@@ -28,12 +29,10 @@ class _BatchNorm(Layer):
             raise ValueError(f"{name}: momentum must be a number in [0, 1], got {momentum!r}")
         if not isinstance(eps, numbers.Real) or isinstance(eps, bool) or not eps > 0.0:
             raise ValueError(f"{name}: eps must be a positive number, got {eps!r}")
-        for flag, value in (("affine", affine), ("track_running_stats", track_running_stats)):
-            if not isinstance(value, bool):
-                raise ValueError(f"{name}: {flag} must be True or False, got {value!r}")
         self.momentum = float(momentum)
         self.eps = float(eps)
-        self.affine, self.track_running_stats = affine, track_running_stats
+        self.affine = check_flag(affine, "affine", name)
+        self.track_running_stats = check_flag(track_running_stats, "track_running_stats", name)
 
     #: In a data-parallel fit with ``sync_batch_norm=True``: the sum over the ranks (``allreduce_sum``), so
     #: that training statistics are those of the global batch; None otherwise.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from .._checks import check_flag
 from ..ops import pool as pool_ops
 from .base import Layer
 
@@ -39,12 +40,10 @@ class _WindowPool2D(_Pooling):
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, *, dilation: Any = 1,
                  ceil_mode: bool = False, name: str | None = None) -> None:
         super().__init__(name)
-        if not isinstance(ceil_mode, bool):
-            raise ValueError(f"{type(self).__name__}: ceil_mode must be True or False, got {ceil_mode!r}")
         self.kernel_size, self.stride, self.padding, self.dilation = pool_ops.check_pool_args(
             kernel_size, stride, padding, dilation, owner=type(self).__name__
         )
-        self.ceil_mode = ceil_mode
+        self.ceil_mode = check_flag(ceil_mode, "ceil_mode", type(self).__name__)
 
     def _geometry_args(self) -> dict[str, Any]:
         return {"kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
@@ -101,9 +100,7 @@ class AvgPool2D(_WindowPool2D):
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, *, ceil_mode: bool = False,
                  count_include_pad: bool = True, name: str | None = None) -> None:
         super().__init__(kernel_size, stride, padding, ceil_mode=ceil_mode, name=name)
-        if not isinstance(count_include_pad, bool):
-            raise ValueError(f"AvgPool2D: count_include_pad must be True or False, got {count_include_pad!r}")
-        self.count_include_pad = count_include_pad
+        self.count_include_pad = check_flag(count_include_pad, "count_include_pad", "AvgPool2D")
 
     def _op_args(self) -> dict[str, Any]:
         args = self._geometry_args()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._checks import check_flag
 from ..ops import resize as resize_ops
 from .base import Layer
 
@@ -27,8 +28,7 @@ class UpSampling2D(Layer):
         owner = self._name()
         if size is not None and scale_factor is not None:
             raise ValueError(f"{owner}: give scale_factor or size, not both (got {scale_factor!r} and {size!r})")
-        if not isinstance(align_corners, bool):
-            raise ValueError(f"{owner}: align_corners must be True or False, got {align_corners!r}")
+        align_corners = check_flag(align_corners, "align_corners", owner)
         if align_corners and mode != "bilinear":
             raise ValueError(f"{owner}: align_corners applies to mode='bilinear' only, got mode={mode!r}")
         self.scale_factor = None if size is not None else resize_ops.check_upsample_args(

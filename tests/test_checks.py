@@ -1,0 +1,67 @@
+"""Flags and integer arguments: one check everywhere, so a string flag or a float count never slips through."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xpcnn import callbacks, optimizers, transforms
+from xpcnn._checks import check_flag, check_int
+from xpcnn.data import DataLoader
+from xpcnn.layers import BatchNorm2D, Conv2D, Conv2DTranspose, Dense, MaxPool2D, UpSampling2D
+from xpcnn.losses import BinaryCrossEntropy, CrossEntropy
+
+
+def test_check_flag_takes_python_and_numpy_bools_only():
+    assert check_flag(True, "f") is True and check_flag(np.False_, "f") is False
+    for bad in ("false", "True", 0, 1, None, 1.0, np.int64(1)):
+        with pytest.raises(TypeError, match=r"^Owner: f must be True or False, got \w+ "):
+            check_flag(bad, "f", "Owner")
+
+
+def test_check_int_names_type_and_range():
+    assert check_int(np.int32(3), "n", 1) == 3 and type(check_int(np.int32(3), "n", 1)) is int
+    with pytest.raises(TypeError, match=r"^n must be an integer, got float 2\.0$"):
+        check_int(2.0, "n", 1)
+    with pytest.raises(TypeError, match="got bool True"):
+        check_int(True, "n", 0)
+    with pytest.raises(ValueError, match=r"^Owner: n must be an integer >= 1, got 0$"):
+        check_int(0, "n", 1, "Owner")
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda v: Dense(3, bias=v), "Dense: bias"),
+        (lambda v: Conv2D(3, 3, bias=v), "Conv2D: bias"),
+        (lambda v: Conv2DTranspose(3, 3, bias=v), "Conv2DTranspose: bias"),
+        (lambda v: MaxPool2D(2, ceil_mode=v), "MaxPool2D: ceil_mode"),
+        (lambda v: UpSampling2D(2, "bilinear", align_corners=v), "UpSampling2D: align_corners"),
+        (lambda v: BatchNorm2D(affine=v), "BatchNorm2D: affine"),
+        (lambda v: CrossEntropy(from_logits=v), "CrossEntropy: from_logits"),
+        (lambda v: BinaryCrossEntropy(from_logits=v), "BinaryCrossEntropy: from_logits"),
+        (lambda v: optimizers.SGD(nesterov=v), "SGD: nesterov"),
+        (lambda v: optimizers.Adam(amsgrad=v), "Adam: amsgrad"),
+        (lambda v: optimizers.RMSprop(centered=v), "RMSprop: centered"),
+        (lambda v: optimizers.Adam(use_ema=v), "Adam: use_ema"),
+        (lambda v: transforms.RandomFlip(horizontal=v, vertical=True), "RandomFlip: horizontal"),
+        (lambda v: transforms.RandomFlip(vertical=v), "RandomFlip: vertical"),
+        (lambda v: DataLoader(np.zeros((4, 2)), np.zeros(4), shuffle=v), "DataLoader: shuffle"),
+        (lambda v: DataLoader(np.zeros((4, 2)), np.zeros(4), drop_last=v), "DataLoader: drop_last"),
+        (lambda v: callbacks.EarlyStopping(restore_best_weights=v), "EarlyStopping: restore_best_weights"),
+        (lambda v: callbacks.ModelCheckpoint("m.xpcnn", save_best_only=v), "ModelCheckpoint: save_best_only"),
+        (lambda v: callbacks.ModelCheckpoint("m.xpcnn", save_weights_only=v), "ModelCheckpoint: save_weights_only"),
+        (lambda v: callbacks.CSVLogger("log.csv", append=v), "CSVLogger: append"),
+        (lambda v: callbacks.OneCycleLR(1e-3, total_steps=10, three_phase=v), "OneCycleLR: three_phase"),
+    ],
+)
+def test_every_flag_refuses_a_string_and_keeps_a_numpy_bool_as_bool(make, message):
+    with pytest.raises(TypeError, match=f"{message} must be True or False, got str 'false'"):
+        make("false")
+    made = make(np.False_)  # a flag computed with NumPy is still a flag
+    assert made is not None
+
+
+def test_a_numpy_flag_is_stored_as_a_python_bool_so_configs_stay_json():
+    layer = Dense(3, bias=np.False_)
+    assert layer.get_config()["bias"] is False

@@ -1,0 +1,34 @@
+"""Checks of plain Python arguments, shared so one mistake reads the same everywhere: a wrong type is a
+``TypeError``, a value out of range a ``ValueError``, both naming the owner, the argument and what was given.
+
+A flag is checked rather than passed through ``bool()``: ``bias="false"`` or a flag of a hand-edited model
+file would otherwise silently read as True.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+__all__ = ["check_flag", "check_int"]
+
+
+def _prefix(owner: str) -> str:
+    return f"{owner}: " if owner else ""
+
+
+def check_flag(value: Any, name: str, owner: str = "") -> bool:
+    """``value`` as a Python bool; True, False and NumPy's bools are accepted, nothing else."""
+    kind = type(value)
+    if isinstance(value, bool) or (kind.__module__ == "numpy" and kind.__name__ in ("bool", "bool_")):
+        return bool(value)
+    raise TypeError(f"{_prefix(owner)}{name} must be True or False, got {kind.__name__} {value!r}")
+
+
+def check_int(value: Any, name: str, minimum: int, owner: str = "") -> int:
+    """``value`` as a Python int >= ``minimum``; any integer type but bool is accepted."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{_prefix(owner)}{name} must be an integer, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{_prefix(owner)}{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
