@@ -122,29 +122,44 @@ def _batch_norm(g: _Graph, layer: BatchNorm2D, x: str, out: str, in_hw: Any) -> 
     return g.node("BatchNormalization", inputs, out, epsilon=layer.eps)
 
 
-def _pool_pads(layer: Any, in_hw: tuple[int, int]) -> list[int]:
-    geometry = pool_ops.pool_geometry(in_hw, layer.kernel_size, layer.stride, layer.padding,
-                                      getattr(layer, "dilation", 1), layer.ceil_mode)
-    return _onnx_pads(geometry.declared)
+def _pool_geometry(layer: Any, in_hw: tuple[int, int]) -> pool_ops.PoolGeometry:
+    return pool_ops.pool_geometry(in_hw, layer.kernel_size, layer.stride, layer.padding,
+                                  getattr(layer, "dilation", 1), layer.ceil_mode)
 
 
 def _max_pool(g: _Graph, layer: MaxPool2D, x: str, out: str, in_hw: tuple[int, int]) -> str:
-    pads = _pool_pads(layer, in_hw)
+    """Ceil mode is exported as the padding it amounts to (ONNX's shape inference, unlike PyTorch and
+    onnxruntime, keeps a last window that starts in the padding); max-pool padding never wins a window."""
+    pads = _onnx_pads(_pool_geometry(layer, in_hw).pads)
     if any(pad >= layer.kernel_size[i % 2] for i, pad in enumerate(pads)):  # onnxruntime refuses such pads
-        top, left, bottom, right = pads
-        amounts = g.constant(f"{layer.name}/pads", [0, 0, top, left, 0, 0, bottom, right], np.int64)
-        x = g.node("Pad", [x, amounts, g.constant(f"{layer.name}/fill", -np.inf)], g.fresh(f"{layer.name}/padded"),
-                   mode="constant")
+        x = _pad_explicitly(g, layer, x, pads, -np.inf)
         pads = [0, 0, 0, 0]
     return g.node("MaxPool", [x], out, kernel_shape=list(layer.kernel_size), strides=list(layer.stride), pads=pads,
-                  dilations=list(layer.dilation), ceil_mode=int(layer.ceil_mode))
+                  dilations=list(layer.dilation))
 
 
 def _avg_pool(g: _Graph, layer: AvgPool2D, x: str, out: str, in_hw: tuple[int, int]) -> str:
-    pads = _pool_pads(layer, in_hw)
+    """Ceil mode as padding, like max-pooling. A last window hanging over the declared padding is divided by
+    what it covers of the padded input (PyTorch's rule), so with ``count_include_pad`` the declared padding
+    becomes real zeros and only the overhang is left out of the count."""
+    geometry = _pool_geometry(layer, in_hw)
+    declared, pads = _onnx_pads(geometry.declared), _onnx_pads(geometry.pads)
     include = layer.count_include_pad and layer.padding != "same"
+    if include and pads != declared:
+        if any(declared):
+            x = _pad_explicitly(g, layer, x, declared, 0.0)
+            pads = [full - asked for full, asked in zip(pads, declared)]
+        include = False
     return g.node("AveragePool", [x], out, kernel_shape=list(layer.kernel_size), strides=list(layer.stride),
-                  pads=pads, ceil_mode=int(layer.ceil_mode), count_include_pad=int(include))
+                  pads=pads, count_include_pad=int(include))
+
+
+def _pad_explicitly(g: _Graph, layer: Any, x: str, pads: list[int], fill: float) -> str:
+    """A Pad node of ``fill`` with ONNX-ordered ``pads`` (top, left, bottom, right)."""
+    top, left, bottom, right = pads
+    amounts = g.constant(f"{layer.name}/pads", [0, 0, top, left, 0, 0, bottom, right], np.int64)
+    return g.node("Pad", [x, amounts, g.constant(f"{layer.name}/fill", fill)], g.fresh(f"{layer.name}/padded"),
+                  mode="constant")
 
 
 def _global_pool(op: str) -> Callable[..., str]:
