@@ -320,10 +320,13 @@ def test_a_save_killed_mid_write_keeps_the_old_file_and_the_next_save_removes_it
     live = tmp_path / f".m.xpcnn.{os.getppid()}@{host}.abc.xpcnn-tmp"  # a save still running in another process
     other = tmp_path / f".n.xpcnn.999999999@{host}.abc.xpcnn-tmp"  # a dead writer, but of another target: kept
     remote = tmp_path / ".m.xpcnn.999999999@elsewhere.abc.xpcnn-tmp"  # a pid on another host means nothing here
-    for kept in (live, other, remote):
+    similar = tmp_path / f".m.xpcnn.999999999@{host[:-1]}x.abc.xpcnn-tmp"  # another host with a name alike
+    unnamed = tmp_path / ".m.xpcnn.999999999.abc.xpcnn-tmp"  # no host (as earlier versions named them): here
+    for kept in (live, other, remote, similar, unnamed):
         kept.write_bytes(b"")
     make_model().save(path)
-    assert sorted(os.listdir(tmp_path)) == sorted(["m.xpcnn", "killed_save.py", live.name, other.name, remote.name])
+    assert sorted(os.listdir(tmp_path)) == sorted(["m.xpcnn", "killed_save.py", live.name, other.name, remote.name,
+                                                   similar.name])
     load_model(path)
 
 

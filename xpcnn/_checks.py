@@ -7,10 +7,11 @@ file would otherwise silently read as True.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
-__all__ = ["check_flag", "check_int"]
+__all__ = ["check_flag", "check_int", "check_number"]
 
 
 def _prefix(owner: str) -> str:
@@ -32,3 +33,14 @@ def check_int(value: Any, name: str, minimum: int, owner: str = "") -> int:
     if value < minimum:
         raise ValueError(f"{_prefix(owner)}{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def check_number(value: Any, name: str, owner: str = "", minimum: float | None = 0.0) -> float:
+    """``value`` as a finite Python float (>= ``minimum`` unless that is None); any real type but bool."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{_prefix(owner)}{name} must be a finite number, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{_prefix(owner)}{name} must be a finite number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{_prefix(owner)}{name} must be >= {minimum}, got {value!r}")
+    return float(value)

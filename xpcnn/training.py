@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import losses as losses_module
-from ._checks import check_int
+from ._checks import check_flag, check_int
 from . import optimizers as optimizers_module
 from .backend import asarray, get_backend, to_numpy
 from .batch_norm_stats import update_bn
@@ -278,7 +278,7 @@ class Trainer:
         """
         parallel = data_parallel(distributed)
         args = (x, y, batch_size, epochs, validation_data, validation_split, shuffle, callbacks, verbose,
-                initial_epoch, check_finite, parallel, bool(sync_batch_norm), transform)
+                initial_epoch, check_finite, parallel, sync_batch_norm, transform)
         if parallel is None:
             return self._checked_fit(*args)
         try:
@@ -298,8 +298,13 @@ class Trainer:
         batch_size = check_int(batch_size, "batch_size", 1, "fit")
         epochs = check_int(epochs, "epochs", 0, "fit")
         initial_epoch = check_int(initial_epoch, "initial_epoch", 0, "fit")
-        if not isinstance(validation_split, numbers.Real) or not 0.0 <= float(validation_split) < 1.0:
-            raise ValueError(f"validation_split must be a float in [0, 1), got {validation_split!r}")
+        shuffle = check_flag(shuffle, "shuffle", "fit")
+        check_finite = check_flag(check_finite, "check_finite", "fit")
+        sync_batch_norm = check_flag(sync_batch_norm, "sync_batch_norm", "fit")
+        if isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real):
+            raise TypeError(f"fit: validation_split must be a number in [0, 1), got {validation_split!r}")
+        if not 0.0 <= float(validation_split) < 1.0:
+            raise ValueError(f"fit: validation_split must be a number in [0, 1), got {validation_split!r}")
         verbose = _check_verbose(verbose)
         x, y = self._checked_pair(x, y)
         val = None

@@ -267,6 +267,13 @@ def test_early_stopping_rejects_bad_arguments(kwargs, match):
         EarlyStopping(**kwargs)
 
 
+def test_early_stopping_refuses_wrong_types_with_type_errors():
+    with pytest.raises(TypeError, match="EarlyStopping: patience must be an integer, got float 1.5"):
+        EarlyStopping(patience=1.5)
+    with pytest.raises(TypeError, match="EarlyStopping: min_delta must be a finite number, got str '0.1'"):
+        EarlyStopping(min_delta="0.1")
+
+
 # --- ModelCheckpoint --------------------------------------------------------------------------------------
 
 

@@ -227,7 +227,8 @@ def _built(layer: Conv2D):
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: Conv2D(0, 3), "out_channels must be a positive int"),
+        (lambda: Conv2D(0, 3), "Conv2D: out_channels must be an integer >= 1, got 0"),
+        (lambda: Conv2D(2, 3, groups=1.0), "Conv2D: groups must be an integer, got float 1.0"),
         (lambda: Conv2D(4, 0), "kernel_size must be >= 1"),
         (lambda: Conv2D(4, 3, stride=0), "stride must be >= 1"),
         (lambda: Conv2D(4, 3, dilation=(1, 0)), "dilation must be >= 1"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -171,14 +170,6 @@ def _import_tqdm() -> Any:
     except ImportError:
         return None
     return tqdm
-
-
-def _check_number(name: str, value: Any, owner: str, minimum: float | None = 0.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{owner}: {name} must be a finite number, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{owner}: {name} must be >= {minimum}, got {value!r}")
-    return float(value)
 
 
 _MAX_METRIC = re.compile(r"acc|auc|precision|recall|f1|iou|dice")

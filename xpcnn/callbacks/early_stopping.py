@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._checks import check_flag, check_int
-from .base import _check_number, _emit, _snapshot
+from .._checks import check_flag, check_int, check_number
+from .base import _emit, _snapshot
 from .monitor import MonitorCallback
 
 __all__ = ["EarlyStopping"]
@@ -33,10 +33,10 @@ class EarlyStopping(MonitorCallback):
     ) -> None:
         owner = "EarlyStopping"
         super().__init__(monitor, mode, owner)
-        self.min_delta = _check_number("min_delta", min_delta, owner)
+        self.min_delta = check_number(min_delta, "min_delta", owner)
         self.patience = check_int(patience, "patience", 0, owner)
         self.restore_best_weights = check_flag(restore_best_weights, "restore_best_weights", type(self).__name__)
-        self.baseline = None if baseline is None else _check_number("baseline", baseline, owner, minimum=None)
+        self.baseline = None if baseline is None else check_number(baseline, "baseline", owner, minimum=None)
         self.verbose = verbose
         self.start_from_epoch = check_int(start_from_epoch, "start_from_epoch", 0, owner)
         self._reset()

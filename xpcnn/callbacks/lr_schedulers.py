@@ -9,8 +9,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from .._checks import check_flag, check_int
-from .base import Callback, _check_number, _emit
+from .._checks import check_flag, check_int, check_number
+from .base import Callback, _emit
 from .monitor import MonitorCallback
 
 __all__ = ["CosineAnnealingLR", "LearningRateScheduler", "OneCycleLR", "ReduceLROnPlateau", "StepLR"]
@@ -77,7 +77,7 @@ class StepLR(LearningRateScheduler):
 
     def __init__(self, step_size: int, gamma: float = 0.1, verbose: int = 0) -> None:
         self.step_size = check_int(step_size, "step_size", 1, "StepLR")
-        self.gamma = _check_number("gamma", gamma, "StepLR")
+        self.gamma = check_number(gamma, "gamma", "StepLR")
         if self.gamma == 0:
             raise ValueError("StepLR: gamma must be > 0, got 0")
         super().__init__(self._step, verbose=verbose)
@@ -96,8 +96,8 @@ class CosineAnnealingLR(LearningRateScheduler):
 
     def __init__(self, T_max: int, eta_min: float = 0.0, base_lr: float | None = None, verbose: int = 0) -> None:
         self.T_max = check_int(T_max, "T_max", 1, "CosineAnnealingLR")
-        self.eta_min = _check_number("eta_min", eta_min, "CosineAnnealingLR")
-        self.base_lr = None if base_lr is None else _check_number("base_lr", base_lr, "CosineAnnealingLR")
+        self.eta_min = check_number(eta_min, "eta_min", "CosineAnnealingLR")
+        self.base_lr = None if base_lr is None else check_number(base_lr, "base_lr", "CosineAnnealingLR")
         super().__init__(self._cosine, verbose=verbose)
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
@@ -137,18 +137,18 @@ class ReduceLROnPlateau(MonitorCallback):
     ) -> None:
         owner = "ReduceLROnPlateau"
         super().__init__(monitor, mode, owner)
-        factor = _check_number("factor", factor, owner)
+        factor = check_number(factor, "factor", owner)
         if not 0 < factor < 1:
             raise ValueError(f"{owner}: factor must be in (0, 1) to reduce the learning rate, got {factor!r}")
         self.factor = factor
         self.patience = check_int(patience, "patience", 0, owner)
-        self.min_delta = _check_number("min_delta", min_delta, owner)
+        self.min_delta = check_number(min_delta, "min_delta", owner)
         self.cooldown = check_int(cooldown, "cooldown", 0, owner)
-        self.min_lr = _check_number("min_lr", min_lr, owner)
+        self.min_lr = check_number(min_lr, "min_lr", owner)
         if threshold_mode not in ("rel", "abs"):
             raise ValueError(f"{owner}: threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
         self.threshold_mode = threshold_mode
-        self.eps = _check_number("eps", eps, owner)
+        self.eps = check_number(eps, "eps", owner)
         self.verbose = verbose
         self._reset()
 
@@ -206,19 +206,19 @@ class OneCycleLR(Callback):
                  div_factor: float = 25.0, final_div_factor: float = 1e4, three_phase: bool = False) -> None:
         super().__init__()
         owner = "OneCycleLR"
-        self.max_lr = _check_number("max_lr", max_lr, owner)
+        self.max_lr = check_number(max_lr, "max_lr", owner)
         self.total_steps = None if total_steps is None else check_int(total_steps, "total_steps", 1, owner)
         self.epochs = None if epochs is None else check_int(epochs, "epochs", 1, owner)
         self.steps_per_epoch = (None if steps_per_epoch is None
                                 else check_int(steps_per_epoch, "steps_per_epoch", 1, owner))
-        self.pct_start = _check_number("pct_start", pct_start, owner)
+        self.pct_start = check_number(pct_start, "pct_start", owner)
         if not 0.0 < self.pct_start < 1.0:
             raise ValueError(f"{owner}: pct_start must lie in (0, 1), got {pct_start!r}")
         if anneal_strategy not in ("cos", "linear"):
             raise ValueError(f"{owner}: anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
         self.anneal_strategy = anneal_strategy
-        self.div_factor = _check_number("div_factor", div_factor, owner)
-        self.final_div_factor = _check_number("final_div_factor", final_div_factor, owner)
+        self.div_factor = check_number(div_factor, "div_factor", owner)
+        self.final_div_factor = check_number(final_div_factor, "final_div_factor", owner)
         if self.div_factor <= 0 or self.final_div_factor <= 0:
             raise ValueError(f"{owner}: div_factor and final_div_factor must be > 0")
         self.three_phase = check_flag(three_phase, "three_phase", type(self).__name__)

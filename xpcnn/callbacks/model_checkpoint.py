@@ -6,8 +6,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .._checks import check_flag
-from .base import _check_number, _emit
+from .._checks import check_flag, check_number
+from .base import _emit
 from .monitor import MonitorCallback
 
 __all__ = ["ModelCheckpoint"]
@@ -43,7 +43,7 @@ class ModelCheckpoint(MonitorCallback):
         self.save_weights_only = check_flag(save_weights_only, "save_weights_only", type(self).__name__)
         self.verbose = verbose
         if initial_value_threshold is not None:
-            initial_value_threshold = _check_number("initial_value_threshold", initial_value_threshold, owner,
+            initial_value_threshold = check_number(initial_value_threshold, "initial_value_threshold", owner,
                                                     minimum=None)
         self.initial_value_threshold = initial_value_threshold
         self.best = self._initial_best()

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from .._checks import check_flag
 from ..io.atomic import current_umask
 from ._fetch import CorruptDatasetError, data_dir, download, md5
 
@@ -234,6 +235,8 @@ def load_cifar_release(
     progress: bool = True,
 ) -> Splits:
     """``((x_train, y_train), (x_test, y_test))`` of ``release`` with labels of ``label_mode``."""
+    download = check_flag(download, "download", release.title)
+    progress = check_flag(progress, "progress", release.title)
     if label_mode not in release.label_modes:
         raise ValueError(f"{release.title}: label_mode must be one of {sorted(release.label_modes)}, "
                          f"got {label_mode!r}")

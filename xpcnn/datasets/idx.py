@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from .._checks import check_flag
 from ._fetch import CorruptDatasetError, data_dir, download, md5
 
 __all__ = ["IdxRelease", "load_idx_release", "read_idx"]
@@ -109,6 +110,8 @@ def load_idx_release(
     progress: bool,
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """``((x_train, y_train), (x_test, y_test))``: float32 ``(N, 1, H, W)`` in [0, 1] and int64 labels."""
+    download_missing = check_flag(download_missing, "download", release.title)
+    progress = check_flag(progress, "progress", release.title)
     directory = data_dir(release.name, root)
     by_hand = (f"Download the four {release.title} files ({', '.join(f + '.gz' for f in release.files)}) by hand "
                f"and put them in {directory} (or pass root=..., or set XPCNN_DATA to a folder that holds "

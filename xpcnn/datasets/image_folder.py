@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import check_flag
 from ._fetch import progress_bar
 
 __all__ = ["ALLOWED_FORMATS", "ImageDataset", "image_dataset_from_directory"]
@@ -239,6 +240,10 @@ def image_dataset_from_directory(
     With ``shuffle`` the file list is shuffled (by ``seed``) before ``validation_split`` takes its last
     fraction for ``subset="validation"`` and leaves the rest to ``"training"``; ``"both"`` returns the two.
     """
+    owner = "image_dataset_from_directory"
+    shuffle, verbose = check_flag(shuffle, "shuffle", owner), check_flag(verbose, "verbose", owner)
+    follow_links = check_flag(follow_links, "follow_links", owner)
+    crop_to_aspect_ratio = check_flag(crop_to_aspect_ratio, "crop_to_aspect_ratio", owner)
     image_size = _pair(image_size, "image_size")
     _choice(color_mode, tuple(_PIL_MODES), "color_mode")
     _choice(interpolation, _INTERPOLATIONS, "interpolation")

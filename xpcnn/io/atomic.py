@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import tempfile
+import zlib
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
@@ -28,8 +29,10 @@ def current_umask() -> int:
 
 
 def _host() -> str:
-    """This machine's name as it may appear in a file name: letters, digits and dashes."""
-    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "localhost"
+    """This machine as it may appear in a file name: the start of its name in letters, digits and dashes, then
+    a checksum of the whole name, so hosts whose names differ only where that rewrote them stay apart."""
+    name = socket.gethostname()
+    return f"{re.sub(r'[^A-Za-z0-9-]', '-', name)[:16]}-{zlib.crc32(name.encode()):08x}"
 
 
 def atomic_write(path: str, write: Callable[[BinaryIO], Any]) -> None:
@@ -66,10 +69,11 @@ def atomic_write(path: str, write: Callable[[BinaryIO], Any]) -> None:
 def _remove_stale_temporaries(folder: str, name: str) -> None:
     """Remove the temp files of saves of ``name`` on this host whose process is gone (killed mid-write). Only
     where a process can be asked whether it lives without harm (POSIX: signal 0); a live writer's file, and any
-    other host's, is kept."""
+    other host's, is kept. Temp files named without a host (as earlier versions named them) count as this
+    host's."""
     if os.name != "posix":
         return
-    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)@{re.escape(_host())}\.[^.]+{re.escape(_TEMP_SUFFIX)}")
+    pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)(?:@{re.escape(_host())})?\.[^.@]+{re.escape(_TEMP_SUFFIX)}")
     for entry in os.listdir(folder):
         match = pattern.fullmatch(entry)
         if match is None or int(match.group(1)) == os.getpid():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._checks import check_flag
+from .._checks import check_flag, check_int
 from ..initializers import check_initializer, fans
 from ..ops import conv as conv_ops
 from ..ops import resize as resize_ops
@@ -26,10 +26,8 @@ class _ConvBase(Layer):
         super().__init__(name)
         self._set_activation(activation)
         name = type(self).__name__
-        if not isinstance(out_channels, int) or isinstance(out_channels, bool) or out_channels < 1:
-            raise ValueError(f"{name}: out_channels must be a positive int, got {out_channels!r}")
-        if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
-            raise ValueError(f"{name}: groups must be a positive int, got {groups!r}")
+        out_channels = check_int(out_channels, "out_channels", 1, name)
+        groups = check_int(groups, "groups", 1, name)
         if out_channels % groups:
             raise ValueError(f"{name}: groups={groups} does not divide out_channels={out_channels}")
         self.out_channels = out_channels
@@ -37,7 +35,7 @@ class _ConvBase(Layer):
         self.stride = as_pair(stride, "stride", owner=name)
         self.dilation = as_pair(dilation, "dilation", owner=name)
         self.groups = groups
-        self.use_bias = check_flag(bias, "bias", type(self).__name__)
+        self.use_bias = check_flag(bias, "bias", name)
         self.weight_init = check_initializer(weight_init, name)
 
     def _check_input(self, sample_shape: tuple[int, ...]) -> None:

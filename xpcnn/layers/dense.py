@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._checks import check_flag
+from .._checks import check_flag, check_int
 from ..initializers import check_initializer, fans
 from ..ops.linear import dense, dense_backward
 from .base import Layer
@@ -26,9 +26,7 @@ class Dense(Layer):
                  activation: str | None = None, *, name: str | None = None) -> None:
         super().__init__(name)
         self._set_activation(activation)
-        if not isinstance(out_features, int) or isinstance(out_features, bool) or out_features < 1:
-            raise ValueError(f"Dense: out_features must be a positive int, got {out_features!r}")
-        self.out_features = out_features
+        self.out_features = check_int(out_features, "out_features", 1, "Dense")
         self.use_bias = check_flag(bias, "bias", type(self).__name__)
         self.weight_init = check_initializer(weight_init, "Dense")
 
