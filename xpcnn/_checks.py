@@ -11,6 +11,8 @@ import math
 import numbers
 from typing import Any
 
+import numpy as np
+
 __all__ = ["check_flag", "check_int", "check_number"]
 
 
@@ -20,10 +22,9 @@ def _prefix(owner: str) -> str:
 
 def check_flag(value: Any, name: str, owner: str = "") -> bool:
     """``value`` as a Python bool; True, False and NumPy's bools are accepted, nothing else."""
-    kind = type(value)
-    if isinstance(value, bool) or (kind.__module__ == "numpy" and kind.__name__ in ("bool", "bool_")):
+    if isinstance(value, (bool, np.bool_)):
         return bool(value)
-    raise TypeError(f"{_prefix(owner)}{name} must be True or False, got {kind.__name__} {value!r}")
+    raise TypeError(f"{_prefix(owner)}{name} must be True or False, got {type(value).__name__} {value!r}")
 
 
 def check_int(value: Any, name: str, minimum: int, owner: str = "") -> int:

@@ -79,8 +79,7 @@ def _conv(g: _Graph, layer: Conv2D, x: str, out: str, in_hw: tuple[int, int]) ->
         if mode == "wrap" and g.opset < 19:
             raise ValueError(f"export_onnx: {layer.name!r} pads circularly, which ONNX has from opset 19 (Pad mode "
                              f"'wrap'); export with opset=19 or later")
-        pad_amounts = g.constant(f"{layer.name}/pads", [0, 0, pads[0], pads[2], 0, 0, pads[1], pads[3]], np.int64)
-        x = g.node("Pad", [x, pad_amounts], g.fresh(f"{layer.name}/padded"), mode=mode)
+        x = _pad(g, layer, x, _onnx_pads(pads), mode=mode)
         pads = (0, 0, 0, 0)
     inputs = [x, g.constant(f"{layer.name}/weight", layer.params["weight"])]
     if layer.use_bias:
@@ -132,7 +131,7 @@ def _max_pool(g: _Graph, layer: MaxPool2D, x: str, out: str, in_hw: tuple[int, i
     onnxruntime, keeps a last window that starts in the padding); max-pool padding never wins a window."""
     pads = _onnx_pads(_pool_geometry(layer, in_hw).pads)
     if any(pad >= layer.kernel_size[i % 2] for i, pad in enumerate(pads)):  # onnxruntime refuses such pads
-        x = _pad_explicitly(g, layer, x, pads, -np.inf)
+        x = _pad(g, layer, x, pads, fill=-np.inf)
         pads = [0, 0, 0, 0]
     return g.node("MaxPool", [x], out, kernel_shape=list(layer.kernel_size), strides=list(layer.stride), pads=pads,
                   dilations=list(layer.dilation))
@@ -147,19 +146,22 @@ def _avg_pool(g: _Graph, layer: AvgPool2D, x: str, out: str, in_hw: tuple[int, i
     include = layer.count_include_pad and layer.padding != "same"
     if include and pads != declared:
         if any(declared):
-            x = _pad_explicitly(g, layer, x, declared, 0.0)
+            x = _pad(g, layer, x, declared)
             pads = [full - asked for full, asked in zip(pads, declared)]
         include = False
     return g.node("AveragePool", [x], out, kernel_shape=list(layer.kernel_size), strides=list(layer.stride),
                   pads=pads, count_include_pad=int(include))
 
 
-def _pad_explicitly(g: _Graph, layer: Any, x: str, pads: list[int], fill: float) -> str:
-    """A Pad node of ``fill`` with ONNX-ordered ``pads`` (top, left, bottom, right)."""
+def _pad(g: _Graph, layer: Any, x: str, pads: list[int], out: str | None = None, mode: str = "constant",
+         fill: float | None = None) -> str:
+    """A Pad node over the spatial axes, ``pads`` in ONNX's order (top, left, bottom, right); ``fill`` for
+    ``mode="constant"`` (zeros when None)."""
     top, left, bottom, right = pads
-    amounts = g.constant(f"{layer.name}/pads", [0, 0, top, left, 0, 0, bottom, right], np.int64)
-    return g.node("Pad", [x, amounts, g.constant(f"{layer.name}/fill", fill)], g.fresh(f"{layer.name}/padded"),
-                  mode="constant")
+    inputs = [x, g.constant(f"{layer.name}/pads", [0, 0, top, left, 0, 0, bottom, right], np.int64)]
+    if fill is not None:
+        inputs.append(g.constant(f"{layer.name}/fill", fill))
+    return g.node("Pad", inputs, out or g.fresh(f"{layer.name}/padded"), mode=mode)
 
 
 def _global_pool(op: str) -> Callable[..., str]:
@@ -204,8 +206,7 @@ def _reshape(g: _Graph, layer: Reshape, x: str, out: str, in_hw: Any) -> str:
 
 def _zero_pad(g: _Graph, layer: ZeroPadding2D, x: str, out: str, in_hw: Any) -> str:
     (top, bottom), (left, right) = layer.padding
-    pads = g.constant(f"{layer.name}/pads", [0, 0, top, left, 0, 0, bottom, right], np.int64)
-    return g.node("Pad", [x, pads], out, mode="constant")
+    return _pad(g, layer, x, [top, left, bottom, right], out)
 
 
 def _merge(op: str) -> Callable[..., str]:
