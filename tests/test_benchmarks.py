@@ -1,19 +1,27 @@
 """Smoke test of the training benchmark harness: it runs, prints a ratio and writes the JSON it promises.
 
-Nothing here looks at the timings themselves (tests never assert on time).
+Nothing here looks at the timings themselves (tests never assert on time). The harness starts its own
+workers with the backends it is told (``--backends``), whatever the session's backend is, so each test runs in
+one session only: the NumPy session, and the JAX session for the test that needs JAX installed.
 """
 
 from __future__ import annotations
 
 import json
 import pathlib
+import re
 import subprocess
 import sys
 
 import pytest
 
+from conftest import BACKEND
+
 pytest.importorskip("torch", reason="the benchmark compares against PyTorch")
 pytestmark = pytest.mark.serial  # its workers use every core
+ONCE = "the harness runs the backends it is told whatever this session's is: run once, in the {} session"
+in_numpy_session = pytest.mark.skipif(BACKEND != "numpy", reason=ONCE.format("numpy"))
+in_jax_session = pytest.mark.skipif(BACKEND != "jax", reason=ONCE.format("jax") + ", the one with JAX installed")
 
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train.py"
 
@@ -23,6 +31,7 @@ def _run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
                           cwd=SCRIPT.parents[1])
 
 
+@in_numpy_session
 def test_quick_run_prints_ratio_and_writes_json(tmp_path: pathlib.Path) -> None:
     out = tmp_path / "bench.json"
     proc = _run("--quick", "--rounds", "1", "--json", str(out))
@@ -60,6 +69,7 @@ def test_quick_run_prints_ratio_and_writes_json(tmp_path: pathlib.Path) -> None:
         assert summary["peak_rss_mb"][f"{fw}_peak_train"] > 0
 
 
+@in_numpy_session
 def test_profile_accounts_for_the_step(tmp_path: pathlib.Path) -> None:
     out = tmp_path / "profile.json"
     proc = _run("--quick", "--profile", "--json", str(out))
@@ -79,6 +89,7 @@ def test_profile_accounts_for_the_step(tmp_path: pathlib.Path) -> None:
     assert sum(r["percent"] for r in rows.values()) == pytest.approx(100.0, rel=1e-6)
 
 
+@in_jax_session
 def test_jax_runs_against_plain_jax_in_the_same_table(tmp_path: pathlib.Path) -> None:
     pytest.importorskip("jax", reason="the JAX reference needs JAX")
     out = tmp_path / "bench.json"
@@ -92,6 +103,16 @@ def test_jax_runs_against_plain_jax_in_the_same_table(tmp_path: pathlib.Path) ->
     assert [row.split(" | ")[0] for row in report["table"][2:]] == ["| numpy", "| jax"]
 
 
-def test_bad_arguments_exit_nonzero() -> None:
-    proc = _run("--models", "no-such-model", timeout=120)
-    assert proc.returncode != 0
+@in_numpy_session
+@pytest.mark.parametrize(("args", "message"), [
+    (["--models", "no-such-model"], r"argument --models: invalid choice: 'no-such-model' \(choose from .*mnist"),
+    (["--configs", "mnist:0"], r"argument --configs: expected MODEL:BATCH with MODEL in \[.*'mnist'.*\] and "
+                               r"BATCH >= 1, got 'mnist:0'"),
+    (["--quick", "--rounds", "0"], r"error: --rounds and --steps must be >= 1, --warmup >= 0"),
+], ids=["unknown-model", "bad-config", "zero-rounds"])
+def test_bad_arguments_exit_with_a_usage_error(args: list[str], message: str) -> None:
+    proc = _run(*args, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr  # argparse's usage error, before any worker starts
+    assert re.search(message, proc.stderr), proc.stderr
+    assert proc.stderr.startswith("usage: ") and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
