@@ -1,9 +1,11 @@
 """Cats vs dogs from a folder of photos: the "image classification from scratch" tutorial on xpcnn.
 
 ``DIR`` holds one subfolder per class, for example Microsoft's PetImages (``Cat/`` and ``Dog/``, with a few
-corrupt JPEGs among the 25,000 photos). ``image_dataset_from_directory`` reads it with a 20% validation
-split, skipping the files that do not decode (one warning). ``RandomFlip`` and ``RandomRotation`` augment each
-training batch on the device (``fit(transform=...)``). The network: four Conv2D/MaxPool2D blocks,
+corrupt JPEGs among the 25,000 photos). ``image_dataset_from_directory`` streams it with a 20% validation
+split: worker threads decode each batch from disk as training asks for it (uint8, scaled on the device), so
+memory holds a few batches whatever the folder's size, and files that do not decode are left out (one
+warning per epoch). ``RandomFlip`` and ``RandomRotation`` augment each training batch on the device
+(``fit(transform=...)``). The network: four Conv2D/MaxPool2D blocks,
 GlobalAvgPool2D and ``Dense(1, activation="sigmoid")``, trained with binary cross-entropy and RMSprop. Then
 the class activation maps of some validation images are saved as ``cats_vs_dogs_cam.png``.
 
@@ -19,6 +21,7 @@ import pathlib
 import numpy as np
 from _common import Timer, parser, save, setup
 
+from xpcnn import to_numpy
 from xpcnn.callbacks import OneCycleLR
 from xpcnn.datasets import image_dataset_from_directory
 from xpcnn.layers import Conv2D, Dense, GlobalAvgPool2D, MaxPool2D
@@ -85,23 +88,22 @@ def main(argv: list[str] | None = None) -> float:
         directory = make_shapes_folder(args.out / "shapes_folder", per_class=300, seed=args.seed)
         print(f"made {directory} (600 synthetic pictures and {CORRUPT} corrupt files)")
 
-    with Timer("loading"):
-        train, val = image_dataset_from_directory(directory, image_size=(size, size), label_mode="binary",
-                                                  validation_split=0.2, subset="both", seed=args.seed)
+    train, val = image_dataset_from_directory(directory, image_size=(size, size), label_mode="binary",
+                                              validation_split=0.2, subset="both", seed=args.seed,
+                                              batch_size=batch_size)
     model = build_model(size, width=16 if quick else 32)
     model.compile(loss="binary_crossentropy", optimizer=RMSprop(args.max_lr), metrics=["accuracy"])
     model.summary()
     augment = Compose([RandomFlip(horizontal=True), RandomRotation(10)])
     with Timer("training"):
-        history = model.fit(train.x, train.y, batch_size=batch_size, epochs=epochs,
-                            validation_data=(val.x, val.y), transform=augment, verbose=2,
-                            callbacks=[OneCycleLR(args.max_lr, epochs=epochs,
-                                                  steps_per_epoch=-(-len(train) // batch_size))])
+        history = model.fit(train, epochs=epochs, validation_data=val, transform=augment, verbose=2,
+                            callbacks=[OneCycleLR(args.max_lr, epochs=epochs, steps_per_epoch=len(train))])
     accuracy = history.history["val_accuracy"][-1]
-    print(f"validation accuracy: {accuracy:.3f} on {len(val)} images")
+    print(f"validation accuracy: {accuracy:.3f} on {val.num_samples} images")
 
-    maps, predicted = class_activation_map(model, val.x[:SHOWN], layer=MaxPool2D)
-    fig = plot_class_activation_maps(val.x[:SHOWN], maps, predicted, labels=val.y[:SHOWN, 0].astype(np.int64),
+    images, labels = (to_numpy(part)[:SHOWN] for part in next(iter(val)))  # the first validation batch
+    maps, predicted = class_activation_map(model, images, layer=MaxPool2D)
+    fig = plot_class_activation_maps(images, maps, predicted, labels=labels[:, 0].astype(np.int64),
                                      class_names=train.class_names, ncols=8,
                                      title=f"Class activation maps (validation accuracy {accuracy:.1%})")
     save(fig, args, "cats_vs_dogs_cam.png")

@@ -12,31 +12,35 @@ from __future__ import annotations
 
 from typing import Any
 
-from .data import DataLoader
+from .data import DataLoader, is_stream
 from .layers.normalization import BatchNorm1D, BatchNorm2D
+from .step_functions import batch_size as batch_size_of
 
 __all__ = ["update_bn"]
 
 
-def update_bn(model: Any, x: Any, batch_size: int = 32) -> None:
+def update_bn(model: Any, data: Any, batch_size: int = 32) -> None:
     """Replace the running statistics of every BatchNorm layer of ``model`` by their average over the batches
-    of ``x`` (in order, ``batch_size`` samples each) run through the model in training mode; nothing else
+    of ``data`` run through the model in training mode: input arrays (in order, ``batch_size`` samples each)
+    or an iterable of input batches (``x`` or ``(x, y)``: a ``DataLoader``, a generator). Nothing else
     changes but the random stream when the model has dropout. A model without batch norm is left untouched.
-    A last batch of one sample is left out (batch norm cannot train on it)."""
+    A batch of one sample after the first is left out (batch norm cannot train on it)."""
     norms = [layer for layer in model.layers
              if isinstance(layer, (BatchNorm1D, BatchNorm2D)) and layer.track_running_stats]
     if not norms:
         return
-    loader = DataLoader(x, batch_size=batch_size, shuffle=False)
-    batches = len(loader) - (loader.num_samples % batch_size == 1 and loader.num_samples > 1)
+    batches = data if is_stream(data) else DataLoader(data, batch_size=batch_size, shuffle=False)
     momenta = [layer.momentum for layer in norms]
+    count = 0
     try:
-        for count, xb in enumerate(loader):
-            if count == batches:
-                break
+        for xb in batches:
+            xb = xb[0] if isinstance(xb, tuple) else xb
+            if count and batch_size_of(xb) == 1:
+                continue
             for layer in norms:
                 layer.momentum = 1.0 / (count + 1)  # the first batch replaces the statistics, later ones average in
             model.forward(xb, training=True)
+            count += 1
     finally:
         for layer, momentum in zip(norms, momenta):
             layer.momentum = momentum

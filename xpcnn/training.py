@@ -27,7 +27,9 @@ from . import optimizers as optimizers_module
 from .backend import asarray, get_backend, to_numpy
 from .batch_norm_stats import update_bn
 from .callbacks import CallbackList, History, ProgressBar
-from .data import DataLoader, check_finite, check_samples, check_targets, split_validation
+from .data import DataLoader, EpochIterator, check_finite, check_samples, check_targets, is_stream, split_validation
+from .data.adapters import host_batch
+from .data.device import inputs_on_device
 from .objectives import Objectives
 from .distributed import data_parallel
 from .step_functions import StepFunctions
@@ -189,22 +191,49 @@ class Trainer:
             if isinstance(arrays, list):  # several inputs (outputs), named as the model names them
                 for a, n in zip(arrays, getattr(self, names)):
                     check_finite(a, f"{what}[{n!r}]")
-            else:
+            elif arrays is not None:
                 check_finite(arrays, what)
 
-    def _inference_loader(self, x: Any, y: Any, batch_size: int, distributed: Any) -> tuple[DataLoader, Any]:
-        """The batches of ``evaluate``/``predict`` in order (with ``distributed``, this rank's share of each), the
-        model built for them, and the data-parallel helper (None on one process)."""
-        parallel = data_parallel(distributed)
+    def _epoch_iterator(self, x: Any, y: Any, what: str, *, batch_size: int | None, steps: int | None,
+                        targets: bool = True, shuffle: bool = False, check_finite: bool = True,
+                        transform: Any = None, parallel: Any = None, names: tuple[str, str] = ("x", "y"),
+                        carry_on: bool = False) -> EpochIterator:
+        """The input of ``fit``/``evaluate``/``predict`` as one ``EpochIterator``, checked before anything
+        changes: arrays whole (shapes, labels, NaN), a stream by its first batch (and NaN batch by batch)."""
+        shard = None if parallel is None else parallel.shard
+        if is_stream(x):
+            if y is not None:
+                raise ValueError(f"{what}: y must be None when x is a {type(x).__name__}: its batches hold the targets")
+            if batch_size is not None:
+                raise ValueError(f"{what}: batch_size belongs to the input ({type(x).__name__}) when x is not arrays; "
+                                 "leave it out")
+            stream = EpochIterator(x, steps, what, transform, check_finite, shard, carry_on)
+            bx, by = stream.first_batch()
+            if targets and by is None:
+                raise ValueError(f"{what}: the input's batches must be (x, y) pairs, got inputs alone")
+            if targets:
+                self._checked_pair(host_batch(bx), host_batch(by), "x (first batch)", "y (first batch)")
+            else:
+                self._checked_inputs(host_batch(bx), "x (first batch)")
+            if parallel is not None:
+                parallel.check(stream.batch_size, stream.num_samples)
+            return stream
+        batch_size = 32 if batch_size is None else batch_size
+        if targets:
+            x, y = self._checked_pair(x, y, *names)
+        else:
+            x = self._checked_inputs(x, names[0])
+        if check_finite:
+            self._check_finite(x, y, *names)
         if parallel is not None:
             parallel.check(batch_size, batch_size_of(x))
-        if not isinstance(x, list):
-            self._build_for(x)
-        shard = None if parallel is None else parallel.shard
-        return DataLoader(x, y, batch_size=batch_size, shuffle=False, shard=shard), parallel
+        arrays = EpochIterator(DataLoader(x, y, batch_size=batch_size, shuffle=shuffle, shard=shard), steps, what,
+                               transform, check_finite, carry_on=carry_on)
+        arrays.inputs = x
+        return arrays
 
     def _build_for(self, x: Any) -> None:
-        if not self.built:
+        if not self.built and not isinstance(x, list):
             self.build(tuple(x.shape[1:]))
 
     # --- one batch -----------------------------------------------------------------------------------
@@ -225,23 +254,23 @@ class Trainer:
     def _batch(self, x: Any, y: Any) -> tuple[Any, Any]:
         if self._has_several_inputs() or self._has_several_outputs():
             x, y = self._checked_pair(x, y)
-            on_device = (lambda v: [asarray(a) for a in v] if isinstance(v, list) else asarray(v))  # noqa: E731
-            return on_device(x), on_device(y)
+            return ([inputs_on_device(a) for a in x] if isinstance(x, list) else inputs_on_device(x),
+                    [asarray(a) for a in y] if isinstance(y, list) else asarray(y))
         x, y = check_samples(x, "x", inputs=True), check_samples(y, "y")
         if isinstance(y, np.ndarray):
             x, y = self._checked_pair(x, y)
         elif x.shape[0] != y.shape[0]:
             raise ValueError(f"x and y must have the same length, got {x.shape[0]} and {y.shape[0]}")
-        xb = asarray(x)
+        xb = inputs_on_device(x)
         self._build_for(xb)
         return xb, asarray(y)
 
     # --- fit / evaluate / predict --------------------------------------------------------------------
     def fit(
         self,
-        x: Any,
-        y: Any,
-        batch_size: int = 32,
+        x: Any = None,
+        y: Any = None,
+        batch_size: int | None = None,
         epochs: int = 1,
         validation_data: Any = None,
         validation_split: float = 0.0,
@@ -253,32 +282,42 @@ class Trainer:
         distributed: Any = None,
         sync_batch_norm: bool = False,
         transform: Callable[[Any], Any] | None = None,
+        steps_per_epoch: int | None = None,
+        validation_steps: int | None = None,
     ) -> Any:
         """Train for ``epochs - initial_epoch`` epochs; return a ``History`` (``history.history["loss"]`` ...).
 
-        ``x``/``y``: NumPy arrays, lists, or arrays of the current backend. ``validation_split`` holds out
-        the LAST fraction of the samples (before shuffling), like Keras; ``validation_data=(x_val, y_val)``
-        takes precedence. ``verbose``: 0 silent, 1 progress bar, 2 one line per epoch.
+        ``x``: arrays (NumPy, lists, or arrays of the current backend; ``y`` the targets, ``batch_size``
+        default 32, moved to the device once), or a stream of ``(x, y)`` batches with ``y=None`` and no
+        ``batch_size``: an ``xpcnn.DataLoader`` (arrays, or a dataset read by workers), a Keras
+        ``PyDataset``-style object (``len()`` batches, ``[i]`` the i-th), or any iterable (a generator, a
+        PyTorch ``DataLoader``). ``steps_per_epoch`` batches make an epoch (default: one pass; with it, a
+        stream goes on across epochs). ``shuffle`` applies to arrays only, as in Keras.
+        ``validation_split`` holds out the LAST fraction of the array samples (before shuffling), like Keras;
+        ``validation_data`` (a pair of arrays, or a stream, ``validation_steps`` batches of it) takes
+        precedence. ``verbose``: 0 silent, 1 progress bar, 2 one line per epoch.
         With an optimizer that averages the weights (``use_ema=True``) the epochs train and validate the
         raw weights, and the model holds the averaged ones when a ``fit`` that took a step returns (Keras's
         behaviour), with batch-norm running statistics re-estimated for them by one forward pass over the
         training data (``xpcnn.batch_norm_stats.update_bn``, as ``torch.optim.swa_utils.update_bn``).
         Raises ValueError before anything changes when x and y differ in length, labels are out of range, or
-        (unless ``check_finite=False``) x, a floating y or the validation data hold NaN or infinity.
+        (unless ``check_finite=False``) x, a floating y or the validation data hold NaN or infinity; a stream
+        is checked by its first batch before training, and for NaN batch by batch as it is read.
 
         ``distributed``: a communicator from ``xpcnn.distributed.init()``. On several ranks (``mpiexec``) the
         model trains data-parallel: rank 0's weights, buffers and random stream everywhere at the start, the
-        same data order on every rank, each rank a contiguous share of every global batch of ``batch_size``,
-        gradients averaged over the global batch (by sample count), the same update on every rank; the logs
-        and validation summed over the ranks, batch-norm running statistics averaged at each epoch's end; only
-        rank 0 prints and writes files. An error on one rank ends every rank. Steps run eagerly.
+        same data order on every rank, each rank a contiguous share of every global batch of ``batch_size``
+        (read only by that rank, for a ``DataLoader``), gradients averaged over the global batch (by sample
+        count), the same update on every rank; the logs and validation summed over the ranks, batch-norm
+        running statistics averaged at each epoch's end; only rank 0 prints and writes files. An error on one
+        rank ends every rank. Steps run eagerly.
         ``sync_batch_norm=True``: batch norm's training statistics over the global batch instead of each rank's.
         ``transform``: data augmentation applied on the device to each training batch's inputs (for example
         ``xpcnn.transforms.Compose([RandomFlip(), RandomRotation(10)])``), never to validation data.
         """
         parallel = data_parallel(distributed)
         args = (x, y, batch_size, epochs, validation_data, validation_split, shuffle, callbacks, verbose,
-                initial_epoch, check_finite, parallel, sync_batch_norm, transform)
+                initial_epoch, check_finite, parallel, sync_batch_norm, transform, steps_per_epoch, validation_steps)
         if parallel is None:
             return self._checked_fit(*args)
         try:
@@ -289,15 +328,19 @@ class Trainer:
 
     def _checked_fit(self, x: Any, y: Any, batch_size: Any, epochs: Any, validation_data: Any, validation_split: Any,
                      shuffle: bool, callbacks: Any, verbose: Any, initial_epoch: Any, check_finite: bool,
-                     parallel: Any, sync_batch_norm: bool, transform: Any) -> Any:
+                     parallel: Any, sync_batch_norm: bool, transform: Any, steps_per_epoch: Any,
+                     validation_steps: Any) -> Any:
         """``fit``: the checks before anything changes, then the epochs."""
         self._require_compiled("fit")
         if transform is not None and not callable(transform):
             raise TypeError(f"fit: transform must be a callable (an xpcnn.transforms object) or None, "
                             f"got {transform!r}")
-        batch_size = check_int(batch_size, "batch_size", 1, "fit")
+        if batch_size is not None:
+            batch_size = check_int(batch_size, "batch_size", 1, "fit")
         epochs = check_int(epochs, "epochs", 0, "fit")
         initial_epoch = check_int(initial_epoch, "initial_epoch", 0, "fit")
+        steps_per_epoch, validation_steps = (None if v is None else check_int(v, name, 1, "fit") for v, name in
+                                             ((steps_per_epoch, "steps_per_epoch"), (validation_steps, "validation_steps")))
         shuffle = check_flag(shuffle, "shuffle", "fit")
         check_finite = check_flag(check_finite, "check_finite", "fit")
         sync_batch_norm = check_flag(sync_batch_norm, "sync_batch_norm", "fit")
@@ -306,48 +349,46 @@ class Trainer:
         if not 0.0 <= float(validation_split) < 1.0:
             raise ValueError(f"fit: validation_split must be a number in [0, 1), got {validation_split!r}")
         verbose = _check_verbose(verbose)
-        x, y = self._checked_pair(x, y)
+        if validation_split > 0.0 and validation_data is None:
+            if is_stream(x):
+                raise ValueError(f"fit: validation_split splits arrays; x is a {type(x).__name__}: pass "
+                                 "validation_data instead")
+            (x, y), validation_data = split_validation(*self._checked_pair(x, y), validation_split)
+        train = self._epoch_iterator(x, y, "fit", batch_size=batch_size, steps=steps_per_epoch, shuffle=shuffle,
+                                     check_finite=check_finite, transform=transform, parallel=parallel,
+                                     carry_on=True)
         val = None
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a pair (x_val, y_val)")
-            val = self._checked_pair(*validation_data, "x_val", "y_val")
-        if check_finite:
-            self._check_finite(x, y)
-            if val is not None:
-                self._check_finite(*val, "x_val", "y_val")
-        if validation_data is None and validation_split > 0.0:
-            (x, y), val = split_validation(x, y, validation_split)
+            if is_stream(validation_data):
+                val_x, val_y = validation_data, None
+            elif isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
+                val_x, val_y = validation_data
+            else:
+                raise ValueError("validation_data must be a pair (x_val, y_val) or a stream of (x, y) batches")
+            val = self._epoch_iterator(val_x, val_y, "fit(validation_data)", steps=validation_steps,
+                                       batch_size=None if is_stream(val_x) else train.batch_size or 32,
+                                       check_finite=check_finite, parallel=parallel, names=("x_val", "y_val"))
         callback_list = list(callbacks or [])
         for cb in callback_list:
             if not hasattr(cb, "set_model"):
                 raise TypeError(f"callbacks must be xpcnn.callbacks.Callback objects, got {type(cb).__name__}")
-
-        if parallel is None:
-            return self._fit(x, y, val, batch_size, epochs, shuffle, callback_list, verbose, initial_epoch, None,
-                             transform)
-        parallel.check(batch_size, batch_size_of(x), sync_batch_norm=sync_batch_norm)
-        norms = parallel.synchronised_batch_norm(self) if sync_batch_norm else []
+        if parallel is not None:
+            parallel.check(train.batch_size, train.num_samples, sync_batch_norm=sync_batch_norm)
+        norms = parallel.synchronised_batch_norm(self) if parallel is not None and sync_batch_norm else []
         try:
-            return self._fit(x, y, val, batch_size, epochs, shuffle, callback_list, verbose, initial_epoch, parallel,
-                             transform)
+            return self._fit(train, val, epochs, callback_list, verbose, initial_epoch, parallel)
         finally:
             for layer in norms:
                 layer.sync = None
 
-    def _fit(self, x: Any, y: Any, val: Any, batch_size: int, epochs: int, shuffle: bool, callback_list: list[Any],
-             verbose: int, initial_epoch: int, parallel: Any, transform: Any) -> Any:
+    def _fit(self, train: EpochIterator, val: EpochIterator | None, epochs: int, callback_list: list[Any],
+             verbose: int, initial_epoch: int, parallel: Any) -> Any:
         # --- from here on, state changes ---
-        if not isinstance(x, list):
-            self._build_for(x)
+        self._build_for(train.first_batch()[0])
         self.distributed = None if parallel is None else parallel.comm
         steps = self.step_functions if parallel is None else StepFunctions(self, jit=False)
-        shard = None if parallel is None else parallel.shard
         if parallel is not None:
             parallel.start(self)
-        loader = DataLoader(x, y, batch_size=batch_size, shuffle=shuffle, shard=shard, transform=transform)
-        val_loader = None if val is None else DataLoader(val[0], val[1], batch_size=batch_size, shuffle=False,
-                                                         shard=shard)
         history = History()
         if parallel is not None and not parallel.comm.is_main:
             callback_list = [cb for cb in callback_list if not cb.writes_files]
@@ -355,7 +396,7 @@ class Trainer:
             callback_list.insert(0, ProgressBar(verbose=verbose))
         callback_list.append(history)
         cbs = CallbackList(callback_list, model=self, params={
-            "epochs": epochs, "steps": len(loader), "batch_size": batch_size, "samples": loader.num_samples,
+            "epochs": epochs, "steps": train.steps, "batch_size": train.batch_size, "samples": train.num_samples,
             "verbose": verbose, "metrics": self.metrics_names,
         })
         self.history = history
@@ -366,46 +407,50 @@ class Trainer:
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch, {})
             sums, seen = None, 0
-            for step, (xb, yb) in enumerate(loader):
+            for step, (xb, yb) in enumerate(train.epoch()):
                 size = batch_size_of(xb)
                 cbs.on_train_batch_begin(step, {"size": size})
                 if parallel is None:
                     logs, sums = steps.train(xb, yb, sums)
                 else:
-                    global_size = parallel.global_batch(step, batch_size, loader.num_samples)
+                    global_size = parallel.global_batch(step, train.batch_size, train.num_samples)
                     logs, sums = steps.train_shared(xb, yb, sums, parallel.comm, global_size)
                 seen += size
                 cbs.on_train_batch_end(step, {**(logs or {}), "size": size})
                 if self.stop_training:
                     break
+            if not seen:  # an input that cannot start again has run out (EpochIterator warned)
+                break
             groups = [("", sums, seen)]
-            if val_loader is not None:
+            if val is not None:
                 cbs.on_test_begin({})
-                groups.append(("val_", *self._evaluate_sums(val_loader, cbs, steps)))
+                groups.append(("val_", *self._evaluate_sums(val, cbs, steps)))
             if parallel is not None:
                 groups = [(prefix, *parallel.reduce(group_sums, count)) for prefix, group_sums, count in groups]
                 parallel.average_buffers(self)
             epoch_logs = _read_means(groups)
-            if val_loader is not None:
+            if val is not None:
                 cbs.on_test_end({k[4:]: v for k, v in epoch_logs.items() if k.startswith("val_")})
             epoch_logs["lr"] = float(self.optimizer.lr)
             self.epoch = epoch + 1
             cbs.on_epoch_end(epoch, epoch_logs)
-            if self.stop_training:
+            if self.stop_training or train.exhausted:
                 break
         trained = self.optimizer.iterations > first_iteration
         if trained and self.optimizer.use_ema:  # as in Keras, before on_train_end (EarlyStopping may restore)
             self.set_params(self.optimizer.averaged_params(self.params))
-            update_bn(self, x, batch_size)  # the running statistics of the averaged weights
+            # the averaged weights' statistics: over arrays in order, else one more pass over the stream
+            update_bn(self, train.inputs if train.inputs is not None else (xb for xb, _ in train.epoch(augment=False)),
+                      train.batch_size or 32)
         cbs.on_train_end(dict(epoch_logs))
         self.distributed = None
         return history
 
-    def _evaluate_sums(self, loader: DataLoader, cbs: Any = None,
+    def _evaluate_sums(self, data: EpochIterator, cbs: Any = None,
                        steps: StepFunctions | None = None) -> tuple[dict[str, Array] | None, int]:
         steps = steps or self.step_functions
         sums, seen = None, 0
-        for step, (xb, yb) in enumerate(loader):
+        for step, (xb, yb) in enumerate(data.epoch()):
             size = batch_size_of(xb)
             if not size:
                 continue  # a rank's empty share of a last, small batch
@@ -417,61 +462,78 @@ class Trainer:
                 cbs.on_test_batch_end(step, {**logs, "size": size})
         return sums, seen
 
-    def evaluate(self, x: Any, y: Any, batch_size: int = 32, verbose: int = 0,
-                 callbacks: Sequence[Any] | None = None, distributed: Any = None) -> dict[str, float]:
+    def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None, verbose: int = 0,
+                 callbacks: Sequence[Any] | None = None, distributed: Any = None,
+                 steps: int | None = None) -> dict[str, float]:
         """Loss and metrics over ``(x, y)`` in inference mode: ``{"loss": float, "accuracy": float, ...}``.
 
-        The batch values are summed on the device and read back once. With ``distributed`` (several ranks)
-        each rank evaluates its share of every batch and every rank returns the sums over all of them.
+        ``x`` takes what ``fit`` takes (arrays with ``y``, or a stream of ``(x, y)`` batches, ``steps`` of
+        them). The batch values are summed on the device and read back once. With ``distributed`` (several
+        ranks) each rank evaluates its share of every batch and every rank returns the sums over all of them.
         """
         self._require_compiled("evaluate")
-        batch_size = check_int(batch_size, "batch_size", 1, "evaluate")
+        if batch_size is not None:
+            batch_size = check_int(batch_size, "batch_size", 1, "evaluate")
+        if steps is not None:
+            steps = check_int(steps, "steps", 1, "evaluate")
         verbose = _check_verbose(verbose)
-        x, y = self._checked_pair(x, y)
-        loader, parallel = self._inference_loader(x, y, batch_size, distributed)
+        parallel = data_parallel(distributed)
+        data = self._epoch_iterator(x, y, "evaluate", batch_size=batch_size, steps=steps, check_finite=False,
+                                    parallel=parallel)
+        self._build_for(data.first_batch()[0])
         callback_list = list(callbacks or [])
         if verbose and (parallel is None or parallel.comm.is_main):
             callback_list.insert(0, ProgressBar(verbose=verbose))
-        cbs = CallbackList(callback_list, model=self, params={"steps": len(loader), "verbose": verbose,
-                                                               "batch_size": batch_size})
+        cbs = CallbackList(callback_list, model=self, params={"steps": data.steps, "verbose": verbose,
+                                                               "batch_size": data.batch_size})
         cbs.on_test_begin({})
-        sums, seen = self._evaluate_sums(loader, cbs)
+        sums, seen = self._evaluate_sums(data, cbs)
         if parallel is not None:
             sums, seen = parallel.reduce(sums, seen)
         result = _read_means([("", sums, seen)])
         cbs.on_test_end(dict(result))
         return result
 
-    def predict(self, x: Any, batch_size: int = 32, verbose: int = 0,
-                callbacks: Sequence[Any] | None = None, distributed: Any = None) -> Array:
+    def predict(self, x: Any, batch_size: int | None = None, verbose: int = 0,
+                callbacks: Sequence[Any] | None = None, distributed: Any = None, steps: int | None = None) -> Array:
         """The outputs for every sample of ``x``, concatenated on the device (an array of the current backend).
 
-        ``callbacks`` get ``on_predict_begin``/``_end`` and, per batch, ``on_predict_batch_begin``/``_end``
-        with ``{"outputs": <the batch's outputs on the device>, "size": n}``. With ``distributed`` (several
-        ranks) each rank computes its share of every batch and every rank returns all the outputs.
+        ``x``: arrays, or a stream of batches (``x`` alone or ``(x, y)``, whose ``y`` is ignored), ``steps``
+        of them. ``callbacks`` get ``on_predict_begin``/``_end`` and, per batch,
+        ``on_predict_batch_begin``/``_end`` with ``{"outputs": <the batch's outputs on the device>, "size":
+        n}``. With ``distributed`` (several ranks) each rank computes its share of every batch and every rank
+        returns all the outputs.
         """
-        batch_size = check_int(batch_size, "batch_size", 1, "predict")
+        if batch_size is not None:
+            batch_size = check_int(batch_size, "batch_size", 1, "predict")
+        if steps is not None:
+            steps = check_int(steps, "steps", 1, "predict")
         verbose = _check_verbose(verbose)
-        x = self._checked_inputs(x)
+        parallel = data_parallel(distributed)
+        data = self._epoch_iterator(x, None, "predict", batch_size=batch_size, steps=steps, targets=False,
+                                    check_finite=False, parallel=parallel)
+        first = data.first_batch()[0]
         # a clear error before anything changes
-        self.compute_output_shape([tuple(a.shape[1:]) for a in x] if isinstance(x, list) else tuple(x.shape[1:]))
-        loader, parallel = self._inference_loader(x, None, batch_size, distributed)
-        cbs = CallbackList(list(callbacks or []), model=self, params={"steps": len(loader), "verbose": verbose,
-                                                                      "batch_size": batch_size})
+        self.compute_output_shape([tuple(a.shape[1:]) for a in first] if isinstance(first, list)
+                                  else tuple(first.shape[1:]))
+        self._build_for(first)
+        cbs = CallbackList(list(callbacks or []), model=self, params={"steps": data.steps, "verbose": verbose,
+                                                                      "batch_size": data.batch_size})
         forward = self.step_functions.predict
         cbs.on_predict_begin({})
         outputs, spans = [], []
-        for step, xb in enumerate(_maybe_progress(loader, verbose, "predict")):
+        for step, (xb, _) in enumerate(_maybe_progress(data.epoch(), verbose, "predict", data.steps)):
             size = batch_size_of(xb)
             if not size:
                 continue  # a rank's empty share of a last, small batch
             cbs.on_predict_batch_begin(step, {"size": size})
             outputs.append(forward(xb))
-            spans.append(loader.span(step))
+            if parallel is not None:
+                spans.append(data.span(step))
             cbs.on_predict_batch_end(step, {"outputs": outputs[-1], "size": size})
         cbs.on_predict_end({})
         if parallel is not None:
-            join = lambda parts: parallel.assemble(parts, spans, loader.num_samples)  # noqa: E731
+            join = lambda parts: parallel.assemble(parts, spans, data.num_samples)  # noqa: E731
         else:
             join = _joined
         if not self._has_several_outputs():
@@ -483,11 +545,11 @@ def _joined(batches: list[Array]) -> Array:
     return batches[0] if len(batches) == 1 else get_backend().xp.concat(batches, axis=0)
 
 
-def _maybe_progress(loader: DataLoader, verbose: int, desc: str) -> Iterable[Any]:
+def _maybe_progress(batches: Iterable[Any], verbose: int, desc: str, total: int | None) -> Iterable[Any]:
     if not verbose:
-        return loader
+        return batches
     try:
         from tqdm.auto import tqdm
     except ImportError:
-        return loader
-    return tqdm(loader, total=len(loader), desc=desc, leave=False)
+        return batches
+    return tqdm(batches, total=total, desc=desc, leave=False)

@@ -8,7 +8,8 @@ import pytest
 PIL = pytest.importorskip("PIL")
 from PIL import Image  # noqa: E402
 
-from xpcnn.datasets import ImageDataset, image_dataset_from_directory  # noqa: E402
+import xpcnn  # noqa: E402
+from xpcnn.datasets import ImageDataset, ImageFolderLoader, image_dataset_from_directory  # noqa: E402
 
 COLORS = {"cats": (200, 30, 10), "dogs": (10, 60, 220), "owls": (90, 250, 40)}
 FORMATS = ("png", "jpg", "bmp", "gif", "PNG")
@@ -26,7 +27,7 @@ def _folder(root, classes=("cats", "dogs"), per_class=5, size=(20, 12)):
 
 
 def _load(root, **kwargs):
-    return image_dataset_from_directory(root, **{"image_size": (8, 6), "verbose": False, **kwargs})
+    return image_dataset_from_directory(root, **{"image_size": (8, 6), "verbose": False, "batch_size": None, **kwargs})
 
 
 def test_classes_labels_and_pixels(tmp_path):
@@ -68,10 +69,9 @@ def test_crop_to_aspect_ratio_takes_the_centre(tmp_path):
         wide = np.zeros((20, 60, 3), np.uint8)
         wide[:, :20] = wide[:, 40:] = (255, 0, 0)  # red sides, a black centre square
         Image.fromarray(wide).save(tmp_path / name / "wide.png")
-    square = image_dataset_from_directory(tmp_path, image_size=(10, 10), verbose=False, crop_to_aspect_ratio=True,
-                                          interpolation="nearest").x
+    square = _load(tmp_path, image_size=(10, 10), crop_to_aspect_ratio=True, interpolation="nearest").x
     assert square.max() == 0.0  # only the centre (a smoothing filter also reads a pixel or two beyond it)
-    squeezed = image_dataset_from_directory(tmp_path, image_size=(10, 10), verbose=False).x
+    squeezed = _load(tmp_path, image_size=(10, 10)).x
     assert squeezed[:, 0].max() == 1.0  # the sides too
 
 
@@ -123,9 +123,10 @@ def test_label_modes_and_explicit_labels(tmp_path):
 
 def test_many_files_load_in_threads(tmp_path):
     _folder(tmp_path, per_class=300, size=(4, 4))
-    data = image_dataset_from_directory(tmp_path, image_size=(4, 4), verbose=True, num_workers=3, shuffle=False)
+    data = image_dataset_from_directory(tmp_path, image_size=(4, 4), verbose=True, num_workers=3, shuffle=False,
+                                        batch_size=None)
     assert len(data) == 600 and data.y.sum() == 300
-    single = image_dataset_from_directory(tmp_path, image_size=(4, 4), verbose=False, num_workers=1, shuffle=False)
+    single = _load(tmp_path, image_size=(4, 4), num_workers=1, shuffle=False)
     np.testing.assert_array_equal(data.x, single.x)
 
 
@@ -208,3 +209,82 @@ def test_images_over_the_pixel_limit_are_skipped(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="huge.png \\(40x40 pixels, over Pillow's MAX_IMAGE_PIXELS"):
         data = _load(tmp_path)
     assert len(data) == 4
+
+
+# --- streaming: a batch_size gives a loader that reads the files as training asks ---------------------
+
+def _stream(root, **kwargs):
+    return image_dataset_from_directory(root, **{"image_size": (8, 6), "verbose": False, "batch_size": 4,
+                                                 "num_workers": 2, **kwargs})
+
+
+def test_streamed_batches_are_the_in_memory_images(tmp_path, backend):
+    _folder(tmp_path, per_class=5)
+    loader = _stream(tmp_path, shuffle=False, label_mode="binary")
+    memory = _load(tmp_path, shuffle=False, label_mode="binary")
+    assert isinstance(loader, ImageFolderLoader) and len(loader) == 3
+    assert loader.class_names == memory.class_names and loader.file_paths == memory.file_paths
+    batches = [tuple(xpcnn.to_numpy(part) for part in batch) for batch in loader]
+    np.testing.assert_allclose(np.concatenate([b[0] for b in batches]), memory.x, rtol=1e-6)
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), memory.y)
+
+
+def test_a_corrupt_file_mid_stream_is_left_out_and_named(tmp_path, backend):
+    _folder(tmp_path, per_class=4)
+    good = (tmp_path / "cats" / "001.jpg").read_bytes()
+    (tmp_path / "cats" / "002x.jpg").write_bytes(good[: len(good) // 2])
+    loader = _stream(tmp_path, shuffle=False)
+    for epoch in range(2):  # one warning per epoch
+        with pytest.warns(UserWarning, match=f"left out 1 samples in epoch {epoch} .*002x.jpg"):
+            sizes = [int(yb.shape[0]) for _, yb in loader]
+        assert sorted(sizes) == [1, 3, 4]  # the batch that held it is one smaller
+
+
+def test_large_jpegs_decode_in_draft_mode(tmp_path, monkeypatch):
+    """A JPEG at least twice the target is decoded at reduced scale (Pillow's draft), close to the full decode."""
+    rng = np.random.default_rng(0)
+    smooth = np.kron(rng.integers(0, 256, (15, 20, 3)), np.ones((20, 20, 1))).astype(np.uint8)  # 300x400
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        Image.fromarray(smooth).save(tmp_path / name / "big.jpg", quality=95)
+    from PIL import JpegImagePlugin
+
+    drafts = []
+    real = JpegImagePlugin.JpegImageFile.draft
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", lambda self, *a: drafts.append(a) or real(self, *a))
+    x = _load(tmp_path, image_size=(60, 80), shuffle=False).x
+    assert len(drafts) == 2 and drafts[0][1] == (80, 60)
+    full = np.asarray(Image.fromarray(smooth).resize((80, 60), Image.Resampling.BILINEAR), np.float32) / 255
+    assert np.abs(x[0].transpose(1, 2, 0) - full).mean() < 0.03
+    drafts.clear()
+    _load(tmp_path, image_size=(200, 300))  # less than twice: decoded whole
+    assert not drafts
+
+
+def test_pad_to_aspect_ratio_keeps_the_whole_image(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        Image.new("RGB", (40, 20), (255, 255, 255)).save(tmp_path / name / "wide.png")
+    x = _load(tmp_path, image_size=(10, 10), pad_to_aspect_ratio=True, interpolation="nearest").x
+    assert (x[:, :, :2] == 0).all() and (x[:, :, -2:] == 0).all()  # black bands above and below
+    assert (x[:, :, 3:7] == 1).all()  # the white picture, whole, in the middle
+    with pytest.raises(ValueError, match="crop_to_aspect_ratio and pad_to_aspect_ratio exclude each other"):
+        _load(tmp_path, crop_to_aspect_ratio=True, pad_to_aspect_ratio=True)
+    with pytest.raises(ValueError, match="data_format must be None or 'channels_first'"):
+        _load(tmp_path, data_format="channels_last")
+
+
+def test_the_tutorials_code_shape_trains_from_the_folder(tmp_path, backend):
+    """``image_dataset_from_directory(..., subset="both", batch_size=...)`` then ``fit(train_ds,
+    validation_data=val_ds)`` with augmentation on the device, as the Keras tutorial writes it."""
+    from xpcnn.layers import Conv2D, Dense, GlobalAvgPool2D
+    from xpcnn.transforms import RandomFlip
+
+    _folder(tmp_path, per_class=10)
+    train_ds, val_ds = image_dataset_from_directory(tmp_path, validation_split=0.2, subset="both", seed=1337,
+                                                    image_size=(8, 8), batch_size=4, verbose=False)
+    model = xpcnn.Sequential([Conv2D(4, 3, activation="relu"), GlobalAvgPool2D(), Dense(2)])
+    model.compile("cross_entropy", "adam", metrics=["accuracy"])
+    history = model.fit(train_ds, epochs=2, validation_data=val_ds, transform=RandomFlip(), verbose=0)
+    assert len(history.history["val_loss"]) == 2 and np.isfinite(history.history["loss"]).all()
+    assert train_ds.num_samples == 16 and val_ds.num_samples == 4

@@ -114,10 +114,21 @@ def test_integer_inputs_are_refused_clearly(backend):
     model = tiny_cnn()
     model.compile("cross_entropy", "adam")
     x, y = blobs(8)
-    with pytest.raises(ValueError, match="floating"):
-        model.fit((x * 255).astype(np.uint8), y, verbose=0)
-    with pytest.raises(ValueError, match="floating"):
-        model.predict((x * 255).astype(np.uint8))
+    with pytest.raises(ValueError, match="must hold floating-point values or uint8 images, got dtype int32"):
+        model.fit((x * 255).astype(np.int32), y, verbose=0)
+    with pytest.raises(ValueError, match="must hold floating-point values or uint8 images, got dtype int32"):
+        model.predict((x * 255).astype(np.int32))
+
+
+def test_uint8_images_are_scaled_to_floats_on_the_device(backend):
+    """uint8 inputs become floats in [0, 1] batch by batch: the same outputs as the floats divided by 255."""
+    model = tiny_cnn()
+    model.compile("cross_entropy", "adam")
+    x, _ = blobs(8)
+    images = np.clip(np.rint(x * 40 + 128), 0, 255).astype(np.uint8)
+    np.testing.assert_allclose(xpcnn.to_numpy(model.predict(images, batch_size=3)),
+                               xpcnn.to_numpy(model.predict(images.astype(np.float32) / 255, batch_size=3)),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_summary_prints_and_returns_the_table(backend, capsys):
@@ -257,12 +268,12 @@ def test_early_stopping_restores_its_raw_best_weights_after_the_average(backend)
 
 
 def test_epoch_values_are_read_once_per_epoch(backend, monkeypatch):
-    import xpcnn.data
+    import xpcnn.data.checks
     import xpcnn.training
 
     calls = []
     real = xpcnn.backend.to_numpy
-    for module in (xpcnn.data, xpcnn.training):  # the label checks, and the epoch sums
+    for module in (xpcnn.data.checks, xpcnn.training):  # the label checks, and the epoch sums
         monkeypatch.setattr(module, "to_numpy", lambda a: calls.append(1) or real(a))
     x, y = blobs(64)
     model = tiny_cnn()

@@ -1,13 +1,16 @@
-"""A folder of images, one subfolder per class, as NumPy arrays: Keras's ``image_dataset_from_directory``.
+"""A folder of images, one subfolder per class: Keras's ``image_dataset_from_directory``.
 
-The images are decoded with Pillow and resized on the host, in threads (Pillow releases the GIL while it
-decodes and resamples), into one preallocated float32 ``(N, C, H, W)`` array in [0, 1]. A file that cannot
-be decoded (truncated, not an image, a decompression bomb) is skipped and counted in one warning: a folder
-of photos from the web always holds a few, and a crash after minutes of loading helps nobody.
+The folder is indexed here (classes, labels, the validation split); the files are read by
+``xpcnn.datasets.images``. With a ``batch_size`` the result streams from disk: a ``DataLoader`` over the
+files, decoding uint8 batches in worker threads as training needs them (Pillow releases the GIL while it
+decodes and resamples), so a folder of any size trains in a few batches of memory. Without one, every image
+is decoded at once into a float32 ``(N, C, H, W)`` array in [0, 1]. A file that cannot be decoded
+(truncated, not an image, a decompression bomb) is left out and counted in one warning (per epoch, when
+streaming): a folder of photos from the web always holds a few, and a crash after minutes helps nobody.
 
-Differences from Keras, which returns a ``tf.data.Dataset``: NumPy arrays in NCHW layout, values in [0, 1]
-(not [0, 255]: no ``Rescaling(1 / 255)`` needed), no ``batch_size`` (``fit`` batches), and the shuffle of a
-split comes from NumPy's generator, so a seed splits differently than in Keras.
+Differences from Keras, which returns a ``tf.data.Dataset``: NCHW layout, values in [0, 1] (not [0, 255]: no
+``Rescaling(1 / 255)`` needed), and the shuffle of a split comes from NumPy's generator, so a seed splits
+differently than in Keras.
 """
 
 from __future__ import annotations
@@ -22,21 +25,22 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import check_flag
+from .._checks import check_flag, check_int
+from ..data.loader import DataLoader
+from ..data.workers import SkipSample
 from ._fetch import progress_bar
+from .images import PIL_MODES, ImageFiles
 
-__all__ = ["ALLOWED_FORMATS", "ImageDataset", "image_dataset_from_directory"]
+__all__ = ["ALLOWED_FORMATS", "ImageDataset", "ImageFolderLoader", "image_dataset_from_directory"]
 
 #: the file extensions read (case-insensitive); other files, such as a README or .DS_Store, are ignored
 ALLOWED_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 
-_PIL_MODES = {"rgb": "RGB", "grayscale": "L", "rgba": "RGBA"}
 _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 _LABEL_MODES = ("int", "binary", "categorical", None)
 _SUBSETS = (None, "training", "validation", "both")
 _NAMED_IN_WARNING = 5
 _PROGRESS_FROM = 500  # files; fewer load in well under a second
-_WIDE_GREY_MODES = ("I;16", "I;16L", "I;16B", "I")  # 16-bit greyscale PNGs: Pillow's convert clips them at 255
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,60 +137,27 @@ def _index(directory: pathlib.Path, inferred: bool, labels: Any, class_names: Se
     return files, np.asarray(y, dtype=np.int64), tuple(folders)
 
 
-def _crop_box(width: int, height: int, target_h: int, target_w: int) -> tuple[float, float, float, float]:
-    """The centred window of the image with the target's aspect ratio, as large as fits."""
-    crop_w = min(width, height * target_w / target_h)
-    crop_h = min(height, width * target_h / target_w)
-    left, top = (width - crop_w) / 2, (height - crop_h) / 2
-    return left, top, left + crop_w, top + crop_h
-
-
-def _decode(path: pathlib.Path, out: np.ndarray, mode: str, resample: Any, crop: bool) -> str | None:
-    """Decode ``path`` (first frame), convert, resize into ``out`` (C, H, W); the reason on failure."""
-    from PIL import Image
-
-    h, w = out.shape[1:]
-    try:
-        with Image.open(path) as img:  # reads the header only
-            if Image.MAX_IMAGE_PIXELS and img.size[0] * img.size[1] > Image.MAX_IMAGE_PIXELS:
-                return f"{img.size[0]}x{img.size[1]} pixels, over Pillow's MAX_IMAGE_PIXELS (a decompression bomb?)"
-            box = _crop_box(*img.size, h, w) if crop else None
-            if img.mode in _WIDE_GREY_MODES:  # scale 16 bits onto [0, 1] before anything rounds to 8 bits
-                grey = Image.fromarray(np.clip(np.asarray(img, dtype=np.float32) / 65535.0, 0.0, 1.0), "F")
-                plane = np.asarray(grey.resize((w, h), resample, box=box), dtype=np.float32)
-                pixels = np.stack([plane] * min(len(mode), 3) + [np.ones_like(plane)] * (mode == "RGBA"))
-            else:
-                img = img.convert(mode)  # decodes the whole file: truncation shows here
-                pixels = np.asarray(img.resize((w, h), resample, box=box), dtype=np.float32) / np.float32(255.0)
-                pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
-    except MemoryError:
-        raise
-    except Exception as exc:  # any other failure to decode one file means: skip that file, say why
-        return f"{type(exc).__name__}: {exc}"
-    out[...] = pixels
-    return None
-
-
-def _load(files: Sequence[pathlib.Path], image_size: tuple[int, int], color_mode: str, interpolation: str,
-          crop: bool, num_workers: int | None, verbose: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Decode ``files`` in threads into one array; returns it (bad files dropped) and the mask of good ones."""
-    try:
-        from PIL import Image
-    except ImportError as exc:
-        raise ImportError("image_dataset_from_directory reads images with Pillow: pip install 'xpcnn[images]'") from exc
-    mode = _PIL_MODES[color_mode]
-    resample = getattr(Image.Resampling, interpolation.upper())
-    x = np.empty((len(files), len(mode), *image_size), dtype=np.float32)
-    failures: list[tuple[pathlib.Path, str]] = []
+def _load(files: ImageFiles, num_workers: int | None, verbose: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Decode every file in threads into one float32 array; returns it (bad files dropped) and the mask of
+    good ones."""
+    x = np.empty((len(files), *files.shape), dtype=np.float32)
+    failures: list[tuple[str, str]] = []
     bar = progress_bar(len(files), "decoding images", unit="img") if verbose and len(files) >= _PROGRESS_FROM else None
+
+    def read(i: int) -> str | None:
+        try:
+            files.read(i, x[i])
+        except SkipSample as exc:
+            return str(exc)
+        return None
+
     workers = num_workers or min(8, os.cpu_count() or 1)
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        reasons = pool.map(lambda i: _decode(files[i], x[i], mode, resample, crop), range(len(files)))
         ok = np.ones(len(files), dtype=bool)
-        for i, reason in enumerate(reasons):
+        for i, reason in enumerate(pool.map(read, range(len(files)))):
             if reason is not None:
                 ok[i] = False
-                failures.append((files[i], reason))
+                failures.append((files.file_paths[i], reason))
             if bar is not None:
                 bar.update(1)
     if bar is not None:
@@ -210,12 +181,27 @@ def _labels_in_mode(y: np.ndarray | None, label_mode: str | None, classes: int) 
     return y
 
 
+class ImageFolderLoader(DataLoader):
+    """The batches of a folder of images, read from disk as they are needed (``image_dataset_from_directory``
+    with a ``batch_size``): a ``DataLoader`` over ``ImageFiles``, with the folder's ``class_names`` and each
+    sample's file in ``file_paths``; ``len()`` is the number of batches, as for Keras's dataset."""
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.dataset.class_names
+
+    @property
+    def file_paths(self) -> tuple[str, ...]:
+        return self.dataset.file_paths
+
+
 def image_dataset_from_directory(
     directory: str | os.PathLike[str],
     labels: str | Sequence[int] | None = "inferred",
     label_mode: str | None = "int",
     class_names: Sequence[str] | None = None,
     color_mode: str = "rgb",
+    batch_size: int | None = 32,
     image_size: tuple[int, int] = (256, 256),
     shuffle: bool = True,
     seed: int | None = None,
@@ -224,18 +210,29 @@ def image_dataset_from_directory(
     interpolation: str = "bilinear",
     follow_links: bool = False,
     crop_to_aspect_ratio: bool = False,
+    pad_to_aspect_ratio: bool = False,
+    data_format: str | None = None,
+    verbose: bool = True,
     *,
     num_workers: int | None = None,
-    verbose: bool = True,
-) -> ImageDataset | tuple[ImageDataset, ImageDataset]:
-    """Load ``directory/<class>/**/<image>`` (JPEG, PNG, BMP, GIF) as an ``ImageDataset``, as Keras does.
+) -> ImageFolderLoader | ImageDataset | tuple[Any, Any]:
+    """Read ``directory/<class>/**/<image>`` (JPEG, PNG, BMP, GIF) as Keras does, with Keras's arguments.
+
+    With a ``batch_size`` (default 32) the result streams: an ``ImageFolderLoader`` whose batches are read
+    from disk by ``num_workers`` threads as training asks for them, decoded to uint8 and scaled to [0, 1] on
+    the device, reshuffled each epoch with ``shuffle`` (by ``seed``); memory holds a few batches, whatever
+    the size of the folder. A file that fails to decode is left out of its batch (one warning per epoch
+    names the first five). ``batch_size=None`` decodes everything at once into an ``ImageDataset`` of NumPy
+    arrays (float32 ``(N, C, H, W)`` in [0, 1]), skipping undecodable files with one warning.
 
     Classes are the subfolders, sorted by name (or in ``class_names`` order); labels are int64 indices
-    (``label_mode="int"``), float32 ``(N, 1)`` for two classes (``"binary"``, for a sigmoid output),
-    one-hot float32 (``"categorical"``) or None. ``labels=None`` reads every image under ``directory``
-    without labels; a list gives one int per file, files sorted by path. Images are converted to
-    ``color_mode`` (``"rgb"``, ``"grayscale"``, ``"rgba"``) and resized to ``image_size`` with Pillow's
-    ``interpolation`` filter (optionally after a centred crop to the target's aspect ratio).
+    (``label_mode="int"``), float32 ``(1,)`` per image for two classes (``"binary"``, for a sigmoid
+    output), one-hot float32 (``"categorical"``) or None. ``labels=None`` reads every image under
+    ``directory`` without labels; a list gives one int per file, files sorted by path. Images are converted
+    to ``color_mode`` (``"rgb"``, ``"grayscale"``, ``"rgba"``) and resized to ``image_size`` with Pillow's
+    ``interpolation`` filter, after a centred crop (``crop_to_aspect_ratio``) or a black padding
+    (``pad_to_aspect_ratio``) to the target's aspect ratio. ``data_format`` may only be
+    ``"channels_first"`` (xpcnn is NCHW).
 
     With ``shuffle`` the file list is shuffled (by ``seed``) before ``validation_split`` takes its last
     fraction for ``subset="validation"`` and leaves the rest to ``"training"``; ``"both"`` returns the two.
@@ -244,30 +241,37 @@ def image_dataset_from_directory(
     shuffle, verbose = check_flag(shuffle, "shuffle", owner), check_flag(verbose, "verbose", owner)
     follow_links = check_flag(follow_links, "follow_links", owner)
     crop_to_aspect_ratio = check_flag(crop_to_aspect_ratio, "crop_to_aspect_ratio", owner)
+    pad_to_aspect_ratio = check_flag(pad_to_aspect_ratio, "pad_to_aspect_ratio", owner)
+    if crop_to_aspect_ratio and pad_to_aspect_ratio:
+        raise ValueError(f"{owner}: crop_to_aspect_ratio and pad_to_aspect_ratio exclude each other; choose one")
+    if data_format not in (None, "channels_first"):
+        raise ValueError(f"{owner}: data_format must be None or 'channels_first' (xpcnn's layers take NCHW "
+                         f"images), got {data_format!r}")
+    if batch_size is not None:
+        batch_size = check_int(batch_size, "batch_size", 1, owner)
     image_size = _pair(image_size, "image_size")
-    _choice(color_mode, tuple(_PIL_MODES), "color_mode")
+    _choice(color_mode, tuple(PIL_MODES), "color_mode")
     _choice(interpolation, _INTERPOLATIONS, "interpolation")
     _choice(label_mode, _LABEL_MODES, "label_mode")
     _check_split(validation_split, subset, seed, shuffle)
     inferred = isinstance(labels, str) and labels == "inferred"
     if not (inferred or labels is None or isinstance(labels, (list, tuple, np.ndarray))):
-        raise ValueError(f"image_dataset_from_directory: labels must be 'inferred', None or a list of ints, got {labels!r}")
+        raise ValueError(f"{owner}: labels must be 'inferred', None or a list of ints, got {labels!r}")
     if class_names is not None and not inferred:
-        raise ValueError("image_dataset_from_directory: class_names is only used with labels='inferred'")
+        raise ValueError(f"{owner}: class_names is only used with labels='inferred'")
     directory = pathlib.Path(directory)
     if not directory.is_dir():
-        raise FileNotFoundError(f"image_dataset_from_directory: {directory} is not a folder")
+        raise FileNotFoundError(f"{owner}: {directory} is not a folder")
 
     files, y, names = _index(directory, inferred, labels, class_names, follow_links)
     if not files:
-        raise ValueError(f"image_dataset_from_directory: no image files ({', '.join(ALLOWED_FORMATS)}) found "
-                         f"under {directory}")
+        raise ValueError(f"{owner}: no image files ({', '.join(ALLOWED_FORMATS)}) found under {directory}")
     if inferred and len(names) < 2:
-        raise ValueError(f"image_dataset_from_directory: found {len(names)} class folder(s) in {directory} "
-                         f"({names}); a classifier needs two or more, one subfolder per class (or pass labels=None)")
+        raise ValueError(f"{owner}: found {len(names)} class folder(s) in {directory} ({names}); a classifier needs "
+                         "two or more, one subfolder per class (or pass labels=None)")
     classes = len(names) if names else int(y.max()) + 1 if y is not None else 0
     if label_mode == "binary" and y is not None and classes != 2:
-        raise ValueError(f"image_dataset_from_directory: label_mode='binary' needs exactly 2 classes, found {classes}")
+        raise ValueError(f"{owner}: label_mode='binary' needs exactly 2 classes, found {classes}")
     if verbose:
         print(f"Found {len(files)} files" + (f" belonging to {len(names)} classes." if names else "."))
 
@@ -275,20 +279,27 @@ def image_dataset_from_directory(
     n_val = 0 if validation_split is None else int(validation_split * len(files))
     parts = {"training": order[:len(order) - n_val], "validation": order[len(order) - n_val:]}
     if validation_split is not None and (n_val == 0 or n_val == len(files)):
-        raise ValueError(f"image_dataset_from_directory: validation_split={validation_split} of {len(files)} files "
-                         f"leaves {len(files) - n_val} for training and {n_val} for validation; both need some")
+        raise ValueError(f"{owner}: validation_split={validation_split} of {len(files)} files leaves "
+                         f"{len(files) - n_val} for training and {n_val} for validation; both need some")
     wanted = ["training", "validation"] if subset == "both" else [subset or "training"]  # None: all files
+    aspect = "crop" if crop_to_aspect_ratio else "pad" if pad_to_aspect_ratio else None
 
-    datasets = []
+    results = []
     for part in wanted:
-        chosen = [files[i] for i in parts[part]]
+        chosen = parts[part]
         if verbose and subset is not None:
             print(f"Using {len(chosen)} files for {part}.")
-        x, ok = _load(chosen, image_size, color_mode, interpolation, crop_to_aspect_ratio, num_workers, verbose)
+        part_labels = None if y is None else _labels_in_mode(y[chosen], label_mode, classes)
+        images = ImageFiles([files[i] for i in chosen], part_labels, image_size, color_mode, interpolation, aspect,
+                            names)
+        if batch_size is not None:
+            results.append(ImageFolderLoader(images, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                                             num_workers=num_workers))
+            continue
+        x, ok = _load(images, num_workers, verbose)
         if len(x) == 0:
-            raise ValueError(f"image_dataset_from_directory: none of the {len(chosen)} {part} files under "
-                             f"{directory} could be decoded as an image")
-        labels_kept = None if y is None else y[parts[part]][ok]
-        datasets.append(ImageDataset(x, _labels_in_mode(labels_kept, label_mode, classes), names,
-                                     tuple(str(p) for p, good in zip(chosen, ok) if good)))
-    return tuple(datasets) if subset == "both" else datasets[0]
+            raise ValueError(f"{owner}: none of the {len(chosen)} {part} files under {directory} could be decoded "
+                             "as an image")
+        results.append(ImageDataset(x, None if part_labels is None else part_labels[ok], names,
+                                    tuple(p for p, good in zip(images.file_paths, ok) if good)))
+    return tuple(results) if subset == "both" else results[0]
