@@ -214,8 +214,8 @@ def test_upsampling_by_a_factor_follows_the_input_size(backend):
 
 
 
-def test_resampling_keeps_infinities_where_they_are(backend):
-    """A gathered tap of weight 0 reads nothing: one infinite pixel spreads only where torch spreads it."""
+def test_copying_resamplers_keep_infinities_where_they_are(backend):
+    """Padding and nearest resizing copy pixels: an infinite one lands exactly where torch copies it."""
     torch = pytest.importorskip("torch")
     import torch.nn.functional as F
 
@@ -228,6 +228,33 @@ def test_resampling_keeps_infinities_where_they_are(backend):
     ]:
         np.testing.assert_array_equal(np.isinf(host(ours)), np.isinf(theirs.numpy()))
         assert not np.isnan(host(ours)).any()
-    bilinear = host(resize_ops.resize2d(xpcnn.asarray(x), (10, 12), "bilinear"))
-    reference = F.interpolate(tx, size=(10, 12), mode="bilinear", align_corners=False).numpy()
-    assert np.isnan(bilinear).sum() <= np.isnan(reference).sum()  # no more NaN than torch makes
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("size", [(10, 12), (7, 9), (3, 4)])
+def test_bilinear_resizing_puts_infinities_and_nans_where_torch_does(backend, size, align_corners):
+    """Infinities land exactly where torch's do, with their sign. NaN lands where a tap of positive weight
+    reads a NaN or both signs of infinity meet; torch also makes NaN of a weight-0 tap times infinity (at the
+    clamped border, between exact pixels), which xpcnn does not read. Where that tap lands is found with
+    torch too: the same resize of each pixel kind's 0/1 mask is positive exactly where a positive weight
+    reads that kind."""
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    def torch_resize(a):
+        return F.interpolate(torch.tensor(a), size=size, mode="bilinear", align_corners=align_corners).numpy()
+
+    x = _input((1, 1, 5, 6))
+    x[0, 0, 1, 1] = np.inf  # read with weight 0 beside row/column 0 (clamped border, exact hits)
+    x[0, 0, 3, 3], x[0, 0, 3, 4] = np.inf, -np.inf  # they meet between columns 3 and 4
+    x[0, 0, 4, 0] = np.nan
+    with np.errstate(invalid="ignore"):  # inf - inf on NumPy
+        ours = host(resize_ops.resize2d(xpcnn.asarray(x), size, "bilinear", align_corners))
+    theirs = torch_resize(x)
+    pos, neg, nan = (torch_resize(mask.astype(np.float64)) > 0 for mask in (x == np.inf, x == -np.inf, np.isnan(x)))
+    np.testing.assert_array_equal(np.isposinf(ours), np.isposinf(theirs))
+    np.testing.assert_array_equal(np.isneginf(ours), np.isneginf(theirs))
+    np.testing.assert_array_equal(np.isnan(ours), nan | (pos & neg))
+    assert np.all(np.isnan(theirs)[np.isnan(ours)]), "every NaN of ours is one of torch's"
+    finite = np.isfinite(theirs)
+    np.testing.assert_allclose(ours[finite], theirs[finite], rtol=rtol_for(backend), atol=1e-6)
