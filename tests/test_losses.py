@@ -125,14 +125,20 @@ def test_extreme_logits_stay_finite_and_exact(backend):
     np.testing.assert_allclose(host(bce.backward()), [[1 / 3], [0], [0]], atol=1e-7)
 
 
-def test_probabilities_are_clipped_and_saturated_predictions_still_learn(backend):
+@pytest.mark.parametrize("dtype_fixture", ["backend", "backend64"])
+def test_probabilities_are_clipped_and_saturated_predictions_still_learn(request, dtype_fixture):
+    """p is clipped to [1e-7, 1 - 1e-7] (the bounds rounded to the array's dtype: 1 - 2**-23 in float32), and
+    the gradient is the one at the bound: worked out by hand, as torch's own BCE has no clip to compare with."""
+    backend = request.getfixturevalue(dtype_fixture)
+    dtype = np.dtype(xpcnn.backend.dtype_name(backend.dtype))
+    lo, hi = (float(np.asarray(bound, dtype=dtype)) for bound in (1e-7, 1 - 1e-7))
     bce = BinaryCrossEntropy(from_logits=False)
-    p = xpcnn.asarray(np.array([0.0, 1.0, 1.0]))
-    t = xpcnn.asarray(np.array([1.0, 0.0, 1.0]))
-    value = host(bce.forward(p, t))
-    grad = host(bce.backward())
-    assert np.isfinite(value) and 5 < value < 12  # about -2 log(1e-7) / 3
-    assert np.all(np.isfinite(grad))
+    value, grad = _loss_and_grad(bce, np.array([0.0, 1.0, 1.0]), np.array([1.0, 0.0, 1.0]))
+    # -log(p) for t = 1, -log(1 - p) for t = 0, at the clipped p = (lo, hi, hi); the mean over 3
+    np.testing.assert_allclose(value, -(np.log(lo) + np.log(1 - hi) + np.log(hi)) / 3, rtol=rtol_for(backend))
+    # (p - t) / (p (1 - p)) / 3: -1/p for t = 1, 1/(1 - p) for t = 0
+    expected = np.array([-1 / lo, 1 / (1 - hi), -1 / hi]) / 3
+    np.testing.assert_allclose(grad, expected, rtol=rtol_for(backend))
     assert grad[0] < 0 < grad[1]  # pushes the wrong, saturated predictions the right way
 
 
