@@ -104,19 +104,42 @@ def test_rotation_by_90_degrees_is_rot90(backend, interpolation):
     np.testing.assert_allclose(out, np.rot90(host, k=1, axes=(2, 3)), atol=1e-5)  # counter-clockwise
 
 
-def test_transform_argument_errors(backend):
-    with pytest.raises(ValueError):
-        RandomFlip(horizontal=False, vertical=False)
-    with pytest.raises(ValueError):
-        RandomFlip(p=1.5)
-    with pytest.raises(ValueError):
-        RandomCrop(padding=-1)
-    with pytest.raises(ValueError):
-        RandomRotation(10, interpolation="cubic")
-    with pytest.raises(TypeError):
-        Compose([1])
-    with pytest.raises(ValueError, match="NCHW"):
+def test_bilinear_rotation_matches_scikit_image(backend):
+    """At 30 degrees bilinear weights are fractional (at 90 they are 0 or 1, the same as nearest): compare
+    with scikit-image's order-1 rotation, which shares the conventions (counter-clockwise, about pixel
+    (h - 1) / 2, (w - 1) / 2, each source corner outside the image reading 0). A non-square image tells
+    the axes apart."""
+    rotate = pytest.importorskip("skimage.transform").rotate
+    host, x = _images(backend, n=2, h=7, w=10)
+    out = xpcnn.to_numpy(RandomRotation((30.0, 30.0))(x))
+    expected = [[rotate(plane, 30.0, order=1, mode="constant", cval=0.0, preserve_range=True) for plane in image]
+                for image in host]
+    np.testing.assert_allclose(out, np.asarray(expected), atol=1e-5)
+
+
+@pytest.mark.parametrize(("make", "error", "match"), [
+    (lambda: RandomFlip(horizontal=False, vertical=False), ValueError,
+     r"RandomFlip needs horizontal=True or vertical=True"),
+    (lambda: RandomFlip(p=1.5), ValueError, r"RandomFlip probability p must lie in \[0, 1\], got 1.5"),
+    (lambda: RandomCrop(padding=-1), ValueError, r"RandomCrop padding must be a non-negative int, got -1"),
+    (lambda: RandomCrop(size=(4, 0)), ValueError, r"RandomCrop size must be a positive int or \(height, width\)"),
+    (lambda: RandomRotation(10, interpolation="cubic"), ValueError,
+     r"interpolation must be 'bilinear' or 'nearest', got 'cubic'"),
+    (lambda: RandomRotation((20, 10)), ValueError, r"degrees range \(20.0, 10.0\) has low > high"),
+    (lambda: RandomTranslation("wide", 0.1), TypeError, r"height_factor must be a number or a \(low, high\) pair"),
+    (lambda: Compose([1]), TypeError, r"Compose takes callables, got 1"),
+])
+def test_transform_argument_errors(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_transforms_refuse_bad_images(backend):
+    with pytest.raises(ValueError, match=r"RandomFlip takes NCHW batches \(4 dimensions\), got shape \(2, 3\)"):
         RandomFlip()(xpcnn.asarray(np.zeros((2, 3), dtype=np.float32)))
+    integers = backend.xp.zeros((1, 1, 4, 4), dtype=backend.xp.uint8, device=backend.device)
+    with pytest.raises(TypeError, match="bilinear rotation needs floating images, got .*uint8; use interpolation="):
+        RandomRotation(10)(integers)
 
 
 @pytest.mark.parametrize("transform", ALL_TRANSFORMS, ids=repr)
