@@ -69,12 +69,37 @@ def test_cam_of_a_one_unit_binary_classifier(backend, activation):
         viz.class_activation_map(model, x, classes=2)
 
 
-def test_cam_upsampled_to_the_input_and_normalised(backend):
-    model = Sequential(_cam_layers(pool=True, softmax=True), input_shape=(1, 8, 10))
-    x = xpcnn.asarray(_rand((2, 1, 8, 10)))
+def _pooled_model():
+    """Pooling halves the maps: (8, 10) images give (4, 5) maps that must be upsampled."""
+    return Sequential(_cam_layers(pool=True, softmax=True), input_shape=(1, 8, 10)), xpcnn.asarray(_rand((2, 1, 8, 10)))
+
+
+def test_cam_upsampled_as_torch_and_normalised_per_sample(backend):
+    """The (4, 5) maps reach the input's (8, 10) as torch's bilinear interpolation with half-pixel centres
+    (align_corners=False); normalising maps each sample's own minimum to 0 and maximum to 1, linearly."""
+    torch = pytest.importorskip("torch")
+    model, x = _pooled_model()
+    raw, predicted = viz.class_activation_map(model, x, normalize=False)
+    features = np.asarray(xpcnn.to_numpy(_forward(model.layers[:5], x)))  # what the pooling receives
+    weight = np.asarray(xpcnn.to_numpy(model.layers[6].params["weight"]))
+    maps = np.einsum("nc,nchw->nhw", weight[predicted], features)
+    assert maps.shape == (2, 4, 5)
+    upsampled = torch.nn.functional.interpolate(torch.tensor(maps[:, None]), size=(8, 10), mode="bilinear",
+                                                align_corners=False)[:, 0].numpy()
+    np.testing.assert_allclose(raw, upsampled, rtol=1e-4, atol=1e-5)
+
+    cams, _ = viz.class_activation_map(model, x)
+    low, high = raw.min(axis=(1, 2)), raw.max(axis=(1, 2))
+    assert np.all(high > low) and not np.allclose(low, low[0]), "the samples' ranges differ"
+    np.testing.assert_array_equal(cams.min(axis=(1, 2)), [0.0, 0.0])
+    np.testing.assert_array_equal(cams.max(axis=(1, 2)), [1.0, 1.0])
+    np.testing.assert_allclose(cams, (raw - low[:, None, None]) / (high - low)[:, None, None], rtol=1e-5, atol=1e-6)
+
+
+def test_cam_of_the_layer_the_last_pooling_receives_by_default(backend):
+    model, x = _pooled_model()
     cams, predicted = viz.class_activation_map(model, x)  # layer=None: what the last pooling receives
     assert cams.shape == (2, 8, 10) and cams.dtype == np.float32
-    assert cams.min() >= 0.0 and cams.max() <= 1.0
     assert predicted.shape == (2,) and predicted.dtype == np.int64
     np.testing.assert_array_equal(predicted, xpcnn.to_numpy(model.predict(x)).argmax(axis=1))
     same, _ = viz.class_activation_map(model, x, 4)  # the ReLU before the pooling
