@@ -232,17 +232,52 @@ def test_early_stopping_restores_best_weights(backend, stops):
 
 
 def test_early_stopping_snapshot_is_a_copy(backend):
+    """The optimizers write weights in place wherever arrays are writeable (torch, NumPy, array-api-strict), so
+    a snapshot that is a view of the live weights would follow training. JAX arrays never change in place:
+    there the snapshot must still not be the live buffer under another name (as ``from_dlpack`` gives)."""
     model = FakeModel()
     stopper = EarlyStopping(restore_best_weights=True)
     stopper.set_model(model)
     stopper.on_train_begin()
     stopper.on_epoch_end(0, {"val_loss": 1.0})
-    snap = stopper.best_weights["0.weight"]
-    assert snap is not model.weights["0.weight"]
+    live, snap = model.weights["0.weight"], stopper.best_weights["0.weight"]
+    assert snap is not live
     assert array_api_compat.device(snap) == backend.device and snap.dtype == backend.dtype
-    if isinstance(snap, np.ndarray):  # an in-place update of the live weights must not reach the copy
-        model.weights["0.weight"][...] = 7.0
-        assert float(snap[0, 0]) == 0.0
+    if backend.name == "jax":
+        assert snap.unsafe_buffer_pointer() != live.unsafe_buffer_pointer()
+    else:
+        live[...] = 7.0  # what an in-place optimizer step does
+        np.testing.assert_array_equal(xpcnn.to_numpy(snap), 0.0)
+
+
+def test_early_stopping_restores_the_best_epoch_of_a_real_fit(backend):
+    """Gradient descent on mean((w x - 2)^2) with x = 1 from w = 0 at lr 0.25 halves the distance to 2 each
+    epoch: w = 1, 1.5, 1.75, ... (exact in float32). Validation targets 1.6 score best after epoch 1 and worse
+    after epoch 2, so training stops there and must come back to exactly the weights epoch 1 ended with."""
+    from xpcnn.layers import Dense
+    from xpcnn.optimizers import SGD
+
+    model = xpcnn.Sequential([Dense(1, bias=False)], input_shape=(1,))
+    model.load_state_dict({key: np.zeros(tuple(v.shape)) for key, v in model.state_dict().items()})
+    model.compile("mse", SGD(lr=0.25))
+    ones = np.ones((4, 1), dtype=np.float32)
+    ended: dict[int, dict[str, np.ndarray]] = {}
+
+    class WeightsAtEpochEnd(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            ended[epoch] = {k: np.array(xpcnn.to_numpy(v)) for k, v in self.model.state_dict().items()}
+
+    stopper = EarlyStopping(patience=1, restore_best_weights=True)
+    history = model.fit(ones, 2 * ones, batch_size=4, epochs=6, validation_data=(ones, 1.6 * ones), verbose=0,
+                        callbacks=[WeightsAtEpochEnd(), stopper])
+    np.testing.assert_allclose(history.history["val_loss"], [0.36, 0.01, 0.0225], rtol=1e-5)
+    assert (stopper.best_epoch, stopper.stopped_epoch) == (1, 2)
+    assert [float(ended[e]["0.weight"][0, 0]) for e in ended] == [1.0, 1.5, 1.75]
+    restored = model.state_dict()
+    assert restored.keys() == ended[1].keys()
+    for key, weights in ended[1].items():
+        assert array_api_compat.device(restored[key]) == backend.device
+        np.testing.assert_array_equal(xpcnn.to_numpy(restored[key]), weights)
 
 
 def test_early_stopping_warns_when_monitor_missing():
