@@ -156,3 +156,35 @@ def test_plot_class_activation_maps(backend):
     names = ("cat", "dog", "owl")
     titles = [ax.get_title() for ax in fig.axes if ax.images]
     assert titles == [f"pred {names[p]} / true {names[t]}" for p, t in zip(predicted, [0, 1, 2, 0])]
+
+
+@pytest.mark.parametrize(("names", "ncols", "shape"), [
+    (["circles", "squares"], 8, (3, 16, 16)),         # the cats_vs_dogs --quick picture
+    (["7", "9"], 8, (1, 28, 28)),                     # MNIST: short titles stay on one line
+    (["a rather long class name", "x"], 5, (3, 8, 12)),  # wider than the image, and not square
+    (["cat", "an even longer name for the other class"], 3, (1, 16, 8)),
+])
+def test_plot_class_activation_maps_titles_never_overlap(names, ncols, shape):
+    rng = np.random.default_rng(0)
+    n = 2 * ncols - 1  # an incomplete last row
+    images = rng.uniform(size=(n,) + shape).astype(np.float32)
+    maps = rng.uniform(size=(n,) + shape[1:]).astype(np.float32)
+    predicted, labels = np.arange(n) % 2, (np.arange(n) // 2) % 2
+    fig = viz.plot_class_activation_maps(images, maps, predicted, labels=labels, ncols=ncols, class_names=names,
+                                         title="Class activation maps")
+    fig.canvas.draw()
+    shown = [ax for ax in fig.axes if ax.images]
+    titles = [ax.title.get_window_extent() for ax in shown]
+    assert len(titles) == n
+    for i, box in enumerate(titles):
+        assert not any(box.overlaps(other) for other in titles[i + 1:]), "two titles overlap"
+        assert not any(box.overlaps(ax.get_window_extent()) for ax in shown), "a title runs into an image"
+        assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height
+    suptitle = fig._suptitle.get_window_extent()
+    assert not any(suptitle.overlaps(box) for box in titles)
+    texts = [ax.get_title() for ax in shown]
+    one_line = [f"pred {names[p]} / true {names[t]}" for p, t in zip(predicted, labels)]
+    if len(max(names, key=len)) == 1:
+        assert texts == one_line
+    else:  # prediction and truth on two lines, in every panel
+        assert texts == [t.replace(" / ", "\n") for t in one_line]

@@ -344,6 +344,24 @@ def _show(ax: Any, image: np.ndarray, cmap: str) -> None:
 
 # --- class activation maps ------------------------------------------------------------------------------
 
+_CAM_CELL = 1.4  # inches: the width of one image in plot_class_activation_maps
+_CAM_TITLE_SIZE = 8  # points
+_TITLE_GAP = 0.15  # inches: the least free space between neighbouring titles
+_MARGIN = 0.1  # inches around the grid
+
+
+def _text_size(fig: Any, texts: Sequence[str], **props: Any) -> tuple[float, float]:
+    """The width and height in inches of the widest and of the tallest of ``texts`` drawn with ``props``."""
+    probe = fig.text(0, 0, "", **props)
+    width = height = 0.0
+    for text in texts:
+        probe.set_text(text)
+        box = probe.get_window_extent()
+        width, height = max(width, box.width / fig.dpi), max(height, box.height / fig.dpi)
+    probe.remove()
+    return width, height
+
+
 def plot_class_activation_maps(
     images: Any, maps: Any, predicted: Sequence[Any] | None = None, labels: Sequence[Any] | None = None,
     title: str | None = None, *, ncols: int | None = None, alpha: float = 0.5, cmap: str = "jet",
@@ -353,7 +371,9 @@ def plot_class_activation_maps(
 
     ``images`` ``(N, 1, H, W)``, ``(N, 3, H, W)`` or ``(N, H, W)``, ``maps`` ``(N, H, W)``; titles read
     ``pred 7`` or, with true ``labels``, ``pred 7 / true 7`` (red when they differ), with the classes'
-    names when ``class_names`` is given. Returns the matplotlib Figure.
+    names when ``class_names`` is given. Where some title is too wide for its image, every title puts the
+    prediction and the truth on two lines, and the columns are widened beyond the longest line if need be,
+    so that titles never run into each other or into the images. Returns the matplotlib Figure.
     """
     batch = _as_images(images, "images")
     heat = _host(maps, "maps")
@@ -361,10 +381,10 @@ def plot_class_activation_maps(
         raise ValueError(f"plot_class_activation_maps: images {batch.shape} and maps {heat.shape} do not match")
     plt = _pyplot()
     nrows, width = _square(len(batch)) if ncols is None else (math.ceil(len(batch) / ncols), ncols)
-    fig, axes = _grid(plt, nrows, width, cell=1.4)
+    fig, axes = _grid(plt, nrows, width)  # sized and laid out below, once the titles are known
 
-    def named(label: Any) -> Any:
-        return label if class_names is None else class_names[int(label)]
+    def named(label: Any) -> str:
+        return str(label if class_names is None else class_names[int(label)])
 
     for k, ax in enumerate(axes.flat):
         if k >= len(batch):
@@ -372,10 +392,42 @@ def plot_class_activation_maps(
             continue
         _show(ax, batch[k], "gray")
         ax.imshow(heat[k], cmap=cmap, alpha=alpha)
-        if predicted is not None:
-            text, color = f"pred {named(predicted[k])}", "black"
+
+    # one title per panel: its lines (prediction, then truth) and colour (red where they differ)
+    titles: list[tuple[list[str], str]] = []
+    if predicted is not None:
+        for k in range(len(batch)):
+            lines, color = [f"pred {named(predicted[k])}"], "black"
             if labels is not None:
-                text += f" / true {named(labels[k])}"
+                lines.append(f"true {named(labels[k])}")
                 color = "black" if int(predicted[k]) == int(labels[k]) else "red"
-            ax.set_title(text, fontsize=8, color=color)
-    return _finish(fig, title)
+            titles.append((lines, color))
+    # Neighbouring titles sit one column apart, so a column must be as wide as the widest title: "pred 7 /
+    # true 7" on one line where every title fits over its image, else prediction and truth on two lines, the
+    # columns widened past the longest line if need be (the images keep their size). The grid is laid out
+    # here in inches rather than by tight_layout, which misplaces titles over fixed-aspect images.
+    font = {"fontsize": _CAM_TITLE_SIZE, "linespacing": 1.1}
+    texts = [" / ".join(lines) for lines, _ in titles]
+    if texts and _text_size(fig, texts, **font)[0] > _CAM_CELL:
+        texts = ["\n".join(lines) for lines, _ in titles]
+    title_w, title_h = _text_size(fig, texts, **font)
+    image_w = _CAM_CELL
+    image_h = _CAM_CELL * min(max(batch.shape[1] / batch.shape[2], 0.25), 4.0)
+    col_w = max(image_w, title_w) + _TITLE_GAP
+    band = title_h + plt.rcParams["axes.titlepad"] / 72 + 0.05 if texts else _MARGIN  # above each image
+    head_w, head = _text_size(fig, [title] if title else [], fontsize=plt.rcParams["figure.titlesize"],
+                              fontweight=plt.rcParams["figure.titleweight"])
+    head += _MARGIN if title else 0.0
+    fig_w = max(width * col_w, head_w) + 2 * _MARGIN  # the grid centred under a wider suptitle
+    fig_h = nrows * (band + image_h) + head + 2 * _MARGIN
+    fig.set_layout_engine("none")
+    fig.set_size_inches(fig_w, fig_h)
+    side = (fig_w - width * col_w) / 2 + (col_w - image_w) / 2
+    fig.subplots_adjust(left=side / fig_w, right=1 - side / fig_w, bottom=_MARGIN / fig_h,
+                        top=1 - (_MARGIN + head + band) / fig_h, wspace=(col_w - image_w) / image_w,
+                        hspace=band / image_h)
+    for ax, text, (_, color) in zip(axes.flat, texts, titles):
+        ax.set_title(text, color=color, **font)
+    if title:
+        fig.suptitle(title, y=1 - _MARGIN / fig_h, va="top")
+    return fig
