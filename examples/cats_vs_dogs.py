@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> float:
         history = model.fit(train, epochs=epochs, validation_data=val, transform=augment, verbose=2,
                             callbacks=[OneCycleLR(args.max_lr, epochs=epochs, steps_per_epoch=len(train))])
     accuracy = history.history["val_accuracy"][-1]
-    print(f"validation accuracy: {accuracy:.3f} on {val.num_samples} images")
+    print(f"validation accuracy: {accuracy:.3f} on the {val.num_samples} validation files")
 
     images, labels = (to_numpy(part)[:SHOWN] for part in next(iter(val)))  # the first validation batch
     maps, predicted = class_activation_map(model, images, layer=MaxPool2D)

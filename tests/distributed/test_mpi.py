@@ -50,6 +50,17 @@ if mode == "resume":  # one epoch, a checkpoint from rank 0, every rank loads it
     model.fit(x, y, batch_size=12, epochs=2, initial_epoch=1, verbose=0, distributed=comm)
     np.savez(f"{out}/rank{comm.rank}.npz", **{k: xpcnn.to_numpy(v) for k, v in model.state_dict().items()})
     sys.exit(0)
+if mode == "stream":  # a DataLoader over a dataset: each rank reads only its share of every batch
+    class Recording(xpcnn.data.ArrayDataset):
+        read = []
+        def __getitem__(self, index):
+            self.read.append(int(index))
+            return super().__getitem__(index)
+    data = Recording(x, y)
+    model.fit(xpcnn.DataLoader(data, batch_size=12, num_workers=2), epochs=2, verbose=0, distributed=comm)
+    np.savez(f"{out}/rank{comm.rank}.npz", read=np.asarray(data.read),
+             **{k: xpcnn.to_numpy(v) for k, v in model.state_dict().items()})
+    sys.exit(0)
 if mode == "fail" and comm.rank == 1:
     model.fit(x[:5], np.full(5, 7), distributed=comm)  # label 7 of 3 classes: a ValueError on rank 1 only
 history = model.fit(x, y, batch_size=12, epochs=2, validation_data=(x[:10], y[:10]), verbose=2,
@@ -160,3 +171,22 @@ def test_save_on_rank_0_load_everywhere_and_resume(tmp_path):
                 if key == "predict":
                     continue
                 np.testing.assert_allclose(f[key], value, rtol=1e-12, atol=1e-14, err_msg=f"rank {rank} {key}")
+
+
+def test_a_streamed_dataset_is_read_in_shares_and_trains_as_one_process(tmp_path):
+    for count in (1, 2):
+        result = _run(tmp_path, count, mode="stream")
+        assert result.returncode == 0, result.stderr[-3000:]
+    with np.load(tmp_path / "stream1" / "rank0.npz") as f:
+        reference = {k: f[k] for k in f.files}
+    reads = []
+    for rank in range(2):
+        with np.load(tmp_path / "stream2" / f"rank{rank}.npz") as f:
+            for key, value in reference.items():
+                if key != "read":
+                    np.testing.assert_allclose(f[key], value, rtol=1e-12, atol=1e-14, err_msg=f"rank {rank} {key}")
+            reads.append(f["read"])
+    # the model's first-batch check reads sample 0 on every rank; after it, each sample once per epoch, by one rank
+    shares = [np.sort(r[1:]) for r in reads]
+    np.testing.assert_array_equal(np.sort(np.concatenate(shares)), np.repeat(np.arange(39), 2))
+    assert (len(shares[0]), len(shares[1])) == (40, 38)  # halves of 12, 12, 12 and 3 (2 and 1), two epochs
