@@ -73,14 +73,14 @@ def build_model(image_size: int, width: int) -> Sequential:
 def main(argv: list[str] | None = None) -> float:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("directory", nargs="?", type=pathlib.Path, help="folder with one subfolder per class")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: 15, --quick 12)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: 15, --quick 16)")
     p.add_argument("--image-size", type=int, default=None, help="side of the square images (default: 128, --quick 64)")
     p.add_argument("--batch-size", type=int, default=None, help="mini-batch size (default: 32, --quick 16)")
     p.add_argument("--max-lr", type=float, default=2e-3, help="peak RMSprop learning rate of the 1cycle schedule")
     args = p.parse_args(argv)
     setup(args)
     quick = args.quick or args.directory is None
-    epochs = args.epochs or (12 if quick else 15)
+    epochs = args.epochs or (16 if quick else 15)
     batch_size = args.batch_size or (16 if quick else 32)
     size = args.image_size or (64 if quick else 128)
     directory = args.directory

@@ -53,7 +53,8 @@ class HostToDevice:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self.kind = _kind(backend)
-        self._pinned: dict[int, Any] = {}  # id of a host buffer -> the torch tensor that owns its pinned memory
+        self._pinned: dict[int, Any] = {}  # address of a host buffer -> the torch tensor that owns its memory
+        self._side_stream: Any = None  # CuPy: the stream the copies run on
 
     def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """A host array that workers write into and ``put`` copies from (pinned memory on a GPU)."""
@@ -62,7 +63,7 @@ class HostToDevice:
 
             owner = torch.empty(shape, dtype=torch.from_numpy(np.empty(0, dtype)).dtype, pin_memory=True)
             host = owner.numpy()
-            self._pinned[id(host)] = owner
+            self._pinned[host.ctypes.data] = owner
             return host
         if self.kind == "cupy":
             import cupyx
@@ -77,7 +78,7 @@ class HostToDevice:
         if self.kind == "torch-cuda":
             import torch
 
-            owner = self._pinned.get(id(host.base if host.base is not None else host))
+            owner = self._pinned.get(host.ctypes.data)  # a leading slice starts where its buffer does
             source = torch.from_numpy(host) if owner is None else owner[: host.shape[0]]
             device = source.to(backend.device, non_blocking=True)
             done = torch.cuda.Event()
@@ -86,7 +87,9 @@ class HostToDevice:
         if self.kind == "cupy":
             import cupy
 
-            side = cupy.cuda.Stream(non_blocking=True)
+            if self._side_stream is None:
+                self._side_stream = cupy.cuda.Stream(non_blocking=True)
+            side = self._side_stream
             device = cupy.empty(host.shape, host.dtype)
             device.set(host, stream=side)
             done = side.record()
