@@ -3,11 +3,20 @@
 Each session installs xpcnn with its test extra (PyTorch CPU is the oracle) and runs pytest with
 ``XPCNN_TEST_BACKEND`` set, over every core with pytest-xdist and then the ``serial`` tests alone; results
 land in ``reports/<session>[-serial].xml`` for CI's summary.
+
+``nox -s mutation`` is not part of that default run. It runs mutmut (``[tool.mutmut]`` in pyproject.toml) over
+the numerical core (``xpcnn/ops``, ``xpcnn/layers``, losses, optimizers, transforms, metrics, callbacks)
+against the NumPy session's tests of those modules: each mutant (a small deliberate bug) runs only the
+tests that call the function it changes, and a mutant that every test survives points at a missing check.
+It prints the survivors and the score; ``mutmut show <name>`` shows one, ``mutmut browse`` all of them.
+Arguments after ``--`` name mutants (``nox -s mutation -- "xpcnn.losses.*"``); results are cached in
+``mutants/`` (git-ignored), so a re-run retests only changed functions: delete the folder for a fresh run.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import pathlib
 import shutil
@@ -94,3 +103,21 @@ def tests_cupy(session: nox.Session) -> None:
     extra = "" if importlib.util.find_spec("cupy") else "," + os.environ.get("XPCNN_CUPY_EXTRA", "cuda12")
     session.install("-e", f".[test{extra}]")
     _pytest(session, "cupy", os.environ.get("XPCNN_CUPY_DEVICE"))
+
+
+@nox.session(name="mutation", default=False)
+def mutation(session: nox.Session) -> None:
+    """Mutation testing of the numerical core with the NumPy tests that mirror it (see the module docstring);
+    ``--max-children`` defaults to every core (``MUTMUT_MAX_CHILDREN`` to change it)."""
+    session.install("-e", ".[test]", "mutmut>=3.8,<4")
+    env = _env("numpy")
+    children = os.environ.get("MUTMUT_MAX_CHILDREN", str(os.cpu_count() or 1))
+    session.run("mutmut", "run", "--max-children", children, *session.posargs, env=env)
+    session.run("mutmut", "results", env=env)
+    if session.run("mutmut", "export-cicd-stats", env=env) is None:
+        return  # --install-only
+    stats = json.loads((pathlib.Path("mutants") / "mutmut-cicd-stats.json").read_text())
+    # a timeout or a crash is a kill too; a mutant no test reaches ("no_tests") is listed apart
+    killed = stats["killed"] + stats["timeout"] + stats["segfault"]
+    score = killed / max(killed + stats["survived"] + stats["suspicious"], 1)
+    session.log(f"mutation score {100 * score:.1f}% of the mutants that tests reach; {stats}")
