@@ -157,39 +157,52 @@ def _nest(config):
     config["saved_from"] = deep
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (_set("version", "1"), "field version must be a positive integer"),
-    (_set("epoch", "abc"), "field epoch must be an integer, got str 'abc'"),
-    (_set("epoch", -3), r"field epoch must lie in \[0, inf\], got -3"),
-    (_set("architecture", []), "field architecture must be an object, got list"),
-    (_set("architecture.layers", "x"), "field architecture.layers must be a list, got str"),
-    (_set("architecture.input_shape", [1, 0, 8]), r"field architecture.input_shape\[1\] must lie in"),
+#: Who must refuse a bad field. Both readers: every field the file's schema checks (types, ranges, the arrays
+#: named, in every section). load_model alone: what only rebuilding checks (a layer's config, the loss, the
+#: optimizer and metrics by name); load_weights rebuilds none of it (the model it is given is the architecture)
+#: and must load the weights.
+BOTH, MODEL_ONLY = "both readers", "load_model only"
+
+
+@pytest.mark.parametrize(("edit", "message", "who"), [
+    (_set("version", "1"), "field version must be a positive integer", BOTH),
+    (_set("epoch", "abc"), "field epoch must be an integer, got str 'abc'", BOTH),
+    (_set("epoch", -3), r"field epoch must lie in \[0, inf\], got -3", BOTH),
+    (_set("architecture", []), "field architecture must be an object, got list", BOTH),
+    (_set("architecture.layers", "x"), "field architecture.layers must be a list, got str", BOTH),
+    (_set("architecture.input_shape", [1, 0, 8]), r"field architecture.input_shape\[1\] must lie in", BOTH),
     (_set("architecture.layers[0].class_name", "_ConvBase"), r"architecture.layers\[0\].class_name unknown layer "
-                                                             "type '_ConvBase'"),
-    (_set("architecture.layers[0].class_name", "Layer"), "unknown layer type 'Layer'"),
-    (_set("architecture.layers[0].class_name", 7), r"architecture.layers\[0\].class_name must be a string"),
+                                                             "type '_ConvBase'", BOTH),
+    (_set("architecture.layers[0].class_name", "Layer"),
+     r"field architecture.layers\[0\].class_name unknown layer type 'Layer'", BOTH),
+    (_set("architecture.layers[0].class_name", 7), r"field architecture.layers\[0\].class_name must be a string",
+     BOTH),
     (_set("architecture.layers[0].config", {"out_channels": "many", "kernel_size": 3}),
-     r"field architecture: cannot rebuild it: layers\[0\] \(Conv2D\)"),
+     r"field architecture: cannot rebuild it: layers\[0\] \(Conv2D\)", MODEL_ONLY),
     (_set("architecture.layers[0].config", {"kernel_size": 3, "colour": "red"}),
-     r"layers\[0\] \(Conv2D\).*colour"),
+     r"layers\[0\] \(Conv2D\).*colour", MODEL_ONLY),
     (_set("architecture.layers[0].config", {"out_channels": 4, "kernel_size": 3, "bias": "false"}),
-     r"layers\[0\] \(Conv2D\).*bias must be True or False, got str 'false'"),
-    (_set("weights", {"0.weight": 5}), r"field weights\['0.weight'\] must be a string, got int"),
-    (_set("weights", {"0.weight": "a999"}), r"weights\['0.weight'\] names array 'a999', which the file does not"),
-    (_set("optimizer_state.iterations", -1), r"field optimizer_state.iterations must lie in \[0, inf\]"),
-    (_set("optimizer_state.steps", {"0.weight": "x"}), r"optimizer_state.steps\['0.weight'\] must be an integer"),
-    (_set("random_state.seed", "x"), "field random_state.seed must be an integer"),
-    (_set("compile.loss", 3), "field compile.loss must be an object, got int"),
-    (_set("compile.loss.name", "hinge"), "field compile.loss: cannot rebuild it: unknown loss 'hinge'"),
-    (_set("compile.optimizer.name", "Optimizer"), "field compile.optimizer: cannot rebuild it: unknown optimizer"),
-    (_set("compile.optimizer.lr", "fast"), "field compile.optimizer: cannot rebuild it"),
-    (_set("compile.metrics", [{"class_name": "Metric", "config": {}}]), "unknown metric class 'Metric'"),
-    (_nest, "the config nests 50[0-9] levels deep, more than the 64"),
-    (_set("compile.optimizer.lr", 10**400), "field compile.optimizer: cannot rebuild it"),
+     r"layers\[0\] \(Conv2D\).*bias must be True or False, got str 'false'", MODEL_ONLY),
+    (_set("weights", {"0.weight": 5}), r"field weights\['0.weight'\] must be a string, got int", BOTH),
+    (_set("weights", {"0.weight": "a999"}), r"weights\['0.weight'\] names array 'a999', which the file does not",
+     BOTH),
+    (_set("optimizer_state.iterations", -1), r"field optimizer_state.iterations must lie in \[0, inf\]", BOTH),
+    (_set("optimizer_state.steps", {"0.weight": "x"}),
+     r"field optimizer_state.steps\['0.weight'\] must be an integer", BOTH),
+    (_set("random_state.seed", "x"), "field random_state.seed must be an integer", BOTH),
+    (_set("compile.loss", 3), "field compile.loss must be an object, got int", BOTH),
+    (_set("compile.loss.name", "hinge"), "field compile.loss: cannot rebuild it: unknown loss 'hinge'", MODEL_ONLY),
+    (_set("compile.optimizer.name", "Optimizer"), "field compile.optimizer: cannot rebuild it: unknown optimizer",
+     MODEL_ONLY),
+    (_set("compile.optimizer.lr", "fast"), "field compile.optimizer: cannot rebuild it", MODEL_ONLY),
+    (_set("compile.metrics", [{"class_name": "Metric", "config": {}}]),
+     "field compile: cannot compile with it: unknown metric class 'Metric'", MODEL_ONLY),
+    (_nest, "the config nests 50[0-9] levels deep, more than the 64", BOTH),
+    (_set("compile.optimizer.lr", 10**400), "field compile.optimizer: cannot rebuild it", MODEL_ONLY),
     (_set("compile.metrics", [{"class_name": "Accuracy", "config": {}}, [{"class_name": "Accuracy"}]]),
-     "compile.metrics must be a list of metrics or a list of lists"),
+     "field compile.metrics must be a list of metrics or a list of lists", BOTH),
 ])
-def test_every_field_is_checked_and_named(backend, tmp_path, edit, message):
+def test_every_field_is_checked_and_named(backend, tmp_path, edit, message, who):
     model = _model()
     model.save(tmp_path / "m")
     _rewrite(tmp_path / "m", tmp_path / "bad", edit=edit)
@@ -199,12 +212,16 @@ def test_every_field_is_checked_and_named(backend, tmp_path, edit, message):
     target = Sequential([Conv2D(4, 3, padding="same"), ReLU(), MaxPool2D(2), Flatten(), Dense(3)],
                         input_shape=(1, 8, 8))
     before = _snapshot(target)
-    try:
-        target.load_weights(tmp_path / "bad")  # weights-only reads skip compile and optimizer fields
-    except ValueError as exc:
-        assert str(tmp_path / "bad") in str(exc)
-        for key, value in before.items():  # refused: untouched
-            np.testing.assert_array_equal(_snapshot(target)[key], value)
+    if who == BOTH:
+        with pytest.raises(ValueError, match=message) as info:
+            target.load_weights(tmp_path / "bad")
+        assert str(tmp_path / "bad") in str(info.value)
+        expected = before  # refused: untouched
+    else:
+        target.load_weights(tmp_path / "bad")
+        expected = _snapshot(model)
+    for key, value in expected.items():
+        np.testing.assert_array_equal(_snapshot(target)[key], value)
 
 
 def test_only_public_concrete_layer_classes_register():
