@@ -372,15 +372,25 @@ def test_rejected_fit_on_unbuilt_model_leaves_it_unbuilt(backend):
     assert xpcnn.random.get_state() == state
 
 
-def test_fit_accepts_backend_arrays_and_one_hot(backend):
+def test_one_hot_targets_train_as_the_integer_labels_they_encode(backend):
+    """Backend arrays are accepted, and one-hot rows are the labels they encode: from one seed, the same losses,
+    accuracies and weights as the integer labels (the loss and the metric read them by their own code path)."""
     x, y = blobs(32)
-    model = tiny_cnn()
-    model.compile("cross_entropy", optimizers.Adam(0.02), metrics=["accuracy"])
-    onehot = np.eye(3, dtype=np.float32)[y]
-    h = model.fit(xpcnn.asarray(x), xpcnn.asarray(onehot), batch_size=8, epochs=2, verbose=0).history
-    assert len(h["accuracy"]) == 2
+    runs = []
+    for targets in (y, np.eye(3, dtype=np.float32)[y]):
+        xpcnn.manual_seed(0)
+        model = tiny_cnn()
+        model.compile("cross_entropy", optimizers.Adam(0.02), metrics=["accuracy"])
+        history = model.fit(xpcnn.asarray(x), xpcnn.asarray(targets), batch_size=8, epochs=2, verbose=0).history
+        runs.append((history, snapshot(model)))
+    (labels, weights), (one_hot, one_hot_weights) = runs
+    assert labels.keys() == one_hot.keys() and len(labels["accuracy"]) == 2
+    for k in labels:
+        np.testing.assert_allclose(one_hot[k], labels[k], rtol=1e-5, err_msg=k)
+    for k in weights:
+        np.testing.assert_allclose(one_hot_weights[k], weights[k], rtol=1e-5, atol=1e-6, err_msg=k)
     with pytest.raises(ValueError, match="one-hot"):
-        model.fit(x, onehot[:, :2], verbose=0)
+        model.fit(x, np.eye(3, dtype=np.float32)[y][:, :2], verbose=0)
 
 
 def test_evaluate_and_predict(backend):
