@@ -10,7 +10,8 @@ against the NumPy session's tests of those modules: each mutant (a small deliber
 tests that call the function it changes, and a mutant that every test survives points at a missing check.
 It prints the survivors and the score; ``mutmut show <name>`` shows one, ``mutmut browse`` all of them.
 Arguments after ``--`` name mutants (``nox -s mutation -- "xpcnn.losses.*"``); results are cached in
-``mutants/`` (git-ignored), so a re-run retests only changed functions: delete the folder for a fresh run.
+``mutants/`` (git-ignored), so a re-run retests only changed functions and maps only new tests; delete the
+folder after editing existing tests, or for a fresh run.
 """
 
 from __future__ import annotations

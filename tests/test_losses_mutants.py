@@ -53,6 +53,12 @@ def test_uint8_labels_address_exactly_256_classes(backend):
         CrossEntropy().forward(xpcnn.asarray(np.zeros((2, 257))), xpcnn.asarray(labels))
 
 
+def test_float_class_indices_are_refused_with_their_dtype(backend):
+    float_labels = xpcnn.asarray(np.array([0.0, 1.0], dtype=np.float32))
+    with pytest.raises(TypeError, match="must be integers, got dtype float32;"):
+        CrossEntropy().forward(xpcnn.asarray(np.zeros((2, 3))), float_labels)
+
+
 def test_errors_name_the_argument_the_dtype_and_the_libraries(backend):
     pred = xpcnn.asarray(np.zeros((2, 3)))
     with pytest.raises(TypeError, match="MSE: pred must be an array, got list"):
