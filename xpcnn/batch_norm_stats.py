@@ -29,7 +29,7 @@ def update_bn(model: Any, data: Any, batch_size: int = 32) -> None:
              if isinstance(layer, (BatchNorm1D, BatchNorm2D)) and layer.track_running_stats]
     if not norms:
         return
-    batches = data if is_stream(data) else DataLoader(data, batch_size=batch_size, shuffle=False)
+    batches = data if is_stream(data) else DataLoader(data, batch_size=batch_size, shuffle=False, check_finite=False)
     momenta = [layer.momentum for layer in norms]
     count = 0
     try:

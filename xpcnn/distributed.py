@@ -150,9 +150,10 @@ class DataParallel:
         model.set_params(self.comm.broadcast(model.params))
         model.set_buffers(self.comm.broadcast(model.buffers))
 
-    @staticmethod
-    def global_batch(step: int, batch_size: int, samples: int) -> int:
-        return min(batch_size, samples - step * batch_size)
+    def global_size(self, size: int) -> int:
+        """The samples of a global batch: the sum of the ranks' shares (one small allreduce), which is right
+        whatever the batch lost to unreadable samples or where a stream's epoch started."""
+        return int(to_numpy(self.comm.allreduce_sum([np.asarray([size], dtype=np.int64)])[0])[0])
 
     def reduce(self, sums: Mapping[str, Array] | None, seen: int) -> tuple[dict[str, Array], int]:
         """Per-rank sums of the batch logs and sample counts, summed over the ranks (a rank that saw no sample

@@ -6,7 +6,7 @@ only the layer-graph protocol: ``name``, ``built``, ``build(shape)``, ``compute_
 ``set_buffers``, so that ``Sequential`` and graph models train with the same code. The steps themselves are
 functions of explicit state (``xpcnn.step_functions``), eager or compiled with ``jax.jit``.
 
-Training never waits for the host between batches: the data are checked once and moved to the device once,
+Training never waits for the host between batches: the data are checked once (``xpcnn.trainer_inputs``) and moved to the device once,
 the loss and the metrics of a batch stay 0-d device arrays, and the epoch totals are device sums weighted by
 the batch size, read back once at the end of the epoch. Everything that reads values on the host (label
 ranges, shapes) happens before training starts, and before any state changes.
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,12 +24,11 @@ import numpy as np
 from . import losses as losses_module
 from ._checks import check_flag, check_int
 from . import optimizers as optimizers_module
-from .backend import asarray, get_backend, to_numpy
+from .backend import get_backend, to_numpy
 from .batch_norm_stats import update_bn
 from .callbacks import CallbackList, History, ProgressBar
-from .data import DataLoader, EpochIterator, check_finite, check_samples, check_targets, is_stream, split_validation
-from .data.adapters import host_batch
-from .data.device import inputs_on_device
+from .data import EpochIterator, is_stream, split_validation
+from .trainer_inputs import TrainerInputs
 from .objectives import Objectives
 from .distributed import data_parallel
 from .step_functions import StepFunctions
@@ -65,7 +64,7 @@ def _read_means(groups: Sequence[tuple[str, dict[str, Array] | None, int]]) -> d
     return {key: float(host[i]) / count for i, (key, count) in enumerate(keys)}
 
 
-class Trainer:
+class Trainer(TrainerInputs):
     """``compile``/``fit``/``evaluate``/``predict``/``train_on_batch``/``test_on_batch`` for a model."""
 
     def __init__(self) -> None:
@@ -140,102 +139,6 @@ class Trainer:
             cached = self._step_functions = (key, StepFunctions(self, jit))
         return cached[1]
 
-    # --- data: checked once, before anything changes ----------------------------------------------------
-    def _has_several_inputs(self) -> bool:
-        return not getattr(self, "_single_input", True)
-
-    def _has_several_outputs(self) -> bool:
-        return not getattr(self, "_single_output", True)
-
-    def _per_name(self, value: Any, names: list[str], what: str) -> list[Any]:
-        """Several inputs (outputs) given as a list in order or a dict by name, as a list."""
-        if isinstance(value, Mapping):
-            unknown, missing = sorted(set(value) - set(names)), [n for n in names if n not in value]
-            if unknown or missing:
-                raise ValueError(f"{self.name}: {what} by name must be exactly {names}; missing {missing}, "
-                                 f"unknown {unknown}")
-            return [value[n] for n in names]
-        if not isinstance(value, (list, tuple)) or len(value) != len(names):
-            raise ValueError(f"{self.name}: {what} must be a list of {len(names)} arrays ({names}) or a dict by "
-                             f"name, got {type(value).__name__}"
-                             + (f" of {len(value)}" if isinstance(value, (list, tuple)) else ""))
-        return list(value)
-
-    def _checked_inputs(self, x: Any, xname: str = "x") -> Any:
-        """The inputs checked (sample axis, floating values): one array, or a list for several inputs."""
-        if not self._has_several_inputs():
-            return check_samples(x, xname, inputs=True)
-        names = self.input_names
-        xs = [check_samples(a, f"{xname}[{n!r}]", inputs=True) for a, n in zip(self._per_name(x, names, xname), names)]
-        lengths = {n: int(a.shape[0]) for a, n in zip(xs, names)}
-        if len(set(lengths.values())) > 1:
-            raise ValueError(f"{self.name}: the inputs hold different numbers of samples: {lengths}")
-        return xs
-
-    def _checked_pair(self, x: Any, y: Any, xname: str = "x", yname: str = "y") -> tuple[Any, Any]:
-        x = self._checked_inputs(x, xname)
-        first = x[0] if isinstance(x, list) else x
-        shapes = [tuple(a.shape[1:]) for a in x] if isinstance(x, list) else tuple(x.shape[1:])
-        out = self.compute_output_shape(shapes)
-        if not self._has_several_outputs():
-            y = check_samples(y, yname)
-            return x, check_targets(first, y, out, getattr(self.loss, "name", None), xname, yname)
-        names = self.output_names
-        ys = [check_samples(a, f"{yname}[{n!r}]") for a, n in zip(self._per_name(y, names, yname), names)]
-        return x, [check_targets(first, t, o, loss.name, xname, f"{yname}[{n!r}]")
-                   for t, o, loss, n in zip(ys, out, self.objectives.losses, names)]
-
-    def _check_finite(self, x: Any, y: Any, xname: str = "x", yname: str = "y") -> None:
-        """No NaN or infinity in the checked inputs and targets (see ``data.check_finite``)."""
-        for arrays, what, names in ((x, xname, "input_names"), (y, yname, "output_names")):
-            if isinstance(arrays, list):  # several inputs (outputs), named as the model names them
-                for a, n in zip(arrays, getattr(self, names)):
-                    check_finite(a, f"{what}[{n!r}]")
-            elif arrays is not None:
-                check_finite(arrays, what)
-
-    def _epoch_iterator(self, x: Any, y: Any, what: str, *, batch_size: int | None, steps: int | None,
-                        targets: bool = True, shuffle: bool = False, check_finite: bool = True,
-                        transform: Any = None, parallel: Any = None, names: tuple[str, str] = ("x", "y"),
-                        carry_on: bool = False) -> EpochIterator:
-        """The input of ``fit``/``evaluate``/``predict`` as one ``EpochIterator``, checked before anything
-        changes: arrays whole (shapes, labels, NaN), a stream by its first batch (and NaN batch by batch)."""
-        shard = None if parallel is None else parallel.shard
-        if is_stream(x):
-            if y is not None:
-                raise ValueError(f"{what}: y must be None when x is a {type(x).__name__}: its batches hold the targets")
-            if batch_size is not None:
-                raise ValueError(f"{what}: batch_size belongs to the input ({type(x).__name__}) when x is not arrays; "
-                                 "leave it out")
-            stream = EpochIterator(x, steps, what, transform, check_finite, shard, carry_on)
-            bx, by = stream.first_batch()
-            if targets and by is None:
-                raise ValueError(f"{what}: the input's batches must be (x, y) pairs, got inputs alone")
-            if targets:
-                self._checked_pair(host_batch(bx), host_batch(by), "x (first batch)", "y (first batch)")
-            else:
-                self._checked_inputs(host_batch(bx), "x (first batch)")
-            if parallel is not None:
-                parallel.check(stream.batch_size, stream.num_samples)
-            return stream
-        batch_size = 32 if batch_size is None else batch_size
-        if targets:
-            x, y = self._checked_pair(x, y, *names)
-        else:
-            x = self._checked_inputs(x, names[0])
-        if check_finite:
-            self._check_finite(x, y, *names)
-        if parallel is not None:
-            parallel.check(batch_size, batch_size_of(x))
-        arrays = EpochIterator(DataLoader(x, y, batch_size=batch_size, shuffle=shuffle, shard=shard), steps, what,
-                               transform, check_finite, carry_on=carry_on)
-        arrays.inputs = x
-        return arrays
-
-    def _build_for(self, x: Any) -> None:
-        if not self.built and not isinstance(x, list):
-            self.build(tuple(x.shape[1:]))
-
     # --- one batch -----------------------------------------------------------------------------------
     def train_on_batch(self, x: Any, y: Any) -> dict[str, Array]:
         """One optimisation step on one batch; returns ``{"loss": ..., <metric>: ...}`` as 0-d DEVICE arrays.
@@ -250,20 +153,6 @@ class Trainer:
         """Loss and metrics of one batch in inference mode, as 0-d device arrays (no update)."""
         self._require_compiled("test_on_batch")
         return self.step_functions.test(*self._batch(x, y), None)[0]
-
-    def _batch(self, x: Any, y: Any) -> tuple[Any, Any]:
-        if self._has_several_inputs() or self._has_several_outputs():
-            x, y = self._checked_pair(x, y)
-            return ([inputs_on_device(a) for a in x] if isinstance(x, list) else inputs_on_device(x),
-                    [asarray(a) for a in y] if isinstance(y, list) else asarray(y))
-        x, y = check_samples(x, "x", inputs=True), check_samples(y, "y")
-        if isinstance(y, np.ndarray):
-            x, y = self._checked_pair(x, y)
-        elif x.shape[0] != y.shape[0]:
-            raise ValueError(f"x and y must have the same length, got {x.shape[0]} and {y.shape[0]}")
-        xb = inputs_on_device(x)
-        self._build_for(xb)
-        return xb, asarray(y)
 
     # --- fit / evaluate / predict --------------------------------------------------------------------
     def fit(
@@ -365,6 +254,9 @@ class Trainer:
                 val_x, val_y = validation_data
             else:
                 raise ValueError("validation_data must be a pair (x_val, y_val) or a stream of (x, y) batches")
+            if isinstance(val_x, Iterator) and validation_steps is None and epochs - initial_epoch > 1:
+                raise ValueError("fit: validation_data is a generator, which can be read once only, and validation "
+                                 "reads its data every epoch; give a DataLoader or a re-iterable, or validation_steps")
             val = self._epoch_iterator(val_x, val_y, "fit(validation_data)", steps=validation_steps,
                                        batch_size=None if is_stream(val_x) else train.batch_size or 32,
                                        check_finite=check_finite, parallel=parallel, names=("x_val", "y_val"))
@@ -378,6 +270,9 @@ class Trainer:
         try:
             return self._fit(train, val, epochs, callback_list, verbose, initial_epoch, parallel)
         finally:
+            for data in (train, val):
+                if data is not None:
+                    data.close()  # a loader's workers end here, even while an exception is held
             for layer in norms:
                 layer.sync = None
 
@@ -413,7 +308,7 @@ class Trainer:
                 if parallel is None:
                     logs, sums = steps.train(xb, yb, sums)
                 else:
-                    global_size = parallel.global_batch(step, train.batch_size, train.num_samples)
+                    global_size = parallel.global_size(size)
                     logs, sums = steps.train_shared(xb, yb, sums, parallel.comm, global_size)
                 seen += size
                 cbs.on_train_batch_end(step, {**(logs or {}), "size": size})
@@ -442,6 +337,8 @@ class Trainer:
             # the averaged weights' statistics: over arrays in order, else one more pass over the stream
             update_bn(self, train.inputs if train.inputs is not None else (xb for xb, _ in train.epoch(augment=False)),
                       train.batch_size or 32)
+            if parallel is not None:
+                parallel.average_buffers(self)  # each rank's share gave its own statistics
         cbs.on_train_end(dict(epoch_logs))
         self.distributed = None
         return history
@@ -487,7 +384,10 @@ class Trainer:
         cbs = CallbackList(callback_list, model=self, params={"steps": data.steps, "verbose": verbose,
                                                                "batch_size": data.batch_size})
         cbs.on_test_begin({})
-        sums, seen = self._evaluate_sums(data, cbs)
+        try:
+            sums, seen = self._evaluate_sums(data, cbs)
+        finally:
+            data.close()
         if parallel is not None:
             sums, seen = parallel.reduce(sums, seen)
         result = _read_means([("", sums, seen)])
@@ -522,15 +422,18 @@ class Trainer:
         forward = self.step_functions.predict
         cbs.on_predict_begin({})
         outputs, spans = [], []
-        for step, (xb, _) in enumerate(_maybe_progress(data.epoch(), verbose, "predict", data.steps)):
-            size = batch_size_of(xb)
-            if not size:
-                continue  # a rank's empty share of a last, small batch
-            cbs.on_predict_batch_begin(step, {"size": size})
-            outputs.append(forward(xb))
-            if parallel is not None:
-                spans.append(data.span(step))
-            cbs.on_predict_batch_end(step, {"outputs": outputs[-1], "size": size})
+        try:
+            for step, (xb, _) in enumerate(_maybe_progress(data.epoch(), verbose, "predict", data.steps)):
+                size = batch_size_of(xb)
+                if not size:
+                    continue  # a rank's empty share of a last, small batch
+                cbs.on_predict_batch_begin(step, {"size": size})
+                outputs.append(forward(xb))
+                if parallel is not None:
+                    spans.append(data.span(step))
+                cbs.on_predict_batch_end(step, {"outputs": outputs[-1], "size": size})
+        finally:
+            data.close()
         cbs.on_predict_end({})
         if parallel is not None:
             join = lambda parts: parallel.assemble(parts, spans, data.num_samples)  # noqa: E731

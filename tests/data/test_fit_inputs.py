@@ -150,3 +150,38 @@ def test_nan_in_a_streamed_host_batch_is_caught(backend):
     with pytest.raises(ValueError, match="sample 21 holds NaN or infinity"):
         _model().fit(DataLoader(ArrayDataset(images, y), batch_size=BATCH, shuffle=False), epochs=1, verbose=0)
     _model().fit(Batches(images, y), epochs=1, verbose=0, check_finite=False)
+
+
+def test_no_worker_outlives_a_fit_that_raises(backend):
+    """The loops a fit opens (a stream carried across epochs with steps_per_epoch) are closed when it raises,
+    although the traceback keeps fit's frame alive."""
+    import threading
+
+    from xpcnn.callbacks import Callback
+
+    class Fails(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1:
+                raise RuntimeError("a callback failed")
+
+    x, y = _data()
+    loader = DataLoader(ArrayDataset(x, y), batch_size=BATCH, num_workers=2)
+    try:
+        _model().fit(loader, epochs=2, steps_per_epoch=3, verbose=0, callbacks=[Fails()],
+                     validation_data=DataLoader(ArrayDataset(x, y), batch_size=BATCH, num_workers=2),
+                     validation_steps=2)
+    except RuntimeError as error:
+        held = error  # noqa: F841 (the traceback, and fit's frame, stay alive)
+        assert not [t for t in threading.enumerate() if t.name.startswith("xpcnn-loader")]
+    else:
+        pytest.fail("the callback's error did not come through")
+
+
+def test_a_generator_cannot_validate_every_epoch_and_arrays_in_memory_are_named(backend, tmp_path):
+    x, y = _data()
+    with pytest.raises(ValueError, match="validation_data is a generator, which can be read once only"):
+        _model().fit(x, y, epochs=2, validation_data=_generator(x, y, 1), verbose=0)
+    from xpcnn.datasets import ImageDataset
+
+    with pytest.raises(TypeError, match="holds arrays in memory: pass its arrays, x=data.x and y=data.y"):
+        _model().fit(ImageDataset(x.astype(np.float32), y, ("a", "b"), ()), verbose=0)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..backend import dtype_name, to_numpy
 
-__all__ = ["check_finite", "check_samples", "check_targets", "split_validation"]
+__all__ = ["check_finite", "check_samples", "check_targets", "refuse_non_finite", "split_validation"]
 
 
 # --- checks, once per call of fit/evaluate/predict -----------------------------------------------------
@@ -61,6 +61,13 @@ def check_finite(a: Any, name: str) -> None:
     if not bool(to_numpy(xp.all(xp.isfinite(a)))):
         raise ValueError(f"{name} holds NaN or infinity; clean the data, or pass check_finite=False to train on it "
                          "anyway")
+
+def refuse_non_finite(a: np.ndarray, what: str, off: str = "check_finite=False") -> None:
+    """A ValueError naming ``what`` if host floats ``a`` hold NaN or infinity (a streamed sample or batch);
+    ``off`` says how to switch the check off where it was switched on."""
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise ValueError(f"{what} holds NaN or infinity; clean the data, or pass {off} to train on it anyway")
+
 
 def _has_kind(a: Any, kind: str) -> bool:
     if isinstance(a, np.ndarray):

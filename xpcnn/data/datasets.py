@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 from typing import Any
 
 import numpy as np
@@ -41,9 +42,26 @@ class ArrayDataset(Dataset):
     def __len__(self) -> int:
         return len(self.arrays[0])
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Memory-mapped arrays travel to worker processes as their file, not their contents."""
+        return {**self.__dict__, "arrays": [_reopenable(a) for a in self.arrays]}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.arrays = tuple(np.memmap(a[1], dtype=a[2], mode="r", offset=a[3], shape=a[4], order=a[5])
+                            if isinstance(a, tuple) else a for a in state["arrays"])
+
     def __getitem__(self, index: int) -> Any:
         sample = tuple(a[index] for a in self.arrays)
         return sample if len(sample) > 1 else sample[0]
 
     def __repr__(self) -> str:
         return f"ArrayDataset({', '.join(f'{a.dtype}{list(a.shape)}' for a in self.arrays)})"
+
+
+def _reopenable(a: np.ndarray) -> Any:
+    """A whole, read-only memory map as ``("memmap", file, dtype, offset, shape, order)``; anything else as is."""
+    if isinstance(a, np.memmap) and isinstance(a.base, mmap.mmap) and a.filename and a.mode == "r":  # not a view
+        order = "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
+        return ("memmap", a.filename, a.dtype, a.offset, a.shape, order)
+    return a

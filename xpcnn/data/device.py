@@ -5,10 +5,13 @@ device prefetch must know pinned memory and streams):
 
 - NumPy, array-api-strict, and torch or JAX on the CPU: a plain copy into a new array (the host buffer is
   reused for the next batch at once, so the device array may never share its memory).
-- torch on CUDA: host buffers in pinned memory, copied with ``non_blocking=True``; an event recorded after
-  the copy tells when the buffer may be written again.
-- CuPy: pinned host buffers (``cupyx.empty_pinned``), copied on a side stream; the current stream waits on
-  an event recorded after the copy, and the buffer is written again only once that event has passed.
+- torch on CUDA: host buffers in pinned memory, copied with ``non_blocking=True`` on a side stream that
+  first waits for the compute stream (the caching allocator may hand out memory that queued kernels still
+  read); the compute stream then waits for the copy, and ``record_stream`` keeps the batch's memory from
+  being reused early. An event recorded after the copy tells when the buffer may be written again.
+- CuPy: pinned host buffers (``cupyx.empty_pinned``), copied on a side stream that first waits for the
+  compute stream (the pool hands out blocks freed on it); the compute stream waits on an event recorded after
+  the copy, and the host buffer is written again only once that event has passed.
 - JAX on an accelerator: ``jax.device_put``, which returns at once; the buffer waits for the copy to end.
 
 ``put`` returns the device array and a function that waits until the host buffer is free again; the loader
@@ -54,7 +57,7 @@ class HostToDevice:
         self.backend = backend
         self.kind = _kind(backend)
         self._pinned: dict[int, Any] = {}  # address of a host buffer -> the torch tensor that owns its memory
-        self._side_stream: Any = None  # CuPy: the stream the copies run on
+        self._side_stream: Any = None  # CuPy and torch on CUDA: the stream the copies run on
 
     def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """A host array that workers write into and ``put`` copies from (pinned memory on a GPU)."""
@@ -80,9 +83,17 @@ class HostToDevice:
 
             owner = self._pinned.get(host.ctypes.data)  # a leading slice starts where its buffer does
             source = torch.from_numpy(host) if owner is None else owner[: host.shape[0]]
-            device = source.to(backend.device, non_blocking=True)
-            done = torch.cuda.Event()
-            done.record()
+            compute = torch.cuda.current_stream(backend.device)
+            if self._side_stream is None:
+                self._side_stream = torch.cuda.Stream(backend.device)
+            side = self._side_stream
+            side.wait_stream(compute)  # memory the caching allocator hands out may still be read by queued kernels
+            with torch.cuda.stream(side):
+                device = source.to(backend.device, non_blocking=True)
+                done = torch.cuda.Event()
+                done.record(side)
+            compute.wait_stream(side)  # the step's kernels start after the copy, on the GPU, without the host waiting
+            device.record_stream(compute)  # its memory is not reused while the compute stream may read it
             return device, done.synchronize
         if self.kind == "cupy":
             import cupy
@@ -90,7 +101,9 @@ class HostToDevice:
             if self._side_stream is None:
                 self._side_stream = cupy.cuda.Stream(non_blocking=True)
             side = self._side_stream
-            device = cupy.empty(host.shape, host.dtype)
+            compute = cupy.cuda.get_current_stream()
+            device = cupy.empty(host.shape, host.dtype)  # from the compute stream's pool: kernels queued there
+            side.wait_event(compute.record())  # may still read this memory, so the copy waits for them
             device.set(host, stream=side)
             done = side.record()
             cupy.cuda.get_current_stream().wait_event(done)

@@ -9,7 +9,6 @@ each epoch's order from ``(seed, epoch)`` (``xpcnn.data.sampling``), and both sa
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,6 +21,7 @@ from .._checks import check_flag, check_int
 from ..backend import asarray, get_backend
 from .device import scale_images
 from .sampling import batch_count, batch_span, epoch_order
+from .checks import check_finite as check_finite_array
 from .stream import StreamBatches, warn_skipped
 
 __all__ = ["DataLoader", "is_dataset"]
@@ -53,7 +53,7 @@ def _parts(value: Any) -> tuple[list[Any], bool]:
 class _ArrayBatches:
     """Arrays moved to the device once (again only if the backend changes); a batch is a gather there."""
 
-    def __init__(self, x: Any, y: Any, batch_size: int, drop_last: bool, shuffle: bool) -> None:
+    def __init__(self, x: Any, y: Any, batch_size: int, drop_last: bool, shuffle: bool, check_finite: bool) -> None:
         xs, self.several_x = _parts(x)
         ys, self.several_y = ([], False) if y is None else _parts(y)
         shapes = {f"x[{i}]" if self.several_x else "x": _shape(a, "x") for i, a in enumerate(xs)}
@@ -61,6 +61,9 @@ class _ArrayBatches:
         if len({shape[0] for shape in shapes.values()}) > 1:
             raise ValueError("x and y must hold the same number of samples, got shapes "
                              + ", ".join(f"{k}.shape={v}" for k, v in shapes.items()))
+        if check_finite:
+            for name, a in zip(shapes, [*xs, *ys]):
+                check_finite_array(a, f"DataLoader: {name}")
         self.xs, self.ys = xs, (None if y is None else ys)
         self.num_samples = int(next(iter(shapes.values()))[0])
         self.batch_size, self.drop_last, self.shuffle = batch_size, drop_last, shuffle
@@ -154,7 +157,8 @@ class DataLoader:
         self.dataset = data if is_dataset(data) else None
         if self.dataset is not None:
             if y is not None:
-                raise ValueError("DataLoader: a dataset yields its own targets ((x, y) samples); y must be None")
+                raise ValueError("DataLoader: a dataset yields its own targets ((x, y) samples); y must be None"
+                                 + (f" (for a batch size, write batch_size={y})" if isinstance(y, int) else ""))
             if len(self.dataset) == 0:
                 raise ValueError(f"DataLoader: the dataset {type(data).__name__} holds no samples")
             workers = min(_DEFAULT_WORKERS, os.cpu_count() or 1) if num_workers is None else num_workers
@@ -166,7 +170,7 @@ class DataLoader:
             if sample_transform is not None or use_multiprocessing or num_workers:
                 raise ValueError("DataLoader: num_workers, use_multiprocessing and sample_transform read a dataset; "
                                  "arrays are already in memory (gathered on the device)")
-            self._source = _ArrayBatches(data, y, batch_size, drop_last, shuffle)
+            self._source = _ArrayBatches(data, y, batch_size, drop_last, shuffle, check_finite)
             self.num_workers = 0
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.transform, self.shard, self.prefetch = transform, shard, prefetch
@@ -192,6 +196,12 @@ class DataLoader:
         return int(random.host_generator().integers(2**63)) if self._draws else 0
 
     def __iter__(self) -> Iterator[Any]:
+        return self.iterate(self.shard)
+
+    def iterate(self, shard: tuple[int, int] | None) -> Iterator[Any]:
+        """One epoch, as ``for batch in loader`` gives it, of ``shard=(rank, ranks)``'s share of each batch
+        (the whole batches with None): a data-parallel ``fit`` reads a user's loader in shares this way, and
+        the loader's own position moves on as it does."""
         if self._resume is not None:
             seed, epoch, first = self._resume
         else:
@@ -199,7 +209,7 @@ class DataLoader:
         self._resume, self._next_epoch, self._position = None, epoch + 1, (seed, epoch, first)
         # a drawn seed is new each epoch already; keyed by it alone, a loader repeats after manual_seed
         key_epoch = epoch if self.seed is not None else 0
-        for batch, fields in self._source.batches(seed, key_epoch, first, self.shard):
+        for batch, fields in self._source.batches(seed, key_epoch, first, shard):
             self._position = (seed, epoch, batch + 1)
             xb = fields[0]
             if self.transform is not None:
@@ -222,12 +232,6 @@ class DataLoader:
         yields (with ``shard``, this rank's part)."""
         return batch_span(batch, self.batch_size, self.num_samples, self.shard)
 
-    def sharded(self, shard: tuple[int, int] | None) -> DataLoader:
-        """This loader yielding ``shard=(rank, ranks)``'s share of every batch (the same order and state)."""
-        twin = copy.copy(self)
-        twin.shard = shard
-        return twin
-
     def state_dict(self) -> dict[str, int | None]:
         """Where the next batch comes from, as plain ints (JSON-friendly): ``{"seed", "epoch", "batch"}``, the
         seed of that epoch's order (None: drawn from xpcnn's random stream when the epoch starts)."""
@@ -246,7 +250,7 @@ class DataLoader:
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"DataLoader.load_state_dict takes {{'seed': int or None, 'epoch': int, 'batch': int}}, "
                              f"got {state!r}") from exc
-        if min(epoch, batch, 0 if seed is None else seed) < 0 or batch > len(self):
+        if min(epoch, batch, 0 if seed is None else seed) < 0 or batch > len(self) or (seed is None and batch):
             raise ValueError(f"DataLoader.load_state_dict: {state!r} is out of range (this loader has {len(self)} "
                              "batches per epoch)")
         if seed is None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .checks import refuse_non_finite
 from .sampling import sample_generator
 
 __all__ = ["BatchBuffer", "SampleError", "SkipSample", "fill", "start_workers"]
@@ -43,33 +44,40 @@ def fields_of(sample: Any) -> tuple[np.ndarray, ...]:
     return tuple(np.asarray(p) for p in parts)
 
 
-class BatchBuffer:
-    """The host arrays of one batch, one per field of a sample, made at the first sample and reused."""
+Layout = list[tuple[tuple[int, ...], np.dtype]]  # (shape, dtype) of each part of a sample
 
-    def __init__(self, capacity: int, empty: Callable[[tuple[int, ...], np.dtype], np.ndarray]) -> None:
+
+class BatchBuffer:
+    """The host arrays of one batch, one per part of a sample, made once and reused. With a ``layout`` they
+    are made at once and every sample must match it; without, the first sample written sets it."""
+
+    def __init__(self, capacity: int, empty: Callable[[tuple[int, ...], np.dtype], np.ndarray],
+                 layout: Layout | None = None) -> None:
         self.capacity, self.empty = capacity, empty
-        self.arrays: list[np.ndarray] | None = None
+        self.arrays: list[np.ndarray] | None = None if layout is None else self._make(layout)
         self.count = 0
         self.wait_free: Callable[[], None] = lambda: None  # until the last device copy from it has ended
 
+    def _make(self, layout: Layout) -> list[np.ndarray]:
+        return [self.empty((self.capacity, *shape), dtype) for shape, dtype in layout]
+
     def write(self, row: int, fields: Sequence[np.ndarray], what: str) -> None:
         if self.arrays is None:
-            self.arrays = [self.empty((self.capacity, *f.shape), f.dtype) for f in fields]
+            self.arrays = self._make([(f.shape, f.dtype) for f in fields])
         if len(fields) != len(self.arrays):
-            raise ValueError(f"{what} has {len(fields)} parts, the first sample had {len(self.arrays)}")
+            raise ValueError(f"{what} has {len(fields)} parts, the loader's samples have {len(self.arrays)}")
         for k, (field, array) in enumerate(zip(fields, self.arrays)):
-            if field.shape != array.shape[1:]:
-                raise ValueError(f"{what}: part {k} has shape {field.shape}, the first sample's was "
-                                 f"{array.shape[1:]}; samples of one loader must share their shapes")
-            if field.dtype != array.dtype:
-                raise ValueError(f"{what}: part {k} has dtype {field.dtype}, the first sample's was {array.dtype}")
+            if field.shape != array.shape[1:] or field.dtype != array.dtype:
+                raise ValueError(f"{what}: part {k} is {field.dtype} {field.shape}, the loader's first sample's was "
+                                 f"{array.dtype} {array.shape[1:]}; samples of one loader must share their shapes "
+                                 "and dtypes")
             array[row] = field
 
     def write_rows(self, rows: Sequence[np.ndarray], what: str) -> None:
-        """Fill the buffer with whole batches of rows (one array per field)."""
+        """Fill the buffer with whole batches of rows (one array per part)."""
         count = len(rows[0]) if rows else 0
         if count:
-            self.write(0, [r[0] for r in rows], what)  # makes the arrays and checks the shapes
+            self.write(0, [r[0] for r in rows], what)  # checks the layout
             for r, array in zip(rows, self.arrays):
                 array[:count] = r
         self.count = count
@@ -97,9 +105,7 @@ def fill(dataset: Any, indices: np.ndarray, buffer: BatchBuffer, seed: int, epoc
             raise SampleError(f"DataLoader: {describe(dataset, index)} failed: {type(exc).__name__}: {exc}") from exc
         if check_finite:
             for field in fields:
-                if field.dtype.kind == "f" and not np.isfinite(field).all():
-                    raise ValueError(f"DataLoader: {describe(dataset, index)} holds NaN or infinity; clean the "
-                                     "data, or pass check_finite=False to train on it anyway")
+                refuse_non_finite(field, f"DataLoader: {describe(dataset, index)}", "DataLoader(..., check_finite=False)")
         buffer.write(row, fields, f"DataLoader: {describe(dataset, index)}")
         row += 1
     buffer.count = row
@@ -121,7 +127,7 @@ class _Workers:
         future: concurrent.futures.Future = concurrent.futures.Future()
         try:
             future.set_result(self._fill(indices, buffer, seed, epoch))
-        except BaseException as exc:  # noqa: BLE001 (raised again by result(), in the batch's turn)
+        except Exception as exc:  # raised again by result(), in the batch's turn (Ctrl-C goes through at once)
             future.set_exception(exc)
         return future
 
@@ -162,7 +168,8 @@ class _Processes(_Threads):
                                                            initializer=_process_init, initargs=args)
 
     def submit(self, indices: np.ndarray, buffer: BatchBuffer, seed: int, epoch: int) -> concurrent.futures.Future:
-        return self.pool.submit(_process_fill, indices, seed, epoch)
+        layout = [(a.shape[1:], a.dtype) for a in buffer.arrays] if buffer.arrays is not None else None
+        return self.pool.submit(_process_fill, indices, seed, epoch, layout, buffer.capacity)
 
     def result(self, future: concurrent.futures.Future, buffer: BatchBuffer) -> list[tuple[int, str]]:
         skipped, rows = future.result()
@@ -177,10 +184,12 @@ def _process_init(dataset: Any, sample_transform: Any, check_finite: bool) -> No
     _process_state.update(workers=_Workers(dataset, sample_transform, check_finite), buffer=None)
 
 
-def _process_fill(indices: np.ndarray, seed: int, epoch: int) -> tuple[list[tuple[int, str]], list[np.ndarray]]:
-    """``fill`` in a worker process, into that process's own buffer; the filled rows go back pickled."""
-    if _process_state["buffer"] is None or _process_state["buffer"].capacity < len(indices):
-        _process_state["buffer"] = BatchBuffer(len(indices), np.empty)
+def _process_fill(indices: np.ndarray, seed: int, epoch: int, layout: Layout | None,
+                  capacity: int) -> tuple[list[tuple[int, str]], list[np.ndarray]]:
+    """``fill`` in a worker process, into that process's own buffer (one batch, made once, checked against the
+    loader's sample layout); the filled rows go back pickled."""
+    if _process_state["buffer"] is None:
+        _process_state["buffer"] = BatchBuffer(capacity, np.empty, layout)
     buffer = _process_state["buffer"]
     skipped = _process_state["workers"]._fill(indices, buffer, seed, epoch)
     return skipped, buffer.rows()

@@ -19,7 +19,6 @@ import concurrent.futures
 import dataclasses
 import os
 import pathlib
-import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -27,6 +26,7 @@ import numpy as np
 
 from .._checks import check_flag, check_int
 from ..data.loader import DataLoader
+from ..data.stream import warn_unreadable
 from ..data.workers import SkipSample
 from ._fetch import progress_bar
 from .images import PIL_MODES, ImageFiles
@@ -39,7 +39,6 @@ ALLOWED_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 _LABEL_MODES = ("int", "binary", "categorical", None)
 _SUBSETS = (None, "training", "validation", "both")
-_NAMED_IN_WARNING = 5
 _PROGRESS_FROM = 500  # files; fewer load in well under a second
 
 
@@ -163,10 +162,8 @@ def _load(files: ImageFiles, num_workers: int | None, verbose: bool) -> tuple[np
     if bar is not None:
         bar.close()
     if failures:
-        named = "; ".join(f"{p} ({why})" for p, why in failures[:_NAMED_IN_WARNING])
-        more = f" and {len(failures) - _NAMED_IN_WARNING} more" if len(failures) > _NAMED_IN_WARNING else ""
-        warnings.warn(f"image_dataset_from_directory: skipped {len(failures)} of {len(files)} files that could "
-                      f"not be decoded as images: {named}{more}", stacklevel=3)
+        warn_unreadable(f"image_dataset_from_directory: skipped {len(failures)} of {len(files)} files that could "
+                        "not be decoded as images", failures, stacklevel=3)
         x = x[ok]
     return x, ok
 
@@ -221,8 +218,9 @@ def image_dataset_from_directory(
     With a ``batch_size`` (default 32) the result streams: an ``ImageFolderLoader`` whose batches are read
     from disk by ``num_workers`` threads as training asks for them, decoded to uint8 and scaled to [0, 1] on
     the device, reshuffled each epoch with ``shuffle`` (by ``seed``); memory holds a few batches, whatever
-    the size of the folder. A file that fails to decode is left out of its batch (one warning per epoch
-    names the first five). ``batch_size=None`` decodes everything at once into an ``ImageDataset`` of NumPy
+    the size of the folder (validation batches keep one order, so that ``predict`` lines up with
+    ``file_paths``). A file that fails to decode is left out of its batch (one warning per epoch names the
+    first five). ``batch_size=None`` decodes everything at once into an ``ImageDataset`` of NumPy
     arrays (float32 ``(N, C, H, W)`` in [0, 1]), skipping undecodable files with one warning.
 
     Classes are the subfolders, sorted by name (or in ``class_names`` order); labels are int64 indices
@@ -293,7 +291,9 @@ def image_dataset_from_directory(
         images = ImageFiles([files[i] for i in chosen], part_labels, image_size, color_mode, interpolation, aspect,
                             names)
         if batch_size is not None:
-            results.append(ImageFolderLoader(images, batch_size=batch_size, shuffle=shuffle, seed=seed,
+            # validation batches keep one order, so that predict(val) lines up with val.file_paths
+            results.append(ImageFolderLoader(images, batch_size=batch_size, shuffle=shuffle and part == "training",
+                                             seed=seed,
                                              num_workers=num_workers))
             continue
         x, ok = _load(images, num_workers, verbose)
