@@ -270,11 +270,39 @@ def warm_page_cache(view: pathlib.Path) -> None:
 
 # --- workers: one measurement each, in a fresh process ----------------------------------------------------
 
-def _cpu_seconds() -> float:
+def _cpu_times() -> tuple[float, float]:
+    """User and system CPU seconds of this process and of its ended children (the DataLoader's workers)."""
     import resource
 
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return own.ru_utime + children.ru_utime, own.ru_stime + children.ru_stime
+
+
+def _cpu_seconds() -> float:
+    return sum(_cpu_times())
+
+
+def _timed_epoch(loader: Any) -> dict[str, Any]:
+    """Iterate ``loader`` once: images, seconds, images/s, CPU (user + system) per image, and minor page
+    faults (fresh memory touched for the first time: the kernel zeroes a page for each)."""
+    (user0, sys0), faults0 = _cpu_times(), _minor_faults()
+    t0 = time.perf_counter()
+    images = 0
+    for xb, _ in loader:
+        images += xb.shape[0]
+    seconds = time.perf_counter() - t0
+    (user1, sys1), faults1 = _cpu_times(), _minor_faults()
+    cpu = user1 - user0 + sys1 - sys0
+    return {"images": images, "seconds": seconds, "images_per_s": images / seconds, "cpu_s": cpu,
+            "cpu_ms_per_image": 1e3 * cpu / images, "sys_share": (sys1 - sys0) / cpu if cpu else 0.0,
+            "minor_faults_per_image": (faults1 - faults0) / images, "dtype": str(xb.dtype)}
+
+
+def _minor_faults() -> int:
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_minflt + children.ru_minflt
 
 
 def _rss_now_mb() -> float | None:
@@ -300,20 +328,15 @@ def _xpcnn_setup(no_draft: bool = False) -> Any:
 
 
 def worker_decode_xpcnn(args: argparse.Namespace) -> dict[str, Any]:
-    xpcnn = _xpcnn_setup(args.no_draft)
+    _xpcnn_setup(args.no_draft)
     from xpcnn.datasets import image_dataset_from_directory
 
     loader = image_dataset_from_directory(args.view, image_size=(args.size, args.size), batch_size=args.batch_size,
                                           num_workers=args.workers, seed=0, verbose=False)
     loader.peek()  # Pillow's plugins imported, the first file read: one-time costs out of the timing
-    cpu0, t0 = _cpu_seconds(), time.perf_counter()
-    images = 0
-    for xb, _ in loader:
-        images += xb.shape[0]
-    seconds, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
-    assert xb.dtype == xpcnn.get_backend().xp.float32
-    return {"framework": "xpcnn", "images": images, "files": loader.num_samples, "skipped": len(loader._source.skipped),
-            "seconds": seconds, "images_per_s": images / seconds, "cpu_s": cpu, "cpu_ms_per_image": 1e3 * cpu / images,
+    epoch = _timed_epoch(loader)
+    assert epoch["dtype"] == "float32", epoch
+    return {"framework": "xpcnn", **epoch, "files": loader.num_samples, "skipped": len(loader._source.skipped),
             "num_workers": loader.num_workers}
 
 
@@ -378,15 +401,10 @@ def worker_decode_torch(args: argparse.Namespace) -> dict[str, Any]:
     dataset[0]  # one-time costs out of the timing, as on the xpcnn side
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=True,
                                          num_workers=args.workers)
-    cpu0, t0 = _cpu_seconds(), time.perf_counter()
-    images = 0
-    for xb, _ in loader:
-        images += xb.shape[0]
-    seconds, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0  # the workers have ended: children's CPU
-    assert xb.dtype == torch.float32
-    return {"framework": "torch", "images": images, "files": len(dataset), "skipped": 0, "seconds": seconds,
-            "images_per_s": images / seconds, "cpu_s": cpu, "cpu_ms_per_image": 1e3 * cpu / images,
-            "num_workers": args.workers, "reference": reference, "torch_threads": torch.get_num_threads()}
+    epoch = _timed_epoch(loader)  # the workers have ended by then: their CPU is the children's
+    assert epoch["dtype"] == "torch.float32", epoch
+    return {"framework": "torch", **epoch, "files": len(dataset), "skipped": 0, "num_workers": args.workers,
+            "reference": reference, "torch_threads": torch.get_num_threads()}
 
 
 def small_model(size: int) -> Any:
