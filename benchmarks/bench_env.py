@@ -1,12 +1,17 @@
-"""What a benchmark result must say about where it ran: machine, library versions, BLAS, threads."""
+"""What a benchmark result must say about where it ran (machine, library versions, BLAS, threads), and the
+running of one measurement in a fresh process that the harnesses share."""
 
 from __future__ import annotations
 
 import importlib.metadata
+import json
+import math
 import os
 import platform
 import re
 import resource
+import statistics
+import subprocess
 import sys
 from typing import Any
 
@@ -171,3 +176,26 @@ def peak_rss_mb() -> float:
     """Peak resident set of this process so far, MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
+class WorkerError(RuntimeError):
+    """A measurement's process failed, timed out or printed no result."""
+
+
+def run_worker(cmd: list[str], what: str, marker: str, timeout: float, cwd: Any, env: dict[str, str],
+               tail: int = 3000) -> dict[str, Any]:
+    """Run one measurement in a fresh process; its result is the JSON printed after ``marker``."""
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
+    except subprocess.TimeoutExpired as exc:
+        raise WorkerError(f"{what} exceeded {timeout}s") from exc
+    for line in proc.stdout.splitlines():
+        if line.startswith(marker):
+            return json.loads(line[len(marker):])
+    raise WorkerError(f"{what} failed with exit code {proc.returncode}:\n{proc.stdout[-tail:]}\n{proc.stderr[-tail:]}")
+
+
+def median(values: list[float | None]) -> float | None:
+    """The median of the finite values given (None when there are none)."""
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    return statistics.median(values) if values else None

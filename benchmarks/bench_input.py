@@ -80,7 +80,6 @@ import os
 import pathlib
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -632,10 +631,6 @@ WORKERS = {"decode-xpcnn": worker_decode_xpcnn, "decode-torch": worker_decode_to
 
 # --- the parent -------------------------------------------------------------------------------------------
 
-class WorkerError(RuntimeError):
-    pass
-
-
 def spawn(args: argparse.Namespace, worker: str, blas_threads: int | None = None, **options: Any) -> dict[str, Any]:
     """Run one worker in a fresh process; ``blas_threads`` sets the BLAS and OpenMP thread variables."""
     env = dict(os.environ)
@@ -649,19 +644,7 @@ def spawn(args: argparse.Namespace, worker: str, blas_threads: int | None = None
         elif value not in (None, False):
             cmd += [flag, str(value)]
     what = f"{worker} worker ({', '.join(f'{k}={v}' for k, v in options.items() if k != 'view')})"
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.worker_timeout, cwd=ROOT, env=env)
-    except subprocess.TimeoutExpired as exc:
-        raise WorkerError(f"{what} exceeded {args.worker_timeout}s") from exc
-    for line in proc.stdout.splitlines():
-        if line.startswith(RESULT_MARKER):
-            return json.loads(line[len(RESULT_MARKER):])
-    raise WorkerError(f"{what} failed with exit code {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-
-
-def _median(values: list[float]) -> float | None:
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
+    return bench_env.run_worker(cmd, what, RESULT_MARKER, args.worker_timeout, ROOT, env, tail=3000)
 
 
 DECODE_SIDES = (  # (key, worker, workers, variant, sizes it runs at: None = all)
@@ -704,8 +687,8 @@ def run_decode(args: argparse.Namespace, view: pathlib.Path, report: dict[str, A
         summary: dict[str, Any] = {}
         for key, *_ in DECODE_SIDES:
             if key in rows[0]:
-                summary[key] = {"images_per_s": _median([row[key]["images_per_s"] for row in rows]),
-                                "cpu_ms_per_image": _median([row[key]["cpu_ms_per_image"] for row in rows]),
+                summary[key] = {"images_per_s": bench_env.median([row[key]["images_per_s"] for row in rows]),
+                                "cpu_ms_per_image": bench_env.median([row[key]["cpu_ms_per_image"] for row in rows]),
                                 "images": rows[0][key]["images"], "skipped": rows[0][key]["skipped"]}
         for name, a, b in (("xpcnn_2_over_torch_2", "xpcnn_2", "torch_2"),
                            ("xpcnn_1_over_torch_1", "xpcnn_1", "torch_1"),
@@ -713,7 +696,7 @@ def run_decode(args: argparse.Namespace, view: pathlib.Path, report: dict[str, A
                            ("draft_speedup", "xpcnn_2", "xpcnn_2_no_draft")):
             if a in rows[0] and b in rows[0]:
                 ratios = [row[a]["images_per_s"] / row[b]["images_per_s"] for row in rows]
-                summary[name] = {"ratio": _median(ratios), "min": min(ratios), "max": max(ratios)}
+                summary[name] = {"ratio": bench_env.median(ratios), "min": min(ratios), "max": max(ratios)}
         results["summary"][str(size)] = summary
     results["files"] = results["rounds"][0]["xpcnn_1"]["files"]
     save()
@@ -769,14 +752,14 @@ def run_stream(args: argparse.Namespace, views: dict[str, pathlib.Path], report:
         last = lambda row, mode, key: row[mode]["epochs"][-1][key]  # noqa: E731
         results["summary"].setdefault(model, {})[setting] = {
             "epochs_run": epochs, "rounds": len(rounds),
-            "memory_epoch_s": _median([last(row, "memory", "seconds") for row in rounds]),
-            "stream_epoch_s": _median([last(row, "stream", "seconds") for row in rounds]),
-            "stream_over_memory": _median([row["ratio"] for row in rounds]),
-            "stream_input_wait_share": _median([last(row, "stream", "input_wait_share") for row in rounds]),
-            "memory_input_wait_share": _median([last(row, "memory", "input_wait_share") for row in rounds]),
+            "memory_epoch_s": bench_env.median([last(row, "memory", "seconds") for row in rounds]),
+            "stream_epoch_s": bench_env.median([last(row, "stream", "seconds") for row in rounds]),
+            "stream_over_memory": bench_env.median([row["ratio"] for row in rounds]),
+            "stream_input_wait_share": bench_env.median([last(row, "stream", "input_wait_share") for row in rounds]),
+            "memory_input_wait_share": bench_env.median([last(row, "memory", "input_wait_share") for row in rounds]),
             "images": rounds[0]["stream"]["train_files"], "in_memory_images": rounds[0]["memory"]["train_files"],
-            "memory_peak_rss_mb": _median([row["memory"]["peak_rss_mb"] for row in rounds]),
-            "stream_peak_rss_mb": _median([row["stream"]["peak_rss_mb"] for row in rounds]),
+            "memory_peak_rss_mb": bench_env.median([row["memory"]["peak_rss_mb"] for row in rounds]),
+            "stream_peak_rss_mb": bench_env.median([row["stream"]["peak_rss_mb"] for row in rounds]),
         }
     save()
 
@@ -1039,7 +1022,7 @@ def main(argv: list[str] | None = None) -> int:
             profile_view = make_view(folder, "profile", min(args.profile_images, args.images), args.images)
             warm_page_cache(profile_view)
             run_profile(args, profile_view, report, save)
-    except WorkerError as exc:
+    except bench_env.WorkerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         save()
         return 1

@@ -41,12 +41,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import os
 import pathlib
 import re
-import statistics
-import subprocess
 import sys
 import time
 from typing import Any
@@ -67,10 +64,6 @@ DEFAULTS = {"rounds": 5, "steps": 20, "warmup": 3}
 #: the framework each xpcnn backend is measured against (the worker that runs it)
 REFERENCE = {"numpy": "torch", "array_api_strict": "torch", "torch": "torch", "cupy": "torch", "jax": "jax"}
 REFERENCE_NAME = {"torch": "PyTorch eager", "jax": "plain JAX under jax.jit"}
-
-
-class WorkerError(RuntimeError):
-    pass
 
 
 def torch_device_for(args: argparse.Namespace, backend: str) -> str:
@@ -101,19 +94,7 @@ def spawn(args: argparse.Namespace, framework: str, backend: str, model: str, ba
         cmd += ["--threads", str(args.threads)]
         env.update({var: str(args.threads) for var in bench_env.THREAD_ENV_VARS})
     what = f"{framework} worker ({backend}, {model}, batch {batch})"
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.worker_timeout, cwd=ROOT, env=env)
-    except subprocess.TimeoutExpired as exc:
-        raise WorkerError(f"{what} exceeded {args.worker_timeout}s") from exc
-    for line in proc.stdout.splitlines():
-        if line.startswith(RESULT_MARKER):
-            return json.loads(line[len(RESULT_MARKER):])
-    raise WorkerError(f"{what} failed with exit code {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-
-
-def _median(values: list[float]) -> float | None:
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    return statistics.median(values) if values else None
+    return bench_env.run_worker(cmd, what, RESULT_MARKER, args.worker_timeout, ROOT, env, tail=4000)
 
 
 def _round(value: float | None) -> float | None:
@@ -130,20 +111,20 @@ def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
             continue
         ratios = [a / b for a, b in pairs]
         summary[mode] = {
-            "xpcnn_images_per_s": _median([a for a, _ in pairs]),
-            "reference_images_per_s": _median([b for _, b in pairs]),
-            "ratio": _median(ratios),
+            "xpcnn_images_per_s": bench_env.median([a for a, _ in pairs]),
+            "reference_images_per_s": bench_env.median([b for _, b in pairs]),
+            "ratio": bench_env.median(ratios),
             "ratio_min": min(ratios),
             "ratio_max": max(ratios),
             "ratios": ratios,
         }
     summary["peak_rss_mb"] = {
-        f"{side}_{what}": _round(_median([r[side].get(f"rss_{what}_mb") for r in rounds]))
+        f"{side}_{what}": _round(bench_env.median([r[side].get(f"rss_{what}_mb") for r in rounds]))
         for side in ("xpcnn", "reference") for what in ("baseline", "peak_infer", "peak_train")
     }
     for side in ("xpcnn", "reference"):
         for key in ("gpu_pool_bytes_mb", "gpu_peak_reserved_mb", "gpu_peak_bytes_mb"):
-            value = _round(_median([r[side].get(key) for r in rounds]))
+            value = _round(bench_env.median([r[side].get(key) for r in rounds]))
             if value is not None:
                 summary["peak_rss_mb"][f"{side}_{key}"] = value
     return summary
@@ -379,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         (run_profile if args.profile else run_compare)(args, report, save)
-    except WorkerError as exc:
+    except bench_env.WorkerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"results written to {save()}")
