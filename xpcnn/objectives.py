@@ -3,8 +3,9 @@
 For a model with one output nothing changes from a plain loss: the logs are ``{"loss": ..., <metric>: ...}``
 and backward starts from the loss's own gradient. For several outputs, as in Keras: ``loss`` is one loss for
 every output, a list in output order or a dict by output name; ``loss_weights`` a list or dict of floats
-(default 1); ``metrics`` a list applied to every output, or a list of lists or a dict by output name. The
-logs are ``"loss"`` (the weighted sum), ``"<output>_loss"`` and ``"<output>_<metric>"``.
+(default 1); ``metrics`` a list applied to every output, or a list of lists or a dict by output name (where,
+as in Keras, an output the dict does not name gets no metrics). The logs are ``"loss"`` (the weighted sum),
+``"<output>_loss"`` and ``"<output>_<metric>"``.
 """
 
 from __future__ import annotations
@@ -21,14 +22,17 @@ __all__ = ["Objectives"]
 Array = Any
 
 
-def _per_output(value: Any, names: list[str], what: str, is_single: Any) -> list[Any]:
-    """``value`` spread over the outputs: the same for each, a list in output order, or a dict by name."""
+def _per_output(value: Any, names: list[str], what: str, is_single: Any, unnamed: Any = None) -> list[Any]:
+    """``value`` spread over the outputs: the same for each, a list in output order, or a dict by name (which
+    must name every output unless ``unnamed`` is given, the value of those it leaves out)."""
     if isinstance(value, Mapping):
-        unknown = sorted(set(value) - set(names))
-        missing = [n for n in names if n not in value]
+        unknown = sorted(set(value) - set(names), key=str)
+        missing = [n for n in names if n not in value] if unnamed is None else []
         if unknown or missing:
-            raise ValueError(f"{what} by output name must name exactly {names}; missing {missing}, unknown {unknown}")
-        return [value[n] for n in names]
+            problems = [f"{label} {keys}" for label, keys in (("missing", missing), ("unknown", unknown)) if keys]
+            raise ValueError(f"{what} by output name must name {'exactly' if unnamed is None else 'only'} the "
+                             f"model's outputs {names}; " + ", ".join(problems))
+        return [value.get(n, unnamed) for n in names]
     if isinstance(value, (list, tuple)) and not is_single(value):
         if len(value) != len(names):
             raise ValueError(f"{what}: expected one entry per output ({len(names)}: {names}), got {len(value)}")
@@ -63,7 +67,7 @@ class Objectives:
                 raise ValueError(f"loss_weights must be non-negative numbers, got {weights}")
         self.weights = [float(w) for w in weights]
         specs = (_per_output(metrics, output_names, "metrics", lambda v: not any(isinstance(e, (list, tuple))
-                                                                              for e in v))
+                                                                              for e in v), unnamed=[])
                  if not self.single else [metrics])
         self.metrics = [[metrics_module.get(m, loss_obj) for m in _metric_list(spec)]
                         for spec, loss_obj in zip(specs, self.losses)]
