@@ -372,6 +372,46 @@ def test_a_bad_destination_is_named_as_given(backend, tmp_path):
     with pytest.raises(OSError) as info:
         model.save(blocked / "m")  # a path through a file: the folder is unreachable
     assert str(blocked / "m") in str(info.value) and ".xpcnn-tmp" not in str(info.value)
+    with pytest.raises(NotADirectoryError, match="is not a folder"):
+        model.save(blocked / "m")
+    with pytest.raises(NotADirectoryError, match="the folder .*file.*deeper cannot be reached: Not a directory"):
+        model.save(blocked / "deeper" / "m")
+
+
+def _without_search_permission(monkeypatch, folder) -> None:
+    """Make ``folder`` behave as a folder without search (x) permission does for a user who is not root: it can
+    be listed from outside, but nothing inside it can be reached (stat refuses with EACCES)."""
+    real_stat, inside = os.stat, str(folder) + os.sep
+
+    def stat(path, *args, **kwargs):
+        if os.fspath(path).startswith(inside):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(atomic.os, "stat", stat)
+
+
+def test_a_folder_that_cannot_be_reached_is_reported_as_such_not_as_missing(backend, tmp_path, monkeypatch):
+    (tmp_path / "locked" / "models").mkdir(parents=True)
+    target = tmp_path / "locked" / "models" / "m"
+    _without_search_permission(monkeypatch, tmp_path / "locked")
+    with pytest.raises(PermissionError, match=f"^cannot save to {re.escape(str(target))}: permission denied: the "
+                                              f"folder {re.escape(str(target.parent))} cannot be reached"):
+        make_model().save(target)
+    monkeypatch.undo()
+    assert os.listdir(tmp_path / "locked" / "models") == []
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root reaches into a folder without search permission: no refusal")
+def test_a_folder_behind_one_without_search_permission_is_reported_as_such(backend, tmp_path):
+    (tmp_path / "locked" / "models").mkdir(parents=True)
+    (tmp_path / "locked").chmod(0o600)
+    try:
+        with pytest.raises(PermissionError, match="permission denied: the folder .*models cannot be reached"):
+            make_model().save(tmp_path / "locked" / "models" / "m")
+    finally:
+        (tmp_path / "locked").chmod(0o700)
 
 
 def _refuse(monkeypatch, refusal: str, folder) -> None:

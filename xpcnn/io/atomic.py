@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import stat
 import tempfile
 import zlib
 from collections.abc import Callable
@@ -39,8 +40,7 @@ def atomic_write(path: str, write: Callable[[BinaryIO], Any]) -> None:
     """Call ``write(f)`` on a temp file beside ``path``, then rename it to ``path``; errors name the user's
     path, never the temp file."""
     folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"cannot save to {path}: the folder {folder} does not exist")
+    _check_folder(path, folder)
     if os.path.isdir(path):
         raise IsADirectoryError(f"cannot save to {path}: it is a directory")
     _remove_stale_temporaries(folder, os.path.basename(path))
@@ -64,6 +64,23 @@ def atomic_write(path: str, write: Callable[[BinaryIO], Any]) -> None:
         if isinstance(exc, OSError):
             raise type(exc)(f"cannot save to {path}: {exc.strerror or exc}") from exc
         raise
+
+
+def _check_folder(path: str, folder: str) -> None:
+    """Refuse a save whose ``folder`` is missing, not a folder or cannot be reached, saying which (not
+    ``os.path.isdir``, which answers False alike for a folder that is missing and one behind a folder without
+    search permission)."""
+    try:
+        mode = os.stat(folder).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"cannot save to {path}: the folder {folder} does not exist") from None
+    except PermissionError as exc:
+        raise PermissionError(f"cannot save to {path}: permission denied: the folder {folder} cannot be reached "
+                              "(a folder on its way lacks search permission)") from exc
+    except OSError as exc:  # a file on the way (NotADirectoryError), a loop of links, ...
+        raise type(exc)(f"cannot save to {path}: the folder {folder} cannot be reached: {exc.strerror or exc}") from exc
+    if not stat.S_ISDIR(mode):
+        raise NotADirectoryError(f"cannot save to {path}: {folder} is not a folder")
 
 
 def _remove_stale_temporaries(folder: str, name: str) -> None:
