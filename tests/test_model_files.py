@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tracemalloc
 import zipfile
 
@@ -279,3 +280,66 @@ def test_a_deep_graph_model_saves_and_loads(backend, tmp_path):
     model = xpcnn.Model(inputs, Dense(2)(h))
     model.save(tmp_path / "deep")
     assert len(load_model(tmp_path / "deep").layers) == 1501
+
+
+def _adam_file(path, units: int = 700) -> Sequential:
+    """A Dense model trained one step with Adam, saved at ``path``: weights and optimizer slots of 700 x 400
+    float32 (1.1 MB, more than one chunk of ``Archive.verify``)."""
+    model = Sequential([Dense(units)], input_shape=(400,))
+    model.compile("mse", optimizers.Adam(0.01))
+    rng = np.random.default_rng(0)
+    model.fit(rng.standard_normal((4, 400)).astype(np.float32), rng.standard_normal((4, units)).astype(np.float32),
+              batch_size=4, epochs=1, verbose=0)
+    model.save(path)
+    return model
+
+
+def _flip(raw: bytes, info: zipfile.ZipInfo, from_end: int) -> bytes:
+    """The zip ``raw`` with one byte of ``info``'s member flipped, ``from_end`` bytes before the end of its data
+    (stored uncompressed, as np.savez writes it)."""
+    at = info.header_offset
+    data = at + 30 + int.from_bytes(raw[at + 26:at + 28], "little") + int.from_bytes(raw[at + 28:at + 30], "little")
+    damaged = bytearray(raw)
+    damaged[data + info.compress_size - from_end] ^= 0x55
+    return bytes(damaged)
+
+
+def test_a_flipped_byte_in_any_member_is_refused_by_both_readers_naming_the_member(backend, tmp_path):
+    model = _adam_file(tmp_path / "m")
+    raw = (tmp_path / "m").read_bytes()
+    with zipfile.ZipFile(tmp_path / "m") as zf:
+        infos = zf.infolist()
+    assert {info.filename for info in infos} == {"config.npy", *(f"a{i}.npy" for i in range(6))}
+    assert all(info.compress_type == zipfile.ZIP_STORED for info in infos)
+    target = Sequential([Dense(700)], input_shape=(400,))
+    before = _snapshot(target)
+    bad = tmp_path / "bad"
+    for info in infos:
+        bad.write_bytes(_flip(raw, info, from_end=3))
+        message = (rf"{re.escape(str(bad))}: array '{info.filename}' \(.*\) is damaged.*Bad CRC-32 for file "
+                   rf"'{info.filename}'")
+        with pytest.raises(ValueError, match=message):
+            load_model(bad)
+        with pytest.raises(ValueError, match=message):
+            target.load_weights(bad)  # which never reads the optimizer state
+        for key, value in _snapshot(target).items():
+            np.testing.assert_array_equal(before[key], value)
+    bad.write_bytes(_flip(raw, next(i for i in infos if i.filename == "a2.npy"), from_end=3))
+    with pytest.raises(ValueError, match=r"'a2.npy' \(optimizer_state.state\['0.weight'\]\['exp_avg'\]\)"):
+        target.load_weights(bad)  # the field naming the member
+    target.load_weights(tmp_path / "m")
+    for key, value in _snapshot(model).items():
+        np.testing.assert_array_equal(_snapshot(target)[key], value)
+
+
+def test_verifying_a_member_holds_one_chunk_at_a_time(backend, tmp_path):
+    from xpcnn.io.archive import CHUNK_BYTES, Archive
+
+    assert CHUNK_BYTES <= 2**20
+    member = _saved_member(tmp_path / "m", "4.weight")
+    noise = np.random.default_rng(0).integers(0, 256, 24 * 2**20, dtype=np.uint8)  # 24 MiB, incompressible
+    _rewrite(tmp_path / "m", tmp_path / "big", members={member: _npy(noise)})
+    del noise
+    with Archive(tmp_path / "big") as archive:
+        peak = _peak_mib(lambda: archive.verify([(member[:-4], "weights['4.weight']")]))
+    assert peak < 4, f"verifying held {peak:.1f} MiB"

@@ -2,9 +2,12 @@
 nesting), and each array read only when the loader asks for it by name, after its ``.npy`` header.
 
 Nothing is inflated that the config does not name. A member's header (dtype, shape) is read first and made
-available as ``shape``/``dtype``, so the loader compares it with what the model expects before a byte of
-data is inflated; the data read is exactly what that header declares (and the member's recorded size must
-agree). Object arrays (pickles) are refused: nothing read from a file runs code.
+available as ``shape``/``dtype``, so the loader compares it with what the model expects before the data is
+loaded; the data read is exactly what that header declares (and the member's recorded size must agree).
+Object arrays (pickles) are refused: nothing read from a file runs code. Before a loader reads any array,
+``verify`` streams every member the config names to its end, a chunk at a time, so that each is checked
+against its zip CRC-32: a damaged file is refused whole, even where the loader reads only part of it
+(``load_weights`` never reads the optimizer state).
 """
 
 from __future__ import annotations
@@ -14,14 +17,16 @@ import math
 import os
 import zipfile
 import zlib
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Archive", "ArchiveMember", "MAX_CONFIG_BYTES", "MAX_JSON_DEPTH"]
+__all__ = ["Archive", "ArchiveMember", "CHUNK_BYTES", "MAX_CONFIG_BYTES", "MAX_JSON_DEPTH"]
 
 MAX_CONFIG_BYTES = 64 * 2**20  # the JSON config of any real model is far smaller
 MAX_JSON_DEPTH = 64
+CHUNK_BYTES = 2**20  # what ``verify`` holds of a member at a time
 # what reading a damaged or hostile zip can raise: encrypted members (RuntimeError) and unknown compression
 # methods (NotImplementedError) included
 _READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, RuntimeError, NotImplementedError)
@@ -63,6 +68,16 @@ class Archive:
         if not isinstance(name, str) or f"{name}.npy" not in self._zip.NameToInfo:
             raise ValueError(f"{self.path}: {where} names array {name!r}, which the file does not hold (damaged file)")
         return ArchiveMember(self, f"{name}.npy", where)
+
+    def verify(self, named: Iterable[tuple[Any, str]]) -> None:
+        """Check every array ``name`` the config names at ``where`` (pairs ``(name, where)``) against its zip
+        CRC-32: its header first (``member``), then its data streamed to the end, ``CHUNK_BYTES`` at a time.
+        The config entry was checked when it was read; an array named twice is read once."""
+        seen = set()
+        for name, where in named:
+            if name not in seen:
+                seen.add(name)
+                self.member(name, where).verify()
 
     def _read_config(self) -> dict[str, Any]:
         info = self._zip.NameToInfo.get("config.npy")
@@ -119,6 +134,16 @@ class ArchiveMember:
 
     def _error(self, what: str) -> ValueError:
         return ValueError(f"{self._archive.path}: array {self._info.filename!r} ({self._where}) is damaged: {what}")
+
+    def verify(self) -> None:
+        """Read the member to its end, ``CHUNK_BYTES`` at a time, so that zipfile compares it with its CRC-32."""
+        try:
+            with self._archive._zip.open(self._info) as f:
+                while f.read(CHUNK_BYTES):
+                    pass
+        except _READ_ERRORS as exc:
+            raise self._error(f"its data does not read back as the zip recorded it ({type(exc).__name__}: "
+                              f"{exc})") from exc
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         buffer = np.empty(self.nbytes, dtype=np.uint8)  # writable: a backend may share it (torch.asarray does)

@@ -3,7 +3,8 @@
 The config is checked field by field (``schema``) before anything is built; the architecture is rebuilt with
 a limit on the values of any one parameter (``max_array_elements``), refused before it is allocated; each
 array is read only when the model asks for it, after its header matched the shape expected (``archive``).
-A model given to ``load_weights`` is left unchanged by every refusal.
+Before that, every array the config names is checked against its zip CRC-32 (``Archive.verify``), those the
+loader would not read included. A model given to ``load_weights`` is left unchanged by every refusal.
 """
 
 from __future__ import annotations
@@ -36,6 +37,27 @@ def _weights_of(archive: Archive) -> dict[str, ArchiveMember]:
     return {str(key): archive.member(name, f"weights[{key!r}]") for key, name in archive.config["weights"].items()}
 
 
+def _named_arrays(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Every array a checked config names, with the field that names it: weights, then optimizer slots."""
+    named = [(name, f"weights[{key!r}]") for key, name in config["weights"].items()]
+    state = (config.get("optimizer_state") or {}).get("state", {}) if config["format"] == FORMAT_MODEL else {}
+    named += [(name, f"optimizer_state.state[{key!r}][{slot!r}]")
+              for key, slots in state.items() for slot, name in slots.items()]
+    return named
+
+
+def _open_checked(path: str) -> Archive:
+    """The file open, its config checked field by field and every array it names checked against its CRC-32."""
+    archive = Archive(path)
+    try:
+        check_config(archive.config, path)
+        archive.verify(_named_arrays(archive.config))
+    except BaseException:
+        archive.__exit__()
+        raise
+    return archive
+
+
 def _prefix_classes(config: Mapping[str, Any]) -> dict[str, str] | None:
     """The class name of the layer behind each key prefix in a saved architecture (index or layer name)."""
     arch = config.get("architecture")
@@ -63,8 +85,7 @@ def load_weights(model: LayerGraph, path: Any) -> None:
         weights, metadata = read_safetensors(path)
         _load_into(model, _safetensors_config(metadata, path), weights, path)
         return
-    with Archive(path) as archive:
-        check_config(archive.config, path)
+    with _open_checked(path) as archive:
         _load_into(model, archive.config, _weights_of(archive), path)
 
 
@@ -135,9 +156,8 @@ def load_model(path: Any, restore_random_state: bool = False,
     if is_safetensors(path):
         raise ValueError(f"{path} is a safetensors file: weights only; build the model and call "
                          "model.load_weights(path)")
-    with Archive(path) as archive:
+    with _open_checked(path) as archive:
         config = archive.config
-        check_config(config, path)
         if config["format"] != FORMAT_MODEL:
             raise ValueError(f"{path} holds weights only (written by save_weights); build the model and call "
                              "model.load_weights(path), or save with model.save(path)")
