@@ -343,3 +343,24 @@ def test_verifying_a_member_holds_one_chunk_at_a_time(backend, tmp_path):
     with Archive(tmp_path / "big") as archive:
         peak = _peak_mib(lambda: archive.verify([(member[:-4], "weights['4.weight']")]))
     assert peak < 4, f"verifying held {peak:.1f} MiB"
+
+
+@pytest.mark.parametrize("state", ["missing", None])
+def test_restoring_the_random_state_of_a_file_that_records_none_is_refused(backend, tmp_path, state):
+    _model().save(tmp_path / "m")
+
+    def drop(config):
+        if state == "missing":
+            del config["random_state"]
+        else:
+            config["random_state"] = None
+
+    _rewrite(tmp_path / "m", tmp_path / "stateless", edit=drop)
+    xpcnn.manual_seed(7)
+    before = xpcnn.random.get_state()
+    message = f"{re.escape(str(tmp_path / 'stateless'))} records no random state .*restore_random_state=False"
+    with pytest.raises(ValueError, match=message):
+        load_model(tmp_path / "stateless", restore_random_state=True)
+    assert xpcnn.random.get_state() == before
+    load_model(tmp_path / "stateless")  # nothing asked of the random state: loads
+    assert xpcnn.random.get_state() == before

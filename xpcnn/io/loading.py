@@ -149,8 +149,9 @@ def load_model(path: Any, restore_random_state: bool = False,
     Weights, buffers, the compile configuration, the optimizer state and the epoch count are restored.
     With ``restore_random_state=True`` the global ``xpcnn.random`` stream continues exactly where it was
     when the model was saved, so ``fit(..., initial_epoch=model.epoch)`` resumes an interrupted run
-    exactly; otherwise loading leaves the random stream as it was. A layer whose parameters would hold more
-    than ``max_array_elements`` values in one array is refused before anything is allocated.
+    exactly (a file that records no random state is refused); otherwise loading leaves the random stream as
+    it was. A layer whose parameters would hold more than ``max_array_elements`` values in one array is
+    refused before anything is allocated.
     """
     path = os.fspath(path)
     if is_safetensors(path):
@@ -161,6 +162,10 @@ def load_model(path: Any, restore_random_state: bool = False,
         if config["format"] != FORMAT_MODEL:
             raise ValueError(f"{path} holds weights only (written by save_weights); build the model and call "
                              "model.load_weights(path), or save with model.save(path)")
+        if restore_random_state and config.get("random_state") is None:
+            raise ValueError(f"{path} records no random state (field random_state is missing or null), so "
+                             "restore_random_state=True cannot continue the stream where it was; load with "
+                             "restore_random_state=False")
         weights = _weights_of(archive)  # their headers: the budget of the architecture's allocations
         model = _rebuild_architecture(config["architecture"], path, max_array_elements, _values(weights))
         if not model.built:
@@ -169,7 +174,7 @@ def load_model(path: Any, restore_random_state: bool = False,
         if config.get("compile"):
             _restore_compile(model, config, archive)
     model.epoch = int(config.get("epoch", 0))
-    if restore_random_state and config.get("random_state") is not None:
+    if restore_random_state:
         random.set_state(config["random_state"])
     return model
 
