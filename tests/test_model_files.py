@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import sys
 import tracemalloc
 import zipfile
 
@@ -364,3 +365,38 @@ def test_restoring_the_random_state_of_a_file_that_records_none_is_refused(backe
     assert xpcnn.random.get_state() == before
     load_model(tmp_path / "stateless")  # nothing asked of the random state: loads
     assert xpcnn.random.get_state() == before
+
+
+class _AnyIntDigits:
+    """Lift Python's limit on the digits of an int converted to text, to write a file holding a huge one."""
+
+    def __enter__(self) -> None:
+        self.limit = sys.get_int_max_str_digits()
+        sys.set_int_max_str_digits(0)
+
+    def __exit__(self, *exc: object) -> None:
+        sys.set_int_max_str_digits(self.limit)
+
+
+@pytest.mark.parametrize("field", [
+    "architecture.layers[4].config.out_features", "architecture.input_shape[1]", "epoch", "compile.optimizer.lr",
+    "optimizer_state.iterations", "random_state.seed", "saved_from.device", "weights['4.bias']",
+])
+@pytest.mark.parametrize("sign", [1, -1], ids=["positive", "negative"])
+def test_an_integer_too_long_to_read_is_refused_by_its_field(backend, tmp_path, field, sign):
+    _model().save(tmp_path / "m")
+
+    def weights(config):
+        config["weights"]["4.bias"] = sign * 10**4999
+
+    with _AnyIntDigits():
+        _rewrite(tmp_path / "m", tmp_path / "long",
+                 edit=weights if field.startswith("weights") else _set(field, sign * 10**4999))
+    message = (rf"{re.escape(str(tmp_path / 'long'))}: field {re.escape(field)} holds an integer Python "
+               "cannot read: got a 5000-digit number")
+    with pytest.raises(ValueError, match=message):
+        load_model(tmp_path / "long")
+    target = Sequential([Conv2D(4, 3, padding="same"), ReLU(), MaxPool2D(2), Flatten(), Dense(3)],
+                        input_shape=(1, 8, 8))
+    with pytest.raises(ValueError, match=message):
+        target.load_weights(tmp_path / "long")

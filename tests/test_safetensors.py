@@ -117,6 +117,13 @@ def _raw(header: dict, buffer: bytes = b"", length: int | None = None) -> bytes:
     return struct.pack("<Q", len(text) if length is None else length) + text + buffer
 
 
+def _raw_text(text: str) -> bytes:
+    return struct.pack("<Q", len(text.encode())) + text.encode()
+
+
+_LONG = "9" * 5000  # more digits than Python converts to an int by default
+
+
 @pytest.mark.parametrize(("content", "message"), [
     (b"\x01\x02", "shorter than its header length"),
     (_raw({}, length=10**9), "a header of 1000000000 bytes"),
@@ -130,6 +137,11 @@ def _raw(header: dict, buffer: bytes = b"", length: int | None = None) -> bytes:
     (_raw({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 8), "cover 4 of the buffer's 8"),
     (_raw({"__metadata__": {"architecture": 3}}), "must map strings to strings"),
     (_raw({"__metadata__": {"architecture": "[[[["}}), "architecture in the safetensors metadata is not valid"),
+    (_raw_text(f'{{"0.weight": {{"dtype": "F32", "shape": [{_LONG}], "data_offsets": [0, 0]}}}}'),
+     r"tensor '0.weight': shape \[<a 5000-digit number>\] is not a list of non-negative ints"),
+    (_raw({"__metadata__": {"architecture": f'{{"layers": [{{"class_name": "Dense", "config": {{"out_features": '
+                                            f'-{_LONG}}}}}], "input_shape": [72]}}'}}),
+     r"field architecture.layers\[0\].config.out_features holds an integer Python cannot read: got a 5000-digit"),
 ])
 def test_damaged_files_are_refused_naming_the_file(backend, tmp_path, content, message):
     path = tmp_path / "bad.safetensors"

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from .schema import loads_config
+
 __all__ = ["Archive", "ArchiveMember", "CHUNK_BYTES", "MAX_CONFIG_BYTES", "MAX_JSON_DEPTH"]
 
 MAX_CONFIG_BYTES = 64 * 2**20  # the JSON config of any real model is far smaller
@@ -100,7 +102,7 @@ class Archive:
             raise ValueError(f"{self.path}: the config nests {depth} levels deep, more than the {MAX_JSON_DEPTH} "
                              "any model needs (damaged or hostile file)")
         try:
-            config = json.loads(text)
+            config = loads_config(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{self.path}: the config entry is not valid JSON; the file is damaged ({exc})") from exc
         if not isinstance(config, dict):

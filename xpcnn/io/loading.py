@@ -26,7 +26,7 @@ from ..model import LayerGraph, Model, Sequential
 from .archive import Archive, ArchiveMember
 from .safetensors import read_safetensors
 from .saving import is_safetensors
-from .schema import FORMAT_MODEL, check_architecture, check_config
+from .schema import FORMAT_MODEL, check_architecture, check_config, loads_config
 
 __all__ = ["MAX_ARRAY_ELEMENTS", "load_model", "load_weights"]
 
@@ -95,7 +95,7 @@ def _safetensors_config(metadata: Mapping[str, str], path: str) -> dict[str, Any
     if "architecture" not in metadata:
         return {}
     try:
-        arch = json.loads(metadata["architecture"])
+        arch = loads_config(metadata["architecture"])
     except (json.JSONDecodeError, RecursionError) as exc:
         raise ValueError(f"{path}: the architecture in the safetensors metadata is not valid JSON ({exc})") from exc
     check_architecture(arch, path)

@@ -18,6 +18,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from .schema import loads_config
+
 __all__ = ["read_safetensors", "write_safetensors"]
 
 _DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
@@ -59,7 +61,7 @@ def read_safetensors(path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
             raise ValueError(f"{path} is not a safetensors file (or is truncated): a header of {length} bytes in a "
                              f"file of {size}")
         try:
-            header = json.loads(f.read(length).decode("utf-8"))
+            header = loads_config(f.read(length).decode("utf-8"))  # an over-long integer: refused by its entry
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise ValueError(f"{path}: the safetensors header is not valid JSON ({exc})") from exc
         if not isinstance(header, dict):

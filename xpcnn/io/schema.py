@@ -3,17 +3,22 @@
 Every refusal is a ``ValueError`` that names the file and the field (``architecture.layers[2].class_name``),
 so a damaged or hostile file never surfaces as a ``TypeError``, ``KeyError`` or a bare "invalid literal for
 int()". The values inside a layer's own ``config`` are checked by the layer's constructor; the loader names
-the field when it refuses them.
+the field when it refuses them. One check reaches every field, a layer's config included: an integer too long
+for Python to convert (``sys.get_int_max_str_digits``) is parsed (``loads_config``) as a ``LongInteger`` and
+refused by its field's name before anything else is looked at.
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 from ..layers.base import get_layer_class
 
-__all__ = ["FORMAT_MODEL", "FORMAT_VERSION", "FORMAT_WEIGHTS", "check_architecture", "check_config"]
+__all__ = ["FORMAT_MODEL", "FORMAT_VERSION", "FORMAT_WEIGHTS", "LongInteger", "check_architecture", "check_config",
+           "loads_config"]
 
 FORMAT_MODEL = "xpcnn.model"
 FORMAT_WEIGHTS = "xpcnn.weights"
@@ -23,12 +28,52 @@ MAX_EXTENT = 2**31  # one axis of an input shape
 MAX_ITEMS = 100_000  # layers, nodes, weights or optimizer entries
 
 
+class LongInteger:
+    """An integer in a file's JSON with more digits than Python converts to ``int``: kept as this marker, so
+    that the schema refuses it by field name instead of ``json.loads`` failing with a bare conversion error."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"<a {self.digits}-digit number>"
+
+
+def _parse_int(text: str) -> int | LongInteger:
+    try:
+        return int(text)
+    except ValueError:  # more digits than sys.get_int_max_str_digits()
+        return LongInteger(len(text.lstrip("-")))
+
+
+def loads_config(text: str | bytes) -> Any:
+    """``json.loads``, an over-long integer parsed as a ``LongInteger`` (raises ``json.JSONDecodeError``)."""
+    return json.loads(text, parse_int=_parse_int)
+
+
 class _Checker:
     def __init__(self, path: str) -> None:
         self.path = path
 
     def fail(self, field: str, problem: str) -> ValueError:
         return ValueError(f"{self.path}: field {field} {problem} (damaged or foreign file)")
+
+    def no_long_integers(self, value: Any, field: str) -> None:
+        """Refuse the first ``LongInteger`` anywhere in ``value``, named by its field (walked without recursion:
+        the safetensors metadata's JSON is not bounded in depth before it is parsed)."""
+        stack = [(value, field)]
+        while stack:
+            value, field = stack.pop()
+            if isinstance(value, LongInteger):
+                raise self.fail(field, f"holds an integer Python cannot read: got a {value.digits}-digit number "
+                                       f"(the limit is {sys.get_int_max_str_digits()} digits)")
+            if isinstance(value, dict):
+                stack.extend((v, f"{field}.{k}" if k.isidentifier() else f"{field}[{k!r}]")
+                             for k, v in reversed(value.items()))
+            elif isinstance(value, list):
+                stack.extend((v, f"{field}[{i}]") for i, v in reversed(list(enumerate(value))))
 
     def dict(self, value: Any, field: str) -> Mapping[str, Any]:
         if not isinstance(value, dict):
@@ -83,6 +128,8 @@ class _Checker:
 def check_config(config: Mapping[str, Any], path: str) -> None:
     """Refuse a config whose fields do not have the types and ranges xpcnn writes (see the module docstring)."""
     check = _Checker(path)
+    for key, value in config.items():
+        check.no_long_integers(value, key)
     kind = config.get("format")
     if kind not in (FORMAT_MODEL, FORMAT_WEIGHTS):
         raise ValueError(f"{path} is not an xpcnn model/weights file (unknown format {kind!r:.60})")
@@ -92,7 +139,7 @@ def check_config(config: Mapping[str, Any], path: str) -> None:
     if version > FORMAT_VERSION:
         raise ValueError(f"{path} was written in file format version {version}; this xpcnn reads up to "
                          f"{FORMAT_VERSION}: upgrade xpcnn")
-    check_architecture(config.get("architecture"), path)
+    _check_architecture(check, config.get("architecture"))
     check.names(config.get("weights"), "weights")
     if kind == FORMAT_WEIGHTS:
         return
@@ -116,6 +163,11 @@ def check_config(config: Mapping[str, Any], path: str) -> None:
 def check_architecture(arch: Any, path: str) -> None:
     """The ``architecture`` field: a Sequential's layers and input shape, or a graph's layers and nodes."""
     check = _Checker(path)
+    check.no_long_integers(arch, "architecture")
+    _check_architecture(check, arch)
+
+
+def _check_architecture(check: _Checker, arch: Any) -> None:
     arch = check.dict(arch, "architecture")
     check.str(arch.get("name", ""), "architecture.name")
     layers = check.list(arch.get("layers"), "architecture.layers")
