@@ -44,6 +44,10 @@ class Callback:
 
     #: Whether the callback writes files: in a data-parallel fit only rank 0 runs those.
     writes_files = False
+    #: Whether the callback runs after all the others (a backup must see every other callback's epoch end).
+    runs_last = False
+    #: The attributes ``state_dict`` saves and ``load_state_dict`` puts back.
+    state_attributes: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self.model: Any = None
@@ -54,6 +58,24 @@ class Callback:
 
     def set_params(self, params: Mapping[str, Any]) -> None:
         self.params = dict(params)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What this callback needs to go on exactly in a resumed run (``BackupAndRestore`` saves it).
+
+        By default a copy of the attributes named in ``state_attributes``. Override this and
+        ``load_state_dict`` together for other state; values may be numbers, strings, None, lists, dicts with
+        string keys, and arrays.
+        """
+        return {name: _snapshot(getattr(self, name)) for name in self.state_attributes}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Put back what ``state_dict`` returned; called after ``on_train_begin`` of a resumed ``fit``."""
+        unknown = sorted(set(state) - set(self.state_attributes))
+        if unknown:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: unknown entries {unknown}; this callback "
+                             f"saves {sorted(self.state_attributes)}")
+        for name, value in state.items():
+            setattr(self, name, value)
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         """Before the first epoch."""
@@ -117,11 +139,13 @@ class CallbackList(Callback):
             self.set_params(params)
 
     def append(self, callback: Callback) -> None:
+        """Add ``callback``; it runs after those added before it, except that ``runs_last`` ones stay last."""
         if not isinstance(callback, Callback):
             raise TypeError(
                 f"callbacks must be xpcnn.callbacks.Callback instances, got {type(callback).__name__}"
             )
         self.callbacks.append(callback)
+        self.callbacks.sort(key=lambda cb: cb.runs_last)  # stable: the given order otherwise
         if self.model is not None:
             callback.set_model(self.model)
         if self.params:
@@ -145,6 +169,27 @@ class CallbackList(Callback):
         super().set_params(params)
         for cb in self.callbacks:
             cb.set_params(params)
+
+    def keyed(self) -> dict[str, Callback]:
+        """The callbacks by class name, ``#2``, ``#3``... after the name of a second, third one of a class:
+        keys that stay the same when a run is started again with the same callbacks."""
+        keyed: dict[str, Callback] = {}
+        counts: dict[str, int] = {}
+        for cb in self.callbacks:
+            name = type(cb).__name__
+            counts[name] = counts.get(name, 0) + 1
+            keyed[name if counts[name] == 1 else f"{name}#{counts[name]}"] = cb
+        return keyed
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every callback's ``state_dict`` by its ``keyed`` name (those with nothing to save left out)."""
+        return {key: state for key, cb in self.keyed().items() if (state := cb.state_dict())}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Each callback's part of ``state``; a callback the state does not name keeps its own."""
+        for key, cb in self.keyed().items():
+            if key in state:
+                cb.load_state_dict(state[key])
 
 
 def _make_dispatch(name: str) -> Callable[..., None]:

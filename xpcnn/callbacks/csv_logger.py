@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from .._checks import check_flag
@@ -16,7 +17,9 @@ class CSVLogger(Callback):
     """Write one row per epoch (``epoch`` 0-based, then the epoch logs) to a CSV file.
 
     With ``append=True`` rows go after an existing file's rows, under its header's columns. The file is
-    flushed after every row and closed at the end of training.
+    opened at the first epoch's end, flushed after every row and closed at the end of training. Its state
+    (``state_dict``) is the columns and the length of the file: a resumed run cuts off the rows written
+    after the backup it resumes from, so the log reads as if the run had never stopped.
     """
 
     writes_files = True
@@ -31,24 +34,47 @@ class CSVLogger(Callback):
         self.keys: list[str] | None = None
         self._file: Any = None
         self._writer: Any = None
+        self._length: int | None = None  # bytes in the file after the last row written (None: not opened yet)
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        self.keys = None
-        existing: list[str] | None = None
-        if self.append and os.path.isfile(self.filename):
-            with open(self.filename, newline="") as f:
-                existing = next(csv.reader(f, delimiter=self.separator), None)
+        self.on_train_end()
+        self.keys, self._length = None, None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"keys": self.keys, "length": self._length}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        keys, length = state.get("keys"), state.get("length")
+        if set(state) != {"keys", "length"} or not (length is None or isinstance(length, int) and length >= 0):
+            raise ValueError(f"CSVLogger.load_state_dict takes {{'keys': list or None, 'length': int or None}}, got "
+                             f"{dict(state)!r:.200}")
+        self.on_train_end()
+        self.keys, self._length = (None if keys is None else [str(k) for k in keys]), length
+
+    def _open(self) -> None:
         folder = os.path.dirname(self.filename)
         if folder:
             os.makedirs(folder, exist_ok=True)
-        self._file = open(self.filename, "a" if self.append else "w", newline="")  # noqa: SIM115
-        if existing and existing[0] == "epoch":
-            self.keys = existing[1:]
+        if self._length is not None:  # resumed: the rows up to the backup, then this run's
+            self._file = open(self.filename, "r+", newline="")  # noqa: SIM115
+            self._file.truncate(self._length)
+            self._file.seek(self._length)
+        else:
+            existing: list[str] | None = None
+            if self.append and os.path.isfile(self.filename):
+                with open(self.filename, newline="") as f:
+                    existing = next(csv.reader(f, delimiter=self.separator), None)
+            self._file = open(self.filename, "a" if self.append else "w", newline="")  # noqa: SIM115
+            if existing and existing[0] == "epoch":
+                self.keys = existing[1:]
+        if self.keys is not None:
             self._writer = csv.DictWriter(self._file, ["epoch", *self.keys], delimiter=self.separator,
                                           restval="NA", extrasaction="ignore")
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
+        if self._file is None:
+            self._open()
         if self.keys is None:
             self.keys = list(logs)
             self._writer = csv.DictWriter(self._file, ["epoch", *self.keys], delimiter=self.separator,
@@ -61,6 +87,7 @@ class CSVLogger(Callback):
                 row[k] = v if isinstance(v, (int, float, str)) else float(v)
         self._writer.writerow(row)
         self._file.flush()
+        self._length = self._file.tell()
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self._file is not None:

@@ -20,6 +20,8 @@ class EarlyStopping(MonitorCallback):
     first epoch's weights if no epoch improved). ``stopped_epoch`` and ``best_epoch`` are 0-based.
     """
 
+    state_attributes = ("wait", "stopped_epoch", "best", "best_epoch", "best_weights")
+
     def __init__(
         self,
         monitor: str = "val_loss",

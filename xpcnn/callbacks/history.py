@@ -15,6 +15,8 @@ class History(Callback):
     A History passed to several ``fit`` calls keeps appending (``epoch`` holds absolute epoch numbers).
     """
 
+    state_attributes = ("history", "epoch")
+
     def __init__(self) -> None:
         super().__init__()
         self.history: dict[str, list[Any]] = {}

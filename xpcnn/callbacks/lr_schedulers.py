@@ -94,6 +94,8 @@ class CosineAnnealingLR(LearningRateScheduler):
     first begins, unless given.
     """
 
+    state_attributes = ("base_lr",)
+
     def __init__(self, T_max: int, eta_min: float = 0.0, base_lr: float | None = None, verbose: int = 0) -> None:
         self.T_max = check_int(T_max, "T_max", 1, "CosineAnnealingLR")
         self.eta_min = check_number(eta_min, "eta_min", "CosineAnnealingLR")
@@ -121,6 +123,8 @@ class ReduceLROnPlateau(MonitorCallback):
     ``best * (1 - min_delta)`` (mode min) or ``best * (1 + min_delta)`` (mode max); with ``"abs"`` it beats
     ``best -/+ min_delta``.
     """
+
+    state_attributes = ("best", "num_bad_epochs", "cooldown_counter")
 
     def __init__(
         self,
@@ -200,6 +204,8 @@ class OneCycleLR(Callback):
     raises instead). The rate is a plain float set on the host between steps: a compiled step takes it as an
     input and is not traced again.
     """
+
+    state_attributes = ("_origin", "total_steps")
 
     def __init__(self, max_lr: float, total_steps: int | None = None, epochs: int | None = None,
                  steps_per_epoch: int | None = None, pct_start: float = 0.3, anneal_strategy: str = "cos",

@@ -23,6 +23,7 @@ class ModelCheckpoint(MonitorCallback):
     """
 
     writes_files = True
+    state_attributes = ("best", "last_saved")
 
     def __init__(
         self,

@@ -19,6 +19,8 @@ class TerminateOnNaN(Callback):
     batch. The message (printed to stderr, also kept in ``message``) names the epoch, batch and value.
     """
 
+    state_attributes = ("stopped_epoch", "stopped_batch", "message", "_epoch", "_last", "_last_batch", "_checked")
+
     def __init__(self, check_every: int = 10, monitor: str = "loss") -> None:
         super().__init__()
         self.check_every = check_int(check_every, "check_every", 1, "TerminateOnNaN")
