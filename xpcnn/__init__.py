@@ -19,6 +19,7 @@ from .io import load_model
 from .layers.node import Input
 from .model import Model, Sequential
 from .onnx_export import export_onnx
+from .preemption import TrainingPreempted
 from .random import manual_seed
 
 __version__ = "0.1.0"
@@ -30,6 +31,7 @@ __all__ = [
     "Input",
     "Model",
     "Sequential",
+    "TrainingPreempted",
     "asarray",
     "available_backends",
     "callbacks",

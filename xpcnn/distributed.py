@@ -150,10 +150,16 @@ class DataParallel:
         model.set_params(self.comm.broadcast(model.params))
         model.set_buffers(self.comm.broadcast(model.buffers))
 
-    def global_size(self, size: int) -> int:
-        """The samples of a global batch: the sum of the ranks' shares (one small allreduce), which is right
-        whatever the batch lost to unreadable samples or where a stream's epoch started."""
-        return int(to_numpy(self.comm.allreduce_sum([np.asarray([size], dtype=np.int64)])[0])[0])
+    def global_batch(self, size: int, stop: bool) -> tuple[int, bool]:
+        """The samples of a global batch, the sum of the ranks' shares (right whatever the batch lost to
+        unreadable samples or where a stream's epoch started), and whether any rank was asked to ``stop``
+        (a SIGTERM): one small allreduce, so that every rank stops at the same step."""
+        size_total, stops = to_numpy(self.comm.allreduce_sum([np.asarray([size, int(stop)], dtype=np.int64)])[0])
+        return int(size_total), bool(stops)
+
+    def count_ranks(self, flag: bool) -> int:
+        """On how many ranks ``flag`` is set (one small allreduce)."""
+        return int(to_numpy(self.comm.allreduce_sum([np.asarray([int(flag)], dtype=np.int64)])[0])[0])
 
     def reduce(self, sums: Mapping[str, Array] | None, seen: int) -> tuple[dict[str, Array], int]:
         """Per-rank sums of the batch logs and sample counts, summed over the ranks (a rank that saw no sample

@@ -1,4 +1,5 @@
-"""The training engine: ``compile``, ``fit``, ``evaluate``, ``predict`` and the one-batch calls, for any model.
+"""The training engine: ``compile``, ``fit`` and the one-batch calls, for any model (``evaluate`` and ``predict``
+come from ``xpcnn.inference``, the state of a running fit from ``xpcnn.run_state``).
 
 ``Trainer`` is mixed into a model class, as Keras's ``Trainer`` is into its ``Model``. It needs from the model
 only the layer-graph protocol: ``name``, ``built``, ``build(shape)``, ``compute_output_shape(shape)``,
@@ -16,20 +17,21 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import numpy as np
 
 from . import losses as losses_module
 from ._checks import check_flag, check_int
 from . import optimizers as optimizers_module
-from .backend import get_backend, to_numpy
+from .backend import get_backend
 from .batch_norm_stats import update_bn
 from .callbacks import CallbackList, History, ProgressBar
 from .data import EpochIterator, is_stream, split_validation
-from .trainer_inputs import TrainerInputs
+from .inference import Inference, check_verbose, read_means
 from .objectives import Objectives
+from .preemption import SigtermFlag, TrainingPreempted, sigterm_flag
+from .run_state import FitRun, Progress
 from .distributed import data_parallel
 from .step_functions import StepFunctions
 from .step_functions import batch_size as batch_size_of
@@ -40,31 +42,27 @@ Array = Any
 JIT_CHOICES = (True, False, "auto")
 
 
-def _check_verbose(verbose: Any) -> int:
-    if verbose not in (0, 1, 2):
-        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-    return int(verbose)
+def _agreed(parallel: Any, check: Callable[[], Any]) -> Any:
+    """``check()``'s result; in a data-parallel fit an error raised on every rank (a batch size that does not
+    divide, say) is raised on every rank, where it can be caught, and one raised on some ranks only ends them
+    all (``MPI_Abort``), since the others would wait for them forever."""
+    if parallel is None:
+        return check()
+    try:
+        result, error = check(), None
+    except Exception as exc:
+        result, error = None, exc
+    failed = parallel.count_ranks(error is not None)
+    if failed == parallel.comm.size:
+        raise error
+    if failed:
+        parallel.comm.abort(f"{type(error).__name__}: {error}" if error is not None
+                            else f"the input checks failed on {failed} of {parallel.comm.size} ranks")
+        raise error if error is not None else RuntimeError("another rank's input checks failed")
+    return result
 
 
-def _read_means(groups: Sequence[tuple[str, dict[str, Array] | None, int]]) -> dict[str, float]:
-    """Divide device sums by their sample counts, reading all of them back in ONE host transfer."""
-    backend = get_backend()
-    xp = backend.xp
-    keys, values = [], []
-    for prefix, sums, count in groups:
-        if not sums:
-            continue
-        for k, v in sums.items():
-            keys.append((prefix + k, count))
-            values.append(xp.astype(xp.reshape(v, ()), backend.dtype) if v.dtype != backend.dtype
-                          else xp.reshape(v, ()))
-    if not values:
-        return {}
-    host = np.asarray(to_numpy(xp.stack(values)), dtype=np.float64)
-    return {key: float(host[i]) / count for i, (key, count) in enumerate(keys)}
-
-
-class Trainer(TrainerInputs):
+class Trainer(Inference):
     """``compile``/``fit``/``evaluate``/``predict``/``train_on_batch``/``test_on_batch`` for a model."""
 
     def __init__(self) -> None:
@@ -78,6 +76,8 @@ class Trainer(TrainerInputs):
         self.history: Any = None
         self._step_functions: tuple[Any, StepFunctions] | None = None
         self.distributed: Any = None  # the communicator of a data-parallel fit while it runs (callbacks ask it)
+        self.preempted = False  # True from the step at which a SIGTERM is acted on (callbacks save then)
+        self._fit_run: FitRun | None = None
 
     # --- compile -----------------------------------------------------------------------------------------
     def compile(self, loss: Any, optimizer: Any, metrics: Any = None, loss_weights: Any = None,
@@ -205,21 +205,28 @@ class Trainer(TrainerInputs):
         ``xpcnn.transforms.Compose([RandomFlip(), RandomRotation(10)])``), never to validation data.
         """
         parallel = data_parallel(distributed)
-        args = (x, y, batch_size, epochs, validation_data, validation_split, shuffle, callbacks, verbose,
-                initial_epoch, check_finite, parallel, sync_batch_norm, transform, steps_per_epoch, validation_steps)
-        if parallel is None:
-            return self._checked_fit(*args)
+        train, val, callback_list, epochs, initial_epoch, verbose = _agreed(parallel, lambda: self._fit_inputs(
+            x, y, batch_size, epochs, validation_data, validation_split, shuffle, callbacks, verbose, initial_epoch,
+            check_finite, parallel, sync_batch_norm, transform, steps_per_epoch, validation_steps))
+        norms = parallel.synchronised_batch_norm(self) if parallel is not None and sync_batch_norm else []
         try:
-            return self._checked_fit(*args)
-        except Exception as exc:  # no rank may wait forever on one that failed
-            parallel.comm.abort(f"{type(exc).__name__}: {exc}")
+            return self._fit(train, val, epochs, callback_list, verbose, initial_epoch, parallel)
+        except Exception as exc:
+            if parallel is not None and not isinstance(exc, TrainingPreempted):  # every rank stops at that step
+                parallel.comm.abort(f"{type(exc).__name__}: {exc}")  # no rank may wait forever on one that failed
             raise
+        finally:
+            for data in (train, val):
+                if data is not None:
+                    data.close()  # a loader's workers end here, even while an exception is held
+            for layer in norms:
+                layer.sync = None
 
-    def _checked_fit(self, x: Any, y: Any, batch_size: Any, epochs: Any, validation_data: Any, validation_split: Any,
-                     shuffle: bool, callbacks: Any, verbose: Any, initial_epoch: Any, check_finite: bool,
-                     parallel: Any, sync_batch_norm: bool, transform: Any, steps_per_epoch: Any,
-                     validation_steps: Any) -> Any:
-        """``fit``: the checks before anything changes, then the epochs."""
+    def _fit_inputs(self, x: Any, y: Any, batch_size: Any, epochs: Any, validation_data: Any, validation_split: Any,
+                    shuffle: bool, callbacks: Any, verbose: Any, initial_epoch: Any, check_finite: bool,
+                    parallel: Any, sync_batch_norm: bool, transform: Any, steps_per_epoch: Any,
+                    validation_steps: Any) -> tuple[EpochIterator, EpochIterator | None, list[Any], int, int, int]:
+        """``fit``'s checks, before anything changes: the training and validation inputs and the callbacks."""
         self._require_compiled("fit")
         if transform is not None and not callable(transform):
             raise TypeError(f"fit: transform must be a callable (an xpcnn.transforms object) or None, "
@@ -232,49 +239,46 @@ class Trainer(TrainerInputs):
                                              ((steps_per_epoch, "steps_per_epoch"), (validation_steps, "validation_steps")))
         shuffle = check_flag(shuffle, "shuffle", "fit")
         check_finite = check_flag(check_finite, "check_finite", "fit")
-        sync_batch_norm = check_flag(sync_batch_norm, "sync_batch_norm", "fit")
+        check_flag(sync_batch_norm, "sync_batch_norm", "fit")
         if isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real):
             raise TypeError(f"fit: validation_split must be a number in [0, 1), got {validation_split!r}")
         if not 0.0 <= float(validation_split) < 1.0:
             raise ValueError(f"fit: validation_split must be a number in [0, 1), got {validation_split!r}")
-        verbose = _check_verbose(verbose)
+        verbose = check_verbose(verbose)
         if validation_split > 0.0 and validation_data is None:
             if is_stream(x):
                 raise ValueError(f"fit: validation_split splits arrays; x is a {type(x).__name__}: pass "
                                  "validation_data instead")
             (x, y), validation_data = split_validation(*self._checked_pair(x, y), validation_split)
-        train = self._epoch_iterator(x, y, "fit", batch_size=batch_size, steps=steps_per_epoch, shuffle=shuffle,
-                                     check_finite=check_finite, transform=transform, parallel=parallel,
-                                     carry_on=True)
-        val = None
-        if validation_data is not None:
-            if is_stream(validation_data):
-                val_x, val_y = validation_data, None
-            elif isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
-                val_x, val_y = validation_data
-            else:
-                raise ValueError("validation_data must be a pair (x_val, y_val) or a stream of (x, y) batches")
-            if isinstance(val_x, Iterator) and validation_steps is None and epochs - initial_epoch > 1:
-                raise ValueError("fit: validation_data is a generator, which can be read once only, and validation "
-                                 "reads its data every epoch; give a DataLoader or a re-iterable, or validation_steps")
-            val = self._epoch_iterator(val_x, val_y, "fit(validation_data)", steps=validation_steps,
-                                       batch_size=None if is_stream(val_x) else train.batch_size or 32,
-                                       check_finite=check_finite, parallel=parallel, names=("x_val", "y_val"))
         callback_list = list(callbacks or [])
         for cb in callback_list:
             if not hasattr(cb, "set_model"):
                 raise TypeError(f"callbacks must be xpcnn.callbacks.Callback objects, got {type(cb).__name__}")
-        if parallel is not None:
-            parallel.check(train.batch_size, train.num_samples, sync_batch_norm=sync_batch_norm)
-        norms = parallel.synchronised_batch_norm(self) if parallel is not None and sync_batch_norm else []
+        train = self._epoch_iterator(x, y, "fit", batch_size=batch_size, steps=steps_per_epoch, shuffle=shuffle,
+                                     check_finite=check_finite, transform=transform, parallel=parallel,
+                                     carry_on=True)
         try:
-            return self._fit(train, val, epochs, callback_list, verbose, initial_epoch, parallel)
-        finally:
-            for data in (train, val):
-                if data is not None:
-                    data.close()  # a loader's workers end here, even while an exception is held
-            for layer in norms:
-                layer.sync = None
+            val = None
+            if validation_data is not None:
+                if is_stream(validation_data):
+                    val_x, val_y = validation_data, None
+                elif isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
+                    val_x, val_y = validation_data
+                else:
+                    raise ValueError("validation_data must be a pair (x_val, y_val) or a stream of (x, y) batches")
+                if isinstance(val_x, Iterator) and validation_steps is None and epochs - initial_epoch > 1:
+                    raise ValueError("fit: validation_data is a generator, which can be read once only, and "
+                                     "validation reads its data every epoch; give a DataLoader or a re-iterable, or "
+                                     "validation_steps")
+                val = self._epoch_iterator(val_x, val_y, "fit(validation_data)", steps=validation_steps,
+                                           batch_size=None if is_stream(val_x) else train.batch_size or 32,
+                                           check_finite=check_finite, parallel=parallel, names=("x_val", "y_val"))
+            if parallel is not None:
+                parallel.check(train.batch_size, train.num_samples, sync_batch_norm=sync_batch_norm)
+        except BaseException:
+            train.close()
+            raise
+        return train, val, callback_list, epochs, initial_epoch, verbose
 
     def _fit(self, train: EpochIterator, val: EpochIterator | None, epochs: int, callback_list: list[Any],
              verbose: int, initial_epoch: int, parallel: Any) -> Any:
@@ -295,164 +299,94 @@ class Trainer(TrainerInputs):
             "verbose": verbose, "metrics": self.metrics_names,
         })
         self.history = history
-        self.stop_training = False
-        cbs.on_train_begin({})
-        epoch_logs: dict[str, float] = {}
+        self.stop_training = self.preempted = False
         first_iteration = self.optimizer.iterations
-        for epoch in range(initial_epoch, epochs):
+        run = self._fit_run = FitRun(self, train, cbs, parallel, initial_epoch)
+        try:
+            with sigterm_flag() as sigterm:
+                cbs.on_train_begin({})  # a BackupAndRestore puts back a run here (load_training_state)
+                epoch_logs = self._epochs(run, val, epochs, steps, sigterm)
+                trained = self.optimizer.iterations > first_iteration
+                if trained and self.optimizer.use_ema:  # as in Keras, before on_train_end (EarlyStopping may restore)
+                    self.set_params(self.optimizer.averaged_params(self.params))
+                    # the averaged weights' statistics: over arrays in order, else one more pass over the stream
+                    update_bn(self, train.inputs if train.inputs is not None
+                              else (xb for xb, _ in train.epoch(augment=False)), train.batch_size or 32)
+                    if parallel is not None:
+                        parallel.average_buffers(self)  # each rank's share gave its own statistics
+                cbs.on_train_end(dict(epoch_logs))
+        finally:
+            self.distributed = self._fit_run = None
+        return history
+
+    def _epochs(self, run: FitRun, val: EpochIterator | None, epochs: int, steps: StepFunctions,
+                sigterm: SigtermFlag) -> dict[str, float]:
+        """The epochs of ``fit`` from where ``run`` stands; the last epoch's logs."""
+        train, cbs, parallel = run.train, run.callbacks, run.parallel
+        epoch_logs: dict[str, float] = {}
+        for epoch in range(run.progress.epoch, epochs):
+            if self.stop_training:  # a resumed run that had stopped at its last backup
+                break
             cbs.on_epoch_begin(epoch, {})
-            sums, seen = None, 0
-            for step, (xb, yb) in enumerate(train.epoch()):
+            progress = run.enter_epoch(epoch)
+            for step, (xb, yb) in enumerate(() if self.stop_training else train.epoch(done=progress.batch),
+                                           start=progress.batch):
                 size = batch_size_of(xb)
                 cbs.on_train_batch_begin(step, {"size": size})
                 if parallel is None:
-                    logs, sums = steps.train(xb, yb, sums)
+                    logs, progress.sums = steps.train(xb, yb, progress.sums)
+                    self.preempted = sigterm.raised
                 else:
-                    global_size = parallel.global_size(size)
-                    logs, sums = steps.train_shared(xb, yb, sums, parallel.comm, global_size)
-                seen += size
+                    global_size, self.preempted = parallel.global_batch(size, sigterm.raised)
+                    logs, progress.sums = steps.train_shared(xb, yb, progress.sums, parallel.comm, global_size)
+                progress.seen += size
+                progress.batch = step + 1
                 cbs.on_train_batch_end(step, {**(logs or {}), "size": size})
+                if self.preempted:
+                    self._preempted(sigterm, cbs, f"epoch {epoch + 1}, batch {step + 1}")
                 if self.stop_training:
                     break
-            if not seen:  # an input that cannot start again has run out (EpochIterator warned)
+            if not progress.batch:  # an input that cannot start again has run out (EpochIterator warned)
                 break
-            groups = [("", sums, seen)]
+            groups = [("", progress.sums, progress.seen)]
             if val is not None:
                 cbs.on_test_begin({})
                 groups.append(("val_", *self._evaluate_sums(val, cbs, steps)))
             if parallel is not None:
                 groups = [(prefix, *parallel.reduce(group_sums, count)) for prefix, group_sums, count in groups]
                 parallel.average_buffers(self)
-            epoch_logs = _read_means(groups)
+            epoch_logs = read_means(groups)
             if val is not None:
                 cbs.on_test_end({k[4:]: v for k, v in epoch_logs.items() if k.startswith("val_")})
             epoch_logs["lr"] = float(self.optimizer.lr)
             self.epoch = epoch + 1
+            run.progress = Progress(epoch + 1)
+            self.preempted = sigterm.raised if parallel is None else parallel.count_ranks(sigterm.raised) > 0
             cbs.on_epoch_end(epoch, epoch_logs)
+            if self.preempted:
+                self._preempted(sigterm, cbs, f"the end of epoch {epoch + 1}")
             if self.stop_training or train.exhausted:
                 break
-        trained = self.optimizer.iterations > first_iteration
-        if trained and self.optimizer.use_ema:  # as in Keras, before on_train_end (EarlyStopping may restore)
-            self.set_params(self.optimizer.averaged_params(self.params))
-            # the averaged weights' statistics: over arrays in order, else one more pass over the stream
-            update_bn(self, train.inputs if train.inputs is not None else (xb for xb, _ in train.epoch(augment=False)),
-                      train.batch_size or 32)
-            if parallel is not None:
-                parallel.average_buffers(self)  # each rank's share gave its own statistics
-        cbs.on_train_end(dict(epoch_logs))
-        self.distributed = None
-        return history
+        return epoch_logs
 
-    def _evaluate_sums(self, data: EpochIterator, cbs: Any = None,
-                       steps: StepFunctions | None = None) -> tuple[dict[str, Array] | None, int]:
-        steps = steps or self.step_functions
-        sums, seen = None, 0
-        for step, (xb, yb) in enumerate(data.epoch()):
-            size = batch_size_of(xb)
-            if not size:
-                continue  # a rank's empty share of a last, small batch
-            if cbs is not None:
-                cbs.on_test_batch_begin(step, {"size": size})
-            logs, sums = steps.test(xb, yb, sums)
-            seen += size
-            if cbs is not None:
-                cbs.on_test_batch_end(step, {**logs, "size": size})
-        return sums, seen
+    def _preempted(self, sigterm: SigtermFlag, cbs: CallbackList, where: str) -> None:
+        sigterm.handled = True
+        backups = [cb.backup_dir for cb in cbs if getattr(cb, "backup_dir", None) is not None]
+        saved = (f"the backup in {backups[0]} goes on from here: run the same command again" if backups else
+                 "nothing was saved (add xpcnn.callbacks.BackupAndRestore to go on from here next time)")
+        raise TrainingPreempted(f"{self.name}: fit stopped on SIGTERM after {where}; {saved}")
 
-    def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None, verbose: int = 0,
-                 callbacks: Sequence[Any] | None = None, distributed: Any = None,
-                 steps: int | None = None) -> dict[str, float]:
-        """Loss and metrics over ``(x, y)`` in inference mode: ``{"loss": float, "accuracy": float, ...}``.
+    # --- a running fit's state (BackupAndRestore) -----------------------------------------------------------
+    def training_state(self) -> dict[str, Any]:
+        """Everything a backup of the running ``fit`` holds (``xpcnn.run_state``): for callbacks, at the end
+        of a training batch or of an epoch."""
+        if self._fit_run is None:
+            raise RuntimeError(f"{self.name}: training_state() is for callbacks while fit runs")
+        return self._fit_run.state()
 
-        ``x`` takes what ``fit`` takes (arrays with ``y``, or a stream of ``(x, y)`` batches, ``steps`` of
-        them). The batch values are summed on the device and read back once. With ``distributed`` (several
-        ranks) each rank evaluates its share of every batch and every rank returns the sums over all of them.
-        """
-        self._require_compiled("evaluate")
-        if batch_size is not None:
-            batch_size = check_int(batch_size, "batch_size", 1, "evaluate")
-        if steps is not None:
-            steps = check_int(steps, "steps", 1, "evaluate")
-        verbose = _check_verbose(verbose)
-        parallel = data_parallel(distributed)
-        data = self._epoch_iterator(x, y, "evaluate", batch_size=batch_size, steps=steps, check_finite=False,
-                                    parallel=parallel)
-        self._build_for(data.first_batch()[0])
-        callback_list = list(callbacks or [])
-        if verbose and (parallel is None or parallel.comm.is_main):
-            callback_list.insert(0, ProgressBar(verbose=verbose))
-        cbs = CallbackList(callback_list, model=self, params={"steps": data.steps, "verbose": verbose,
-                                                               "batch_size": data.batch_size})
-        cbs.on_test_begin({})
-        try:
-            sums, seen = self._evaluate_sums(data, cbs)
-        finally:
-            data.close()
-        if parallel is not None:
-            sums, seen = parallel.reduce(sums, seen)
-        result = _read_means([("", sums, seen)])
-        cbs.on_test_end(dict(result))
-        return result
-
-    def predict(self, x: Any, batch_size: int | None = None, verbose: int = 0,
-                callbacks: Sequence[Any] | None = None, distributed: Any = None, steps: int | None = None) -> Array:
-        """The outputs for every sample of ``x``, concatenated on the device (an array of the current backend).
-
-        ``x``: arrays, or a stream of batches (``x`` alone or ``(x, y)``, whose ``y`` is ignored), ``steps``
-        of them. ``callbacks`` get ``on_predict_begin``/``_end`` and, per batch,
-        ``on_predict_batch_begin``/``_end`` with ``{"outputs": <the batch's outputs on the device>, "size":
-        n}``. With ``distributed`` (several ranks) each rank computes its share of every batch and every rank
-        returns all the outputs.
-        """
-        if batch_size is not None:
-            batch_size = check_int(batch_size, "batch_size", 1, "predict")
-        if steps is not None:
-            steps = check_int(steps, "steps", 1, "predict")
-        verbose = _check_verbose(verbose)
-        parallel = data_parallel(distributed)
-        data = self._epoch_iterator(x, None, "predict", batch_size=batch_size, steps=steps, targets=False,
-                                    check_finite=False, parallel=parallel)
-        first = data.first_batch()[0]
-        # a clear error before anything changes
-        self.compute_output_shape([tuple(a.shape[1:]) for a in first] if isinstance(first, list)
-                                  else tuple(first.shape[1:]))
-        self._build_for(first)
-        cbs = CallbackList(list(callbacks or []), model=self, params={"steps": data.steps, "verbose": verbose,
-                                                                      "batch_size": data.batch_size})
-        forward = self.step_functions.predict
-        cbs.on_predict_begin({})
-        outputs, spans = [], []
-        try:
-            for step, (xb, _) in enumerate(_maybe_progress(data.epoch(), verbose, "predict", data.steps)):
-                size = batch_size_of(xb)
-                if not size:
-                    continue  # a rank's empty share of a last, small batch
-                cbs.on_predict_batch_begin(step, {"size": size})
-                outputs.append(forward(xb))
-                if parallel is not None:
-                    spans.append(data.span(step))
-                cbs.on_predict_batch_end(step, {"outputs": outputs[-1], "size": size})
-        finally:
-            data.close()
-        cbs.on_predict_end({})
-        if parallel is not None:
-            join = lambda parts: parallel.assemble(parts, spans, data.num_samples)  # noqa: E731
-        else:
-            join = _joined
-        if not self._has_several_outputs():
-            return join(outputs)
-        return [join([o[i] for o in outputs]) for i in range(len(self.output_names))]
-
-
-def _joined(batches: list[Array]) -> Array:
-    return batches[0] if len(batches) == 1 else get_backend().xp.concat(batches, axis=0)
-
-
-def _maybe_progress(batches: Iterable[Any], verbose: int, desc: str, total: int | None) -> Iterable[Any]:
-    if not verbose:
-        return batches
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return batches
-    return tqdm(batches, total=total, desc=desc, leave=False)
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Go on from ``state`` (what ``training_state()`` gave, or a backup read back): for a callback's
+        ``on_train_begin``."""
+        if self._fit_run is None:
+            raise RuntimeError(f"{self.name}: load_training_state() is for callbacks in on_train_begin of a fit")
+        self._fit_run.load_state(state)

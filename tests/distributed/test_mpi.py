@@ -36,7 +36,7 @@ xpcnn.set_backend(backend, dtype="float64")
 comm = xpcnn.distributed.init()
 xpcnn.manual_seed(0)
 rng = np.random.default_rng(0)
-samples = 37 if mode in ("ok", "fail", "resume", "stream") else 39  # batches of 12, 12, 12 and 1 (3 with batch norm)
+samples = 37 if mode in ("ok", "fail", "resume", "stream", "alike", "backup", "backup-kill") else 39  # batches of 12, 12, 12 and 1 (3 with batch norm)
 x, y = rng.standard_normal((samples, 2, 5, 5)), rng.integers(0, 3, samples)
 norm = [BatchNorm2D()] if mode in ("bn", "syncbn") else []
 conv = Conv2D(3, 3, padding=1, bias=not norm)  # a bias before batch norm has no gradient but rounding noise
@@ -61,6 +61,28 @@ if mode == "stream":  # a DataLoader over a dataset: each rank reads only its sh
     np.savez(f"{out}/rank{comm.rank}.npz", read=np.asarray(data.read),
              **{k: xpcnn.to_numpy(v) for k, v in model.state_dict().items()})
     sys.exit(0)
+if mode == "alike":  # a batch size 2 ranks cannot share: the same ValueError on both, caught; then they go on
+    try:
+        model.fit(x, y, batch_size=7, verbose=0, distributed=comm)
+    except ValueError as exc:
+        print(f"rank {comm.rank} caught: {exc}", flush=True)
+    model.fit(x, y, batch_size=12, epochs=1, verbose=0, distributed=comm)
+    sys.exit(0)
+if mode.startswith("backup"):  # a streamed dataset, a backup every batch; "backup-kill": rank 1 dies once
+    import os, signal
+    from xpcnn.callbacks import BackupAndRestore, Callback
+    class KillOnce(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            marker = out + "/killed"
+            if mode == "backup-kill" and comm.rank == 1 and model.epoch == 1 and batch == 1 \
+                    and not os.path.exists(marker):  # in the second epoch, once
+                open(marker, "w").close()
+                os.kill(os.getpid(), signal.SIGKILL)
+    loader = xpcnn.DataLoader(xpcnn.data.ArrayDataset(x, y), batch_size=12, num_workers=2)
+    model.fit(loader, epochs=3, verbose=0, distributed=comm,
+              callbacks=[KillOnce(), BackupAndRestore(out + "/backup", save_freq=1)])
+    np.savez(f"{out}/rank{comm.rank}.npz", **{k: xpcnn.to_numpy(v) for k, v in model.state_dict().items()})
+    sys.exit(0)
 if mode == "fail" and comm.rank == 1:
     model.fit(x[:5], np.full(5, 7), distributed=comm)  # label 7 of 3 classes: a ValueError on rank 1 only
 history = model.fit(x, y, batch_size=12, epochs=2, validation_data=(x[:10], y[:10]), verbose=2,
@@ -75,9 +97,10 @@ with open(f"{out}/rank{comm.rank}.json", "w") as f:
 """
 
 
-def _run(tmp_path: pathlib.Path, ranks: int, mode: str = "ok") -> subprocess.CompletedProcess:
-    out = tmp_path / f"{mode}{ranks}"
-    out.mkdir()
+def _run(tmp_path: pathlib.Path, ranks: int, mode: str = "ok", out: pathlib.Path | None = None
+         ) -> subprocess.CompletedProcess:
+    out = out or tmp_path / f"{mode}{ranks}"
+    out.mkdir(exist_ok=True)
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     command = [sys.executable, str(script), BACKEND, str(out), mode]
@@ -191,3 +214,25 @@ def test_a_streamed_dataset_is_read_in_shares_and_trains_as_one_process(tmp_path
     np.testing.assert_array_equal(np.sort(np.concatenate(shares)), np.repeat(np.arange(37), 2))
     # halves of 12, 12, 12, and the last batch's one sample to rank 0 (rank 1 takes part with an empty share)
     assert (len(shares[0]), len(shares[1])) == (38, 36)
+
+
+def test_an_argument_error_every_rank_sees_is_raised_on_every_rank_and_can_be_caught(tmp_path):
+    result = _run(tmp_path, 2, mode="alike")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for rank in range(2):
+        assert f"rank {rank} caught: batch_size 7 (the global batch) cannot be shared evenly by 2 ranks" in result.stdout
+
+
+def test_a_run_whose_rank_was_killed_resumes_from_its_backup_as_if_never_killed(tmp_path):
+    never = _run(tmp_path, 2, mode="backup")
+    assert never.returncode == 0, never.stderr[-3000:]
+    out = tmp_path / "killed"
+    killed = _run(tmp_path, 2, mode="backup-kill", out=out)
+    assert killed.returncode != 0 and (out / "killed").exists()  # rank 1 died in epoch 2, mpiexec ended rank 0
+    assert sorted(p.name for p in (out / "backup").iterdir())  # rank 0 had written backups
+    again = _run(tmp_path, 2, mode="backup-kill", out=out)  # the same command again
+    assert again.returncode == 0, again.stderr[-3000:]
+    for rank in range(2):
+        with np.load(tmp_path / "backup2" / f"rank{rank}.npz") as a, np.load(out / f"rank{rank}.npz") as b:
+            for key in a.files:
+                assert a[key].tobytes() == b[key].tobytes(), f"rank {rank} {key}"

@@ -269,11 +269,11 @@ def test_early_stopping_restores_its_raw_best_weights_after_the_average(backend)
 
 def test_epoch_values_are_read_once_per_epoch(backend, monkeypatch):
     import xpcnn.data.checks
-    import xpcnn.training
+    import xpcnn.inference
 
     calls = []
     real = xpcnn.backend.to_numpy
-    for module in (xpcnn.data.checks, xpcnn.training):  # the label checks, and the epoch sums
+    for module in (xpcnn.data.checks, xpcnn.inference):  # the label checks, and the epoch sums
         monkeypatch.setattr(module, "to_numpy", lambda a: calls.append(1) or real(a))
     x, y = blobs(64)
     model = tiny_cnn()

@@ -17,6 +17,7 @@ Epochs and batches are 0-based in hooks (as in Keras); messages and ``{epoch}`` 
 
 from __future__ import annotations
 
+from .backup_and_restore import BackupAndRestore
 from .base import Callback, CallbackList
 from .csv_logger import CSVLogger
 from .early_stopping import EarlyStopping
@@ -28,6 +29,7 @@ from .progress_bar import ProgressBar
 from .terminate_on_nan import TerminateOnNaN
 
 __all__ = [
+    "BackupAndRestore",
     "CSVLogger",
     "Callback",
     "CallbackList",

@@ -143,19 +143,20 @@ class EpochIterator:
         else:
             yield from self.loader
 
-    def _batches(self) -> Iterator[Any]:
+    def _batches(self, done: int) -> Iterator[Any]:
         if self.one_shot:  # one stream, whatever the steps
             self._stream = self._stream if self._stream is not None else iter(self.loader)
             yield from (self._stream if self._requested_steps is None
                         else itertools.islice(self._stream, self._requested_steps))
             return
         if self._requested_steps is None:
-            yield from self._pass()
+            if not (done and self.kind == "loader" and self.loader.state_dict()["batch"] == 0):
+                yield from self._pass()  # (a resumed loader: the rest of its pass, none when it was complete)
             return
         if not self._carry_on:  # validation: the first ``steps`` batches each time
             yield from itertools.islice(self._pass(), self._requested_steps)
             return
-        for _ in range(self._requested_steps):
+        for _ in range(self._requested_steps - done):
             batch = next(self._stream, _END) if self._stream is not None else _END
             if batch is _END:  # start (again)
                 self._stream = self._pass()
@@ -165,15 +166,16 @@ class EpochIterator:
                     return
             yield batch
 
-    def epoch(self, augment: bool = True) -> Iterator[tuple[Any, Any]]:
-        """``(x, y)`` batches of one epoch on the device (``y`` None for inputs alone)."""
-        loop = self._epoch(augment)
+    def epoch(self, augment: bool = True, done: int = 0) -> Iterator[tuple[Any, Any]]:
+        """``(x, y)`` batches of one epoch on the device (``y`` None for inputs alone); ``done``: the batches of
+        it a resumed run had done already (``load_state_dict`` put the input after them)."""
+        loop = self._epoch(augment, done)
         self._open = [g for g in self._open if g.gi_frame is not None] + [loop]  # finished loops need no close
         return loop
 
-    def _epoch(self, augment: bool) -> Iterator[tuple[Any, Any]]:
+    def _epoch(self, augment: bool, done: int) -> Iterator[tuple[Any, Any]]:
         step = -1
-        for step, batch in enumerate(self._batches()):
+        for step, batch in enumerate(self._batches(done)):
             x, y = _split(batch, self.what)
             if self.kind != "loader":
                 if self.check_finite:
@@ -191,6 +193,19 @@ class EpochIterator:
             warnings.warn(f"{self.what}: the generator ran out of data; training stops here (give a re-iterable "
                           "input such as a DataLoader, or one with steps_per_epoch * epochs batches)", UserWarning,
                           stacklevel=2)
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """The position of the next training batch, for a backup: a ``DataLoader``'s ``state_dict``; None for
+        other inputs, whose position cannot be saved."""
+        return self.loader.state_dict() if self.kind == "loader" else None
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Go on from ``state``: the next batch is the one it names (a pass carried across epochs included)."""
+        if self.kind != "loader":
+            raise ValueError(f"{self.what}: the position of a {type(self.loader).__name__} cannot be restored; "
+                             "only an xpcnn.DataLoader's")
+        self.close()
+        self.loader.load_state_dict(state)
 
     def close(self) -> None:
         """End the loops still open: a loader's workers end with them, even while an exception is held."""

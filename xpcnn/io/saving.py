@@ -27,13 +27,13 @@ def _json(config: Any, path: str) -> str:
         raise ValueError(f"cannot save to {path}: the configuration is not JSON-serialisable ({exc})") from exc
 
 
-def _atomic_savez(path: str, config: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+def atomic_savez(path: str, config: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     """Write ``config`` (as JSON) and ``arrays`` as one ``np.savez`` archive at ``path``, atomically."""
     entries = {"config": np.frombuffer(_json(config, path).encode("utf-8"), dtype=np.uint8), **arrays}
     atomic_write(path, lambda f: np.savez(f, **entries))
 
 
-class _ArrayTable:
+class ArrayTable:
     """Collects host arrays under short names ``a0, a1, ...``; the config refers to them by name."""
 
     def __init__(self) -> None:
@@ -90,7 +90,12 @@ def save_model(model: LayerGraph, path: Any) -> None:
     if is_safetensors(path):
         raise ValueError(f"cannot save to {path}: safetensors holds weights only; use model.save_weights(path), or "
                          "save the whole model under another name")
-    table = _ArrayTable()
+    table = ArrayTable()
+    atomic_savez(path, model_config(model, table), table.arrays)
+
+
+def model_config(model: LayerGraph, table: ArrayTable) -> dict[str, Any]:
+    """The config of a whole-model file, its arrays (weights, optimizer state) added to ``table``."""
     config = _base_config(FORMAT_MODEL, model)
     config["weights"] = {key: table.add(value) for key, value in _weights(model).items()}
     config["compile"] = None
@@ -112,7 +117,7 @@ def save_model(model: LayerGraph, path: Any) -> None:
         }
     config["epoch"] = int(model.epoch)
     config["random_state"] = random.get_state()
-    _atomic_savez(path, config, table.arrays)
+    return config
 
 
 def save_weights(model: LayerGraph, path: Any) -> None:
@@ -129,10 +134,10 @@ def save_weights(model: LayerGraph, path: Any) -> None:
                     "architecture": _json(model.get_config(), path)}
         atomic_write(path, lambda f: write_safetensors(f, tensors, metadata))
         return
-    table = _ArrayTable()
+    table = ArrayTable()
     config = _base_config(FORMAT_WEIGHTS, model)
     config["weights"] = {key: table.add(value) for key, value in _weights(model).items()}
-    _atomic_savez(path, config, table.arrays)
+    atomic_savez(path, config, table.arrays)
 
 
 def _weights(model: LayerGraph) -> dict[str, Any]:
