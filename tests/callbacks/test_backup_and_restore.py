@@ -234,6 +234,19 @@ def test_backups_are_kept_or_deleted_at_the_end(backend, tmp_path):
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]  # only the backups went
 
 
+def test_the_temp_file_of_a_killed_backup_write_goes_with_the_backups(backend, tmp_path):
+    from xpcnn.io.atomic import _host
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    folder = tmp_path / "b"
+    folder.mkdir()
+    # the write of the backup after the last one killed (a SIGKILL after a SIGTERM's backup began, say)
+    stale = folder / f".backup-000008.xpcnn.{int(gone.stdout)}@{_host()}.x1y2.xpcnn-tmp"
+    stale.write_bytes(b"half a backup")
+    _fit(_model(), folder)  # backups 1 to 7, then deleted
+    assert not folder.exists()
+
+
 def test_a_backup_of_another_model_is_refused_and_not_used(backend, tmp_path):
     _fit(_model(), tmp_path / "b", delete_checkpoint=False)
     xpcnn.manual_seed(3)

@@ -99,8 +99,13 @@ class BackupAndRestore(Callback):
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if not self.delete_checkpoint or not self._is_main():
             return
+        from ..io.atomic import remove_stale_temporaries
+
+        numbers = range(1, self._next_number() + 1)
         for path in self.backups():
             os.remove(path)
+        for number in numbers:  # a write killed before its rename (a preemption's, say) left a temp file
+            remove_stale_temporaries(self.backup_dir, _name(number))
         try:
             os.rmdir(self.backup_dir)
         except OSError:
@@ -114,7 +119,16 @@ class BackupAndRestore(Callback):
             return
         os.makedirs(self.backup_dir, exist_ok=True)
         existing = self.backups()
-        number = int(_BACKUP.fullmatch(os.path.basename(existing[-1])).group(1)) + 1 if existing else 1
-        write_backup(os.path.join(self.backup_dir, f"backup-{number:06d}.xpcnn"), self.model, state)
+        write_backup(os.path.join(self.backup_dir, _name(self._next_number())), self.model, state)
         for path in existing[:len(existing) + 1 - _KEPT]:
             os.remove(path)
+
+    def _next_number(self) -> int:
+        """The number of the next backup: after the newest there (a write killed before its rename is made
+        again under the same name, which removes its temp file)."""
+        existing = self.backups()
+        return int(_BACKUP.fullmatch(os.path.basename(existing[-1])).group(1)) + 1 if existing else 1
+
+
+def _name(number: int) -> str:
+    return f"backup-{number:06d}.xpcnn"

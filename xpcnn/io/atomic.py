@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
-__all__ = ["atomic_write", "current_umask"]
+__all__ = ["atomic_write", "current_umask", "remove_stale_temporaries"]
 
 _TEMP_SUFFIX = ".xpcnn-tmp"
 
@@ -43,7 +43,7 @@ def atomic_write(path: str, write: Callable[[BinaryIO], Any]) -> None:
     _check_folder(path, folder)
     if os.path.isdir(path):
         raise IsADirectoryError(f"cannot save to {path}: it is a directory")
-    _remove_stale_temporaries(folder, os.path.basename(path))
+    remove_stale_temporaries(folder, os.path.basename(path))
     tmp = None
     try:
         mode = os.stat(path).st_mode & 0o777 if os.path.isfile(path) else 0o666 & ~current_umask()
@@ -83,7 +83,7 @@ def _check_folder(path: str, folder: str) -> None:
         raise NotADirectoryError(f"cannot save to {path}: {folder} is not a folder")
 
 
-def _remove_stale_temporaries(folder: str, name: str) -> None:
+def remove_stale_temporaries(folder: str, name: str) -> None:
     """Remove the temp files of saves of ``name`` on this host whose process is gone (killed mid-write). Only
     where a process can be asked whether it lives without harm (POSIX: signal 0); a live writer's file, and any
     other host's, is kept. Temp files named without a host (as earlier versions named them) count as this
