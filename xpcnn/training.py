@@ -55,10 +55,12 @@ def _agreed(parallel: Any, check: Callable[[], Any]) -> Any:
     failed = parallel.count_ranks(error is not None)
     if failed == parallel.comm.size:
         raise error
-    if failed:
-        parallel.comm.abort(f"{type(error).__name__}: {error}" if error is not None
-                            else f"the input checks failed on {failed} of {parallel.comm.size} ranks")
-        raise error if error is not None else RuntimeError("another rank's input checks failed")
+    if error is not None:
+        parallel.comm.abort(f"{type(error).__name__}: {error}")
+        raise error
+    if failed:  # the failed ranks end every rank, this one included, with their own message
+        parallel.comm.barrier()
+        raise RuntimeError(f"the input checks failed on {failed} of {parallel.comm.size} ranks")
     return result
 
 
