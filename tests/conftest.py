@@ -47,7 +47,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 #: test modules that train whole models: on JAX each of their tests that compiles a model runs with compiled and
 #: with eager steps (see the module's docstring)
 MODEL_LEVEL_MODULES = {"test_model", "test_callbacks", "test_io", "test_no_host_sync", "test_mnist_training",
-                       "test_functional", "test_backup_and_restore"}
+                       "test_functional", "test_backup_and_restore", "test_freezing"}
 #: the calls that compile a model: ``compile`` itself, and ``load_model`` of a file saved from a compiled model
 COMPILING_CALLS = frozenset({"compile", "load_model"})
 TESTS_DIR = pathlib.Path(__file__).resolve().parent

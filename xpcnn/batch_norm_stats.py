@@ -23,10 +23,11 @@ def update_bn(model: Any, data: Any, batch_size: int = 32) -> None:
     """Replace the running statistics of every BatchNorm layer of ``model`` by their average over the batches
     of ``data`` run through the model in training mode: input arrays (in order, ``batch_size`` samples each)
     or an iterable of input batches (``x`` or ``(x, y)``: a ``DataLoader``, a generator). Nothing else
-    changes but the random stream when the model has dropout. A model without batch norm is left untouched.
+    changes but the random stream when the model has dropout; a frozen BatchNorm (``trainable=False``) keeps
+    its statistics. A model without batch norm is left untouched.
     A batch of one sample after the first is left out (batch norm cannot train on it)."""
-    norms = [layer for layer in model.layers
-             if isinstance(layer, (BatchNorm1D, BatchNorm2D)) and layer.track_running_stats]
+    norms = [layer for layer in model.layers  # a frozen one keeps its statistics (it runs in inference mode)
+             if isinstance(layer, (BatchNorm1D, BatchNorm2D)) and layer.track_running_stats and layer.trainable]
     if not norms:
         return
     batches = data if is_stream(data) else DataLoader(data, batch_size=batch_size, shuffle=False, check_finite=False)

@@ -41,7 +41,8 @@ class Step:
 
     @property
     def has_params(self) -> bool:
-        return any(layer.params for layer in self.layers)
+        """Whether a layer it runs has parameters that train (a frozen layer's need no gradient)."""
+        return any(layer.params and layer.trainable for layer in self.layers)
 
 
 @dataclasses.dataclass
@@ -56,13 +57,17 @@ class Plan:
             for layer in step.layers:
                 uses[id(layer)] = uses.get(id(layer), 0) + 1
         self.shared = {key for key, count in uses.items() if count > 1}
-        # whether a step's inputs depend on a parameter: only then is its input gradient ever needed
+
+    def param_upstream(self) -> list[bool]:
+        """For each step, whether its inputs depend on a parameter that trains: only then is its input
+        gradient ever needed (asked at each backward: layers may be frozen or unfrozen between steps)."""
         feeds_params: dict[int, bool] = {t: False for t in self.inputs}
-        self.param_upstream = []
+        upstream_of = []
         for step in self.steps:
             upstream = any(feeds_params.get(t, False) for t in step.inputs)
-            self.param_upstream.append(upstream)
+            upstream_of.append(upstream)
             feeds_params[step.output] = upstream or step.has_params
+        return upstream_of
 
     # --- running ------------------------------------------------------------------------------------
     def forward(self, xs: Sequence[Array], training: bool) -> tuple[list[Array], list[Any]]:
@@ -93,12 +98,13 @@ class Plan:
         for t, dy in zip(self.outputs, dys):
             grads[t] = dy if t not in grads else grads[t] + dy
         summed: dict[int, tuple[Layer, dict[str, Array]]] = {}
+        param_upstream = self.param_upstream()
         for i in reversed(range(len(self.steps))):
             step = self.steps[i]
             dy = grads.pop(step.output, None)
             if dy is None:
                 continue  # nothing downstream needs this step's output
-            needed = input_grad or self.param_upstream[i]
+            needed = input_grad or param_upstream[i]
             if not needed and not step.has_params:
                 continue
             self._restore(step, states[i])

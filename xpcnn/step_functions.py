@@ -44,8 +44,9 @@ class TrainState(NamedTuple):
 def gradient_step(model: Any, state: TrainState, x: Any, y: Any, scale: float = 1.0
                   ) -> tuple[dict[str, Array], dict[str, Array], dict[str, Array]]:
     """The first half of a training step: the gradients of the batch's loss at ``state`` (times ``scale``: a
-    rank's share of a global batch), the buffers the forward pass moved (batch norm), and the batch's loss and
-    metrics as 0-d arrays."""
+    rank's share of a global batch) for the parameters of the layers that are not frozen (the optimizer
+    updates those only), the buffers the forward pass moved (batch norm), and the batch's loss and metrics as
+    0-d arrays."""
     model.set_params(state.params)
     model.set_buffers(state.buffers)
     pred = model.forward(x, training=True)
@@ -53,7 +54,8 @@ def gradient_step(model: Any, state: TrainState, x: Any, y: Any, scale: float = 
     if scale != 1.0:
         dpred = [d * scale for d in dpred] if isinstance(dpred, list) else dpred * scale
     model.backward(dpred, input_grad=False)
-    return model.grads, model.buffers, logs
+    trainable = model.trainable_params
+    return {k: g for k, g in model.grads.items() if k in trainable}, model.buffers, logs
 
 
 def train_step(model: Any, state: TrainState, x: Any, y: Any) -> tuple[TrainState, dict[str, Array]]:
@@ -104,13 +106,13 @@ class StepFunctions:
         """One training step on ``(x, y)``; the model, its optimizer and the random stream move on. Returns
         the batch's logs and ``sums`` with the batch added (``None`` starts new sums)."""
         model, optimizer = self.model, self.model.optimizer
-        steps = optimizer.next_steps(list(model.params))
+        steps = optimizer.next_steps(list(model.trainable_params))
         if not self.jit:
             state = TrainState(model.params, model.buffers, optimizer.state, steps, optimizer.lr)
             new, logs = train_step(model, state, x, y)
             sums = accumulate(sums, logs, batch_size(x))
         else:
-            state = TrainState(model.params, model.buffers, optimizer.init_state(model.params), steps,
+            state = TrainState(model.params, model.buffers, optimizer.init_state(model.trainable_params), steps,
                                optimizer.lr)
             counter = random.get_state()["counter"]
             try:
@@ -131,7 +133,7 @@ class StepFunctions:
         backward pass (what synchronised batch norm needs), gives gradients whose sum over the ranks is the
         one-process gradient of the global batch; every rank applies the same update."""
         model, optimizer = self.model, self.model.optimizer
-        steps = optimizer.next_steps(list(model.params))
+        steps = optimizer.next_steps(list(model.trainable_params))
         state = TrainState(model.params, model.buffers, optimizer.state, steps, optimizer.lr)
         size = batch_size(x)
         if size:
@@ -139,7 +141,8 @@ class StepFunctions:
             sums = accumulate(sums, logs, size)
         else:  # the last, smaller global batch left this rank nothing: it still takes part in the sum
             xp = array_api_compat.array_namespace(*state.params.values())
-            grads, buffers, logs = {k: xp.zeros_like(p) for k, p in state.params.items()}, state.buffers, None
+            grads = {k: xp.zeros_like(p) for k, p in model.trainable_params.items()}
+            buffers, logs = state.buffers, None
         keys = list(grads)
         summed = comm.allreduce_sum([grads[k] for k in keys])
         params, slots = optimizer.apply(state.params, dict(zip(keys, summed)), state.slots, steps, state.lr)
@@ -197,11 +200,12 @@ class StepFunctions:
         self.model.set_buffers(buffers)
 
     def _static(self) -> str:
-        """What a trace bakes in and must be traced again for when it changes: the random seed and the
-        optimizer's hyper-parameters (all but the learning rate, which is an input)."""
+        """What a trace bakes in and must be traced again for when it changes: the random seed, the
+        optimizer's hyper-parameters (all but the learning rate, which is an input) and the frozen layers."""
         optimizer = self.model.optimizer
         config = None if optimizer is None else {k: v for k, v in optimizer.get_config().items() if k != "lr"}
-        return json.dumps([random.get_state()["seed"], config], sort_keys=True)
+        frozen = [layer.name for layer in self.model.layers if not layer.trainable]
+        return json.dumps([random.get_state()["seed"], config, frozen], sort_keys=True)
 
     def _sums(self, sums: dict[str, Array] | None) -> dict[str, Array]:
         """Zero sums for every log, so that the first batch of an epoch has the structure of the others."""

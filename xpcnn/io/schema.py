@@ -122,6 +122,8 @@ class _Checker:
             raise self.fail(f"{field}.class_name", str(exc)) from None
         if named or spec.get("name") is not None:
             self.str(spec.get("name"), f"{field}.name")
+        if not isinstance(spec.get("trainable", True), bool):
+            raise self.fail(f"{field}.trainable", "must be true or false")
         self.dict(spec.get("config", {}), f"{field}.config")
 
 

@@ -26,7 +26,7 @@ import array_api_compat
 from ..backend import dtype_name, get_backend
 from ..initializers import INITIALIZERS
 
-__all__ = ["Layer", "check_layer_name", "get_layer_class", "make_layer", "parameter_limit"]
+__all__ = ["Layer", "check_layer_name", "get_layer_class", "layer_spec", "make_layer", "parameter_limit"]
 
 _REGISTRY: dict[str, type[Layer]] = {}
 _NAME_COUNTS: collections.Counter[str] = collections.Counter()  # per prefix, process-wide, as in Keras
@@ -58,14 +58,28 @@ def get_layer_class(name: str) -> type[Layer]:
     return _REGISTRY[name]
 
 
+def layer_spec(layer: Layer, named: bool) -> dict[str, Any]:
+    """What a model's config holds of ``layer``: its class name, its name (in a graph), its config, and
+    ``"trainable": False`` when it is frozen (configs of unfrozen models stay as they were)."""
+    spec: dict[str, Any] = {"class_name": type(layer).__name__}
+    if named:
+        spec["name"] = layer.name
+    spec["config"] = layer.get_config()
+    if not layer.trainable:
+        spec["trainable"] = False
+    return spec
+
+
 def make_layer(spec: Mapping[str, Any], where: str) -> Layer:
-    """A layer from its saved ``{"class_name", "config", "name"}``; a ValueError naming ``where`` when the class
-    is unknown or its constructor refuses the config."""
+    """A layer from its saved ``{"class_name", "config", "name", "trainable"}`` (``trainable`` only when False);
+    a ValueError naming ``where`` when the class is unknown or its constructor refuses the config."""
     layer_cls = get_layer_class(spec["class_name"])
     try:
-        return layer_cls(**spec.get("config", {}), name=spec.get("name"))
+        layer = layer_cls(**spec.get("config", {}), name=spec.get("name"))
+        layer.trainable = spec.get("trainable", True)
     except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: float(10**400)
         raise ValueError(f"{where} ({spec['class_name']}): {exc}") from exc
+    return layer
 
 
 _LIMITS: contextvars.ContextVar[list[int | None] | None] = contextvars.ContextVar("parameter_limits", default=None)
@@ -111,6 +125,7 @@ class Layer:
         self.activation: str | None = None
         self._activation: Layer | None = None  # applied after ``_forward`` (``activation=`` of Conv2D, Dense)
         self._nodes: list[Any] = []  # its calls in graph models (xpcnn.layers.node.Node)
+        self.trainable = True  # False: frozen (no updates, no optimizer slots; batch norm in inference mode)
 
     # --- the public contract ------------------------------------------------------------------------
     @property
@@ -178,6 +193,19 @@ class Layer:
     @property
     def num_params(self) -> int:
         return sum(math.prod(p.shape) for p in self.params.values())
+
+    @property
+    def trainable(self) -> bool:
+        """Whether training updates this layer's parameters (Keras's flag). A frozen layer gets no update and
+        no optimizer slots, and a frozen batch norm normalises with its running statistics even in training,
+        leaving them as they are (Keras's rule: fine-tuning a pretrained network keeps its statistics)."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise TypeError(f"{self._name()}: trainable must be True or False, got {value!r}")
+        self._trainable = value
 
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments that rebuild this layer (JSON-friendly)."""

@@ -137,6 +137,32 @@ class LayerGraph(Trainer):
         return self._collect("grads")
 
     @property
+    def trainable_params(self) -> dict[str, Array]:
+        """The parameters of the layers that are not frozen: what training updates."""
+        return {f"{prefix}.{k}": v for prefix, layer in self.keyed_layers() if layer.trainable
+                for k, v in layer.params.items()}
+
+    @property
+    def trainable(self) -> bool:
+        """Whether any layer trains; setting it freezes (False) or unfreezes (True) every layer, as Keras's
+        ``model.trainable``."""
+        return any(layer.trainable for layer in self.layers)
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        for layer in self.layers:
+            layer.trainable = value
+
+    def freeze(self, up_to: str | None = None) -> list[Layer]:
+        """Freeze every layer (``up_to=None``), or every layer from the first to the one named ``up_to``
+        included, in the order of ``layers``: a pretrained backbone, before fine-tuning its head. Returns the
+        layers frozen; ``model.trainable = True`` (or a layer's ``trainable = True``) undoes it."""
+        end = len(self.layers) if up_to is None else self.layers.index(self.get_layer(up_to)) + 1
+        for layer in self.layers[:end]:
+            layer.trainable = False
+        return self.layers[:end]
+
+    @property
     def buffers(self) -> dict[str, Array]:
         return self._collect("buffers")
 
@@ -235,8 +261,8 @@ class LayerGraph(Trainer):
                 "model.build(shape), or run one batch through it"
             )
         headers, rows = self._summary_rows()
-        trainable = sum(math.prod(p.shape) for layer in self.layers for p in layer.params.values())
-        non_trainable = sum(math.prod(b.shape) for layer in self.layers for b in layer.buffers.values())
+        trainable = sum(math.prod(p.shape) for p in self.trainable_params.values())
+        non_trainable = sum(math.prod(v.shape) for v in self._entries().values()) - trainable
         widths = [max(len(headers[c]), *(len(r[c]) for r in rows)) + 4 for c in range(len(headers))]
         total_width = sum(widths)
 

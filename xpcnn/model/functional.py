@@ -19,7 +19,7 @@ from typing import Any
 
 from ..backend import asarray
 from ..graph import LayerCalls, graph_plan, nodes_between
-from ..layers.base import Layer, make_layer
+from ..layers.base import Layer, layer_spec, make_layer
 from ..layers.node import InputLayer, Node, SymbolicTensor, call_symbolic
 from .base import LayerGraph
 
@@ -175,8 +175,7 @@ class Model(LayerGraph):
         return {
             "class_name": "Model",
             "name": self.name,
-            "layers": [{"class_name": type(layer).__name__, "name": layer.name, "config": layer.get_config()}
-                       for layer in layers],
+            "layers": [layer_spec(layer, named=True) for layer in layers],
             "nodes": [{"layer": node.layer.name, "inbound": [ref[id(t.node)] for t in node.inputs]}
                       for node in self._nodes],
             "inputs": [ref[id(t.node)] for t in self.inputs] if self._several_inputs else ref[id(self.inputs[0].node)],

@@ -16,7 +16,7 @@ from .. import layers as _every_layer  # noqa: F401  (registers every layer clas
 from .. import random
 from ..backend import asarray
 from ..graph import LayerCalls, chain_plan
-from ..layers.base import Layer, make_layer
+from ..layers.base import Layer, layer_spec, make_layer
 from .base import LayerGraph
 
 __all__ = ["Sequential"]
@@ -183,7 +183,7 @@ class Sequential(LayerGraph):
         return {
             "name": self.name,
             "input_shape": None if self.input_shape is None else list(self.input_shape),
-            "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()} for layer in self.layers],
+            "layers": [layer_spec(layer, named=False) for layer in self.layers],
         }
 
     @classmethod

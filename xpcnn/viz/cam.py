@@ -100,7 +100,7 @@ def _dense_step(plan: Plan, gap: int) -> int:
         step = plan.steps[after[0]]
         if isinstance(step.runner, Dense):
             return after[0]
-        if step.has_params:
+        if any(layer.params for layer in step.layers):
             raise ValueError(f"class_activation_map: layer {step.runner.name!r} ({type(step.runner).__name__}) "
                              "between GlobalAvgPool2D and Dense has parameters; the class score must be linear "
                              "in the pooled features")
