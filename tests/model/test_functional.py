@@ -249,11 +249,28 @@ def test_missing_or_extra_inputs_in_predict(backend):
 def test_layer_names_are_generated_and_checked(backend):
     first, second = Dense(2), Dense(2)
     assert first.name.startswith("dense") and first.name != second.name
-    with pytest.raises(ValueError, match="a layer name is letters, digits and underscores"):
-        Dense(2, name="has.dot")
+    for bad in ("has space", "1st", "trailing.", ".leading", "two..dots", "a.b-c"):
+        with pytest.raises(ValueError, match="a layer name is letters, digits and underscores"):
+            Dense(2, name=bad)
     with pytest.raises(TypeError, match="called on a mix of symbolic tensors and arrays"):
         Add()([Input((2,)), xpcnn.asarray(np.ones((1, 2), np.float32))])
 
+
+
+def test_dotted_names_give_torch_nested_module_keys(backend, tmp_path):
+    """``layer1.0.conv1`` as in a torchvision ResNet: the keys are torch's, and they load back."""
+    x = Input((3,))
+    hidden = Dense(4, name="layer1.0.fc")
+    model = Model(x, Dense(2, name="head")(hidden(x)))
+    model.compile("mse", "sgd")
+    assert list(model.state_dict()) == ["layer1.0.fc.weight", "layer1.0.fc.bias", "head.weight", "head.bias"]
+    model.set_params({"layer1.0.fc.bias": xpcnn.asarray(np.ones(4, np.float32))})
+    assert xpcnn.to_numpy(hidden.params["bias"]).tolist() == [1.0] * 4
+    model.save(tmp_path / "m.xpcnn")
+    loaded = xpcnn.load_model(tmp_path / "m.xpcnn")
+    assert loaded.get_layer("layer1.0.fc").name == "layer1.0.fc"
+    model.save_weights(tmp_path / "w.xpcnn")
+    model.load_weights(tmp_path / "w.xpcnn")
 
 
 def test_get_layer_by_name_or_index(backend):

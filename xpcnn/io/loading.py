@@ -107,7 +107,7 @@ def _load_into(model: LayerGraph, config: Mapping[str, Any], weights: Mapping[st
     if saved_classes is not None:
         current_classes = {prefix: type(layer).__name__ for prefix, layer in model.keyed_layers()}
         diffs = []
-        for prefix in sorted({k.split(".", 1)[0] for k in weights}, key=lambda p: (len(p), p)):
+        for prefix in sorted({k.rsplit(".", 1)[0] for k in weights}, key=lambda p: (len(p), p)):
             saved, current = saved_classes.get(prefix), current_classes.get(prefix)
             if saved != current:
                 diffs.append(f"layer {prefix} is {saved} in the file but {current} in the model")

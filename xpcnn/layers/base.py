@@ -30,7 +30,7 @@ __all__ = ["Layer", "check_layer_name", "get_layer_class", "layer_spec", "make_l
 
 _REGISTRY: dict[str, type[Layer]] = {}
 _NAME_COUNTS: collections.Counter[str] = collections.Counter()  # per prefix, process-wide, as in Keras
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*")
 
 
 def _default_name(class_name: str) -> str:
@@ -42,11 +42,13 @@ def _default_name(class_name: str) -> str:
 
 
 def check_layer_name(name: Any, owner: str) -> str:
-    """A layer name is an identifier (letters, digits, underscores), so that it can also be the attribute
-    name of a PyTorch submodule and a state-dict key prefix."""
+    """A layer name is an identifier (letters, digits, underscores), or several joined by dots as PyTorch
+    names nested modules (``layer1.0.conv1``, ``features.3.block.0``), so that it is the path of a PyTorch
+    submodule and a state-dict key prefix (a parameter's name holds no dot: a key splits at its last one)."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ValueError(f"{owner}: a layer name is letters, digits and underscores, not starting with a digit; "
-                         f"got {name!r}")
+        raise ValueError(f"{owner}: a layer name is letters, digits and underscores, not starting with a digit, "
+                         f"or several such parts joined by dots (after the first, digits may start one); got "
+                         f"{name!r}")
     return name
 
 

@@ -179,7 +179,7 @@ class LayerGraph(Trainer):
             layer.buffers[name] = value
 
     def _split_key(self, key: str) -> tuple[Layer, str]:
-        prefix, _, name = str(key).partition(".")
+        prefix, _, name = str(key).rpartition(".")  # a layer's name may hold dots (torch's nested modules)
         layer = dict(self.keyed_layers()).get(prefix)
         if layer is None or not name:
             raise KeyError(f"{self.name}: no parameter {key!r}")
