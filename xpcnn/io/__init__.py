@@ -12,10 +12,13 @@ loss, metric and optimizer classes are looked up among xpcnn's public, concrete 
 field by field before anything is built (``schema``); a layer asking for more than ``max_array_elements``
 values in one parameter is refused before allocation; only the arrays the config names are read, each after
 its header matched the shape the model expects (``archive``). Writes are atomic (``atomic``). Weights alone
-can also go to and come from the safetensors format (``safetensors``).
+can also go to and come from the safetensors format (``safetensors``), and come from PyTorch checkpoints
+(``torch_checkpoint``: ``torch.save``'s zip and legacy formats, read by a restricted unpickler that runs none of
+the pickle's code).
 """
 
 from .loading import MAX_ARRAY_ELEMENTS, load_model, load_weights
 from .saving import save_model, save_weights
+from .torch_checkpoint import load_torch_checkpoint
 
-__all__ = ["MAX_ARRAY_ELEMENTS", "load_model", "load_weights", "save_model", "save_weights"]
+__all__ = ["MAX_ARRAY_ELEMENTS", "load_model", "load_torch_checkpoint", "load_weights", "save_model", "save_weights"]
