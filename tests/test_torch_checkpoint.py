@@ -1,6 +1,7 @@
 """PyTorch checkpoints read without torch: what torch.save writes (zip and legacy formats) reads back exactly in
 a process where torch cannot be imported; hostile files are refused with nothing executed (a sentinel file the
-payload would create never exists) and nothing allocated beyond what the file justifies."""
+payload would create never exists) and nothing allocated beyond what the file justifies; load_weights takes
+these files and predicts as torch does."""
 
 from __future__ import annotations
 
@@ -19,8 +20,11 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from layer_checks import host
 from xpcnn.io import load_torch_checkpoint
 from xpcnn.io import torch_checkpoint as tc
+from xpcnn.layers import BatchNorm2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU
+from xpcnn.model import Sequential
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 LEGACY = {"_use_new_zipfile_serialization": False}
@@ -453,3 +457,71 @@ def test_limits_on_the_pickle_and_the_entries(tmp_path, monkeypatch):
     path.write_bytes(_legacy(_pickle(_state(w=_tensor(_storage(legacy_view=b"N")))), [("0", 4, _FOUR)]))
     with pytest.raises(ValueError, match="is not a complete pickle: damaged, truncated or longer than the 100"):
         load_torch_checkpoint(path)
+
+
+# ---- load_weights -----------------------------------------------------------------------------------------------
+
+def _model() -> Sequential:
+    return Sequential([Conv2D(4, 3, padding=1), BatchNorm2D(), ReLU(), MaxPool2D(2), Flatten(), Dense(5)],
+                      input_shape=(2, 6, 6))
+
+
+def _x() -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((5, 2, 6, 6)).astype(np.float32)
+
+
+def _snapshot(model) -> dict[str, np.ndarray]:
+    return {k: np.array(host(v), copy=True) for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize(("fmt", "name", "wrap"), [("zip", "w.pth", None), ("legacy", "w.pth", None),
+                                                   ("zip", "w.bin", "state_dict"), ("legacy", "w.pt", "model")])
+def test_load_weights_predicts_as_torch(backend, tmp_path, fmt, name, wrap):
+    torch = pytest.importorskip("torch")
+    tmodel = _torch_model()
+    state = tmodel.state_dict()
+    if wrap == "state_dict":
+        checkpoint = {"epoch": 1, "state_dict": {f"module.{k}": v for k, v in state.items()}}
+    else:
+        checkpoint = state if wrap is None else {wrap: state}
+    path = tmp_path / name  # a torch file by its first bytes, whatever its extension
+    torch.save(checkpoint, path, **FORMATS[fmt])
+    model = _model()
+    model.load_weights(path)
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(host(value), state[key].numpy())
+    with torch.no_grad():
+        expected = tmodel(torch.from_numpy(_x())).numpy()
+    np.testing.assert_allclose(host(model.predict(_x())), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_load_weights_refusals_leave_the_model_untouched(backend, tmp_path):
+    torch = pytest.importorskip("torch")
+    model = _model()
+    before = _snapshot(model)
+    other = tmp_path / "other.pth"
+    torch.save({"0.weight": torch.zeros(4, 2, 5, 5)}, other)
+    with pytest.raises(ValueError, match=r"missing keys .*shape mismatches \[0.weight: expected \(4, 2, 3, 3\)"):
+        model.load_weights(other)
+    sentinel = tmp_path / "sentinel"
+    hostile = tmp_path / "hostile.pth"
+    hostile.write_bytes(_zip(_pickle(_call(_global("os", "system"), _str(f"touch {sentinel}")))))
+    with pytest.raises(ValueError, match="names the global os.system"):
+        model.load_weights(hostile)
+    assert not sentinel.exists()
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="garbage.pt is not a PyTorch checkpoint"):
+        model.load_weights(garbage)
+    for key, value in _snapshot(model).items():
+        np.testing.assert_array_equal(before[key], value)
+
+
+def test_xpcnn_weights_named_pth_still_load(backend, tmp_path):
+    model = _model()
+    path = tmp_path / "mine.pth"  # xpcnn keeps any name: the first bytes decide the reader
+    model.save_weights(path)
+    rebuilt = _model()
+    rebuilt.load_weights(path)
+    for key, value in _snapshot(model).items():
+        np.testing.assert_array_equal(_snapshot(rebuilt)[key], value)

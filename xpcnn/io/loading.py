@@ -27,6 +27,7 @@ from .archive import Archive, ArchiveMember
 from .safetensors import read_safetensors
 from .saving import is_safetensors
 from .schema import FORMAT_MODEL, check_architecture, check_config, loads_config
+from .torch_checkpoint import is_torch_checkpoint, load_torch_checkpoint
 
 __all__ = ["MAX_ARRAY_ELEMENTS", "load_model", "load_weights"]
 
@@ -69,12 +70,15 @@ def _prefix_classes(config: Mapping[str, Any]) -> dict[str, str] | None:
 
 
 def load_weights(model: LayerGraph, path: Any) -> None:
-    """Load parameters and buffers saved by ``save_weights`` or ``save`` (or a ``.safetensors`` file) into
-    ``model``.
+    """Load parameters and buffers saved by ``save_weights`` or ``save`` (or a ``.safetensors`` file, or a
+    PyTorch checkpoint) into ``model``.
 
     The file must come from the same architecture (layer types holding weights, keys and shapes); else a
     ValueError says what differs and the model is left untouched. An unbuilt model is built with the input
-    shape recorded in the file.
+    shape recorded in the file. A PyTorch checkpoint (``torch.save(model.state_dict(), path)``, recognised by
+    its first bytes, or a ``.pt``/``.pth`` file that is no zip) is read by ``load_torch_checkpoint``: its state
+    dict, or the one it holds under ``"state_dict"`` or ``"model"``, keys without a ``"module."`` prefix; it
+    records no input shape, so the model must be built.
     """
     if not isinstance(model, LayerGraph):
         raise TypeError(f"load_weights takes an xpcnn model (Sequential or Model), got {type(model).__name__}")
@@ -84,6 +88,9 @@ def load_weights(model: LayerGraph, path: Any) -> None:
             raise FileNotFoundError(f"no such file: {path}")
         weights, metadata = read_safetensors(path)
         _load_into(model, _safetensors_config(metadata, path), weights, path)
+        return
+    if is_torch_checkpoint(path):
+        _load_into(model, {}, load_torch_checkpoint(path), path)
         return
     with _open_checked(path) as archive:
         _load_into(model, archive.config, _weights_of(archive), path)
