@@ -12,9 +12,10 @@ import pytest
 import xpcnn
 from layer_checks import host
 from xpcnn.layers import (
-    ELU, Add, AvgPool2D, Average, BatchNorm1D, BatchNorm2D, Concatenate, Conv2D, Conv2DTranspose, Dense, Dropout,
-    Flatten, GlobalAvgPool2D, GlobalMaxPool2D, Layer, LeakyReLU, MaxPool2D, Maximum, Multiply, ReLU, Reshape,
-    Sigmoid, Softmax, SpatialDropout2D, Subtract, Tanh, UpSampling2D, ZeroPadding2D,
+    ELU, GELU, Add, AvgPool2D, Average, BatchNorm1D, BatchNorm2D, Concatenate, Conv2D, Conv2DTranspose, Dense,
+    Dropout, Flatten, GlobalAvgPool2D, GlobalMaxPool2D, Hardsigmoid, Hardswish, Layer, LeakyReLU, MaxPool2D,
+    Maximum, Multiply, ReLU, ReLU6, Reshape, Sigmoid, SiLU, Softmax, SpatialDropout2D, Subtract, Tanh,
+    UpSampling2D, ZeroPadding2D,
 )
 from xpcnn.model import Model, Sequential
 
@@ -63,6 +64,10 @@ CASES = {
     "global-dense": _seq(Conv2D(4, 3), GlobalAvgPool2D(), Dense(5), BatchNorm1D(), ReLU(), Dense(3)),
     "global-max": _seq(GlobalMaxPool2D(), Dense(2, activation="softmax")),
     "activations": _seq(LeakyReLU(0.2), ELU(0.5), Conv2D(2, 1), Sigmoid(), Tanh(), ReLU(), Softmax(axis=1)),
+    "mobile-activations": lambda: _scaled_input_model(ReLU6(), Hardsigmoid(), Hardswish(), SiLU(), GELU(),
+                                                      GELU("tanh"), Conv2D(2, 1, activation="hard_swish"),
+                                                      Conv2D(2, 1, activation="swish"), Conv2D(2, 1, activation="gelu"),
+                                                      Conv2D(2, 1, activation="relu6")),
     "norms-dropout": _seq(BatchNorm2D(), Dropout(0.5), SpatialDropout2D(0.5), BatchNorm2D(affine=False),
                           Conv2D(2, 3, activation="elu")),
     "reshape-pad": _seq(ZeroPadding2D(((1, 0), (2, 1))), Reshape((2, -1)), Reshape((-1,)), Dense(3)),
@@ -71,6 +76,17 @@ CASES = {
                            UpSampling2D(size=(12, 12), mode="bilinear", align_corners=True), shape=(2, 4, 3)),
     "merges-shared": _merges,
 }
+
+
+def _scaled_input_model(*layers):
+    """Each layer on the input times 4 (every linear piece of ReLU6 and the hard functions is reached), one
+    output per layer."""
+    x = xpcnn.Input((2, 4, 4))
+    times4 = Conv2D(2, 1, bias=False)
+    wide = times4(x)
+    model = Model(x, [Flatten()(layer(wide)) for layer in layers])
+    times4.params["weight"] = xpcnn.asarray(4.0 * np.eye(2).reshape(2, 2, 1, 1))
+    return model
 
 
 def _branches(shape, *layers):
@@ -111,6 +127,14 @@ def test_layers_export_and_run_in_onnxruntime(backend, tmp_path, case):
     model = CASES[case]()
     _randomise_statistics(model)
     _check_against_onnxruntime(model, tmp_path / f"{case}.onnx")
+
+
+@pytest.mark.parametrize("opset", [17, 20])
+def test_gelu_as_its_formula_or_as_onnx_gelu(backend, tmp_path, opset):
+    model = _seq(GELU(), Conv2D(2, 1), GELU("tanh"), Conv2D(2, 1, activation="gelu"))()
+    _check_against_onnxruntime(model, tmp_path / "gelu.onnx", opset=opset)
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "gelu.onnx")).graph.node}
+    assert ("Gelu" in ops) == (opset >= 20) and ("Erf" in ops) == (opset < 20)
 
 
 def test_circular_padding_needs_opset_19(backend, tmp_path):

@@ -18,9 +18,10 @@ import numpy as np
 from .backend import to_numpy
 from .io.atomic import atomic_write
 from .layers import (
-    ELU, Add, AvgPool2D, Average, BatchNorm1D, BatchNorm2D, Concatenate, Conv2D, Conv2DTranspose, Dense, Dropout,
-    Flatten, GlobalAvgPool2D, GlobalMaxPool2D, LeakyReLU, MaxPool2D, Maximum, Multiply, ReLU, Reshape, Sigmoid,
-    Softmax, SpatialDropout2D, Subtract, Tanh, UpSampling2D, ZeroPadding2D,
+    ELU, GELU, Add, AvgPool2D, Average, BatchNorm1D, BatchNorm2D, Concatenate, Conv2D, Conv2DTranspose, Dense,
+    Dropout, Flatten, GlobalAvgPool2D, GlobalMaxPool2D, Hardsigmoid, Hardswish, LeakyReLU, MaxPool2D, Maximum,
+    Multiply, ReLU, ReLU6, Reshape, Sigmoid, SiLU, Softmax, SpatialDropout2D, Subtract, Tanh, UpSampling2D,
+    ZeroPadding2D,
 )
 from .layers.activations import make_activation
 from .layers.base import Layer
@@ -198,6 +199,35 @@ def _activation(op: str, **fixed: Any) -> Callable[..., str]:
     return export
 
 
+def _relu6(g: _Graph, layer: ReLU6, x: str, out: str, in_hw: Any) -> str:
+    return g.node("Clip", [x, g.constant(f"{layer.name}/min", np.asarray(0.0)),
+                           g.constant(f"{layer.name}/max", np.asarray(6.0))], out)
+
+
+def _silu(g: _Graph, layer: SiLU, x: str, out: str, in_hw: Any) -> str:
+    return g.node("Mul", [x, g.node("Sigmoid", [x], g.fresh(f"{layer.name}/sigmoid"))], out)
+
+
+def _gelu(g: _Graph, layer: GELU, x: str, out: str, in_hw: Any) -> str:
+    """ONNX's Gelu from opset 20; before, its formula in Erf (or Tanh), Mul and Add."""
+    if g.opset >= 20:
+        return g.node("Gelu", [x], out, approximate=layer.approximate)
+
+    def times(a: str, value: float, hint: str) -> str:
+        factor = g.constant(f"{layer.name}/{hint}", np.asarray(value))
+        return g.node("Mul", [a, factor], g.fresh(f"{layer.name}/{hint}"))
+
+    if layer.approximate == "tanh":
+        square = g.node("Mul", [x, x], g.fresh(f"{layer.name}/square"))
+        cube = g.node("Mul", [x, square], g.fresh(f"{layer.name}/cube"))
+        inner = g.node("Add", [x, times(cube, 0.044715, "kappa")], g.fresh(f"{layer.name}/inner"))
+        curve = g.node("Tanh", [times(inner, float(np.sqrt(2.0 / np.pi)), "beta")], g.fresh(f"{layer.name}/tanh"))
+    else:
+        curve = g.node("Erf", [times(x, float(np.sqrt(0.5)), "scaled")], g.fresh(f"{layer.name}/erf"))
+    one_plus = g.node("Add", [curve, g.constant(f"{layer.name}/one", np.asarray(1.0))], g.fresh(f"{layer.name}/sum"))
+    return g.node("Mul", [times(x, 0.5, "half"), one_plus], out)
+
+
 def _reshape(g: _Graph, layer: Reshape, x: str, out: str, in_hw: Any) -> str:
     if type(layer) is Flatten:
         return g.node("Flatten", [x], out, axis=1)
@@ -235,6 +265,8 @@ _EXPORTERS: dict[type, Callable[..., str]] = {
     ReLU: _activation("Relu"), Sigmoid: _activation("Sigmoid"), Tanh: _activation("Tanh"),
     LeakyReLU: _activation("LeakyRelu", alpha=lambda layer: layer.negative_slope),
     ELU: _activation("Elu", alpha=lambda layer: layer.alpha), Softmax: _activation("Softmax", axis=lambda layer: layer.axis),
+    ReLU6: _relu6, Hardsigmoid: _activation("HardSigmoid", alpha=1.0 / 6.0, beta=0.5),
+    Hardswish: _activation("HardSwish"), SiLU: _silu, GELU: _gelu,
     Add: _merge("Sum"), Subtract: _merge("Sub"), Multiply: _merge("Mul"), Maximum: _merge("Max"),
     Average: _average, Concatenate: _merge("Concat"),
 }

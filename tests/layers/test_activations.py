@@ -7,7 +7,9 @@ import pytest
 
 import xpcnn
 from layer_checks import assert_matches_torch, assert_on_device, check_numerical_gradients, host, rtol_for
-from xpcnn.layers.activations import ELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from xpcnn.layers.activations import (
+    ELU, GELU, Hardsigmoid, Hardswish, LeakyReLU, ReLU, ReLU6, Sigmoid, SiLU, Softmax, Tanh,
+)
 
 
 def _torch_reference(name: str, **kwargs):
@@ -21,6 +23,11 @@ def _torch_reference(name: str, **kwargs):
         "Sigmoid": torch.sigmoid,
         "Tanh": torch.tanh,
         "Softmax": lambda x: F.softmax(x, dim=kwargs.get("axis", 1)),
+        "ReLU6": F.relu6,
+        "Hardsigmoid": F.hardsigmoid,
+        "Hardswish": F.hardswish,
+        "SiLU": F.silu,
+        "GELU": lambda x: F.gelu(x, approximate=kwargs.get("approximate", "none")),
     }[name]
 
 
@@ -35,7 +42,17 @@ ACTIVATIONS = [
     pytest.param(Tanh, {}, id="tanh"),
     pytest.param(Softmax, {}, id="softmax"),
     pytest.param(Softmax, {"axis": -1}, id="softmax-last-axis"),
+    pytest.param(ReLU6, {}, id="relu6"),
+    pytest.param(Hardsigmoid, {}, id="hardsigmoid"),
+    pytest.param(Hardswish, {}, id="hardswish"),
+    pytest.param(SiLU, {}, id="silu"),
+    pytest.param(GELU, {}, id="gelu"),
+    pytest.param(GELU, {"approximate": "tanh"}, id="gelu-tanh"),
 ]
+#: the activations with kinks away from 0, at the points where torch's derivative changes
+KINKS = {ReLU6: [0.0, 6.0], Hardsigmoid: [-3.0, 3.0], Hardswish: [-3.0, 3.0]}
+#: torch's float64 hardsigmoid backward multiplies by float32's 1/6 (0.1666666716): 3e-8 relative off
+FLOAT64_RTOL = {Hardsigmoid: 1e-7}
 SHAPES = [pytest.param((1, 5), id="batch1"), pytest.param((2, 3, 4, 3), id="nchw")]
 
 
@@ -56,7 +73,7 @@ def test_activation_matches_torch(request, dtype_fixture, cls, kwargs, shape):
     pytest.importorskip("torch")
     backend = request.getfixturevalue(dtype_fixture)
     forward = _torch_reference(cls.__name__, **kwargs)
-    assert_matches_torch(cls(**kwargs), _input(shape), forward, rtol=rtol_for(backend))
+    assert_matches_torch(cls(**kwargs), _input(shape), forward, rtol=max(rtol_for(backend), FLOAT64_RTOL.get(cls, 0.0)))
 
 
 @pytest.mark.parametrize("cls, kwargs", ACTIVATIONS)
@@ -69,16 +86,51 @@ def test_derivatives_at_zero_follow_torch(backend64, cls, kwargs):
     dx = host(layer.backward(xpcnn.asarray(dy)))
     tx = torch.tensor(x, requires_grad=True)
     _torch_reference(cls.__name__, **kwargs)(tx).backward(torch.tensor(dy))
-    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-12, atol=1e-15)
+    rtol = FLOAT64_RTOL.get(cls, 1e-12)
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=rtol, atol=1e-15)
+
+
+def _wide_input(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """Values spread over [-8, 8]: every linear piece of ReLU6, Hardsigmoid and Hardswish is hit."""
+    return np.random.default_rng(seed).uniform(-8.0, 8.0, shape)
+
+
+@pytest.mark.parametrize("cls", list(KINKS))
+def test_piecewise_activations_over_all_their_pieces(backend64, cls):
+    x = _wide_input((4, 9))
+    x = x[np.abs(x[..., None] - np.array(KINKS[cls])).min(axis=-1) > 1e-3].reshape(2, -1)  # no kink within eps
+    check_numerical_gradients(cls(), x)
+    pytest.importorskip("torch")
+    assert_matches_torch(cls(), x, _torch_reference(cls.__name__), rtol=FLOAT64_RTOL.get(cls, 1e-12))
+
+
+@pytest.mark.parametrize("cls, kwargs", [p for p in ACTIVATIONS if p.values[0] in KINKS or p.values[0] in (SiLU, GELU)])
+def test_derivatives_at_the_kinks_follow_torch(backend64, cls, kwargs):
+    torch = pytest.importorskip("torch")
+    x = np.array([[-6.0, -3.0, -0.0, 0.0, 3.0, 6.0, -7.0, 7.0, np.nan]])
+    layer = cls(**kwargs)
+    y = host(layer.forward(xpcnn.asarray(x), training=True))
+    dy = np.arange(1.0, 1.0 + x.size).reshape(x.shape)
+    dx = host(layer.backward(xpcnn.asarray(dy)))
+    tx = torch.tensor(x, requires_grad=True)
+    ty = _torch_reference(cls.__name__, **kwargs)(tx)
+    ty.backward(torch.tensor(dy))
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-14, atol=1e-15)
+    rtol = FLOAT64_RTOL.get(cls, 1e-14)  # atol: 1 - tanh^2 near saturation is a difference of nearly equal values
+    np.testing.assert_allclose(dx[:, :-1], tx.grad.numpy()[:, :-1], rtol=rtol, atol=max(rtol, 1e-12))
+    assert np.isnan(y[0, -1]), "NaN in, NaN out"
 
 
 def test_extreme_inputs_stay_finite(backend):
     x = xpcnn.asarray(np.array([[-1e4, -100.0, 0.0, 100.0, 1e4]]))
-    for layer in (Sigmoid(), Tanh(), ELU(), Softmax(), LeakyReLU()):
+    for layer in (Sigmoid(), Tanh(), ELU(), Softmax(), LeakyReLU(), ReLU6(), Hardsigmoid(), Hardswish(), SiLU(),
+                  GELU(), GELU("tanh")):
         y = host(layer.forward(x))
         assert np.all(np.isfinite(y)), f"{layer!r} gave {y}"
     np.testing.assert_allclose(host(Sigmoid().forward(x)), [[0, 0, 0.5, 1, 1]], atol=1e-30)
     np.testing.assert_allclose(host(Softmax().forward(x)), [[0, 0, 0, 0, 1]], atol=1e-30)
+    for layer in (SiLU(), GELU(), GELU("tanh"), Hardswish()):  # x * (a gate in [0, 1]): 0 far left, x far right
+        np.testing.assert_allclose(host(layer.forward(x)), [[0, 0, 0, 100, 1e4]], atol=1e-30)
 
 
 def test_relu_propagates_nan(backend):
@@ -103,6 +155,10 @@ def test_repr_and_config():
     assert repr(LeakyReLU(0.1)) == "LeakyReLU(negative_slope=0.1)"
     assert repr(ELU(alpha=2)) == "ELU(alpha=2.0)"
     assert repr(Softmax(axis=-1)) == "Softmax(axis=-1)"
+    assert repr(GELU()) == "GELU()" and GELU().get_config() == {}
+    assert repr(GELU("tanh")) == "GELU(approximate='tanh')"
+    assert GELU(**GELU("tanh").get_config()).approximate == "tanh"
+    assert repr(Hardswish()) == "Hardswish()" and repr(ReLU6()) == "ReLU6()"
 
 
 @pytest.mark.parametrize(
@@ -112,6 +168,8 @@ def test_repr_and_config():
         (lambda: ELU(alpha=None), TypeError, "ELU: alpha must be a real number"),
         (lambda: Softmax(axis=0), ValueError, "Softmax: axis must be a non-zero int .*batch axis"),
         (lambda: Softmax(axis=1.0), ValueError, "Softmax: axis must be a non-zero int"),
+        (lambda: GELU("exact"), ValueError, "GELU: approximate must be 'none' or 'tanh', got 'exact'"),
+        (lambda: GELU(approximate=None), ValueError, "GELU: approximate must be 'none' or 'tanh', got None"),
     ],
 )
 def test_constructor_rejects_bad_arguments(make, error, message):
@@ -135,7 +193,8 @@ def test_backward_needs_a_training_forward(backend):
         layer.backward(xpcnn.asarray(np.ones((2, 3))))
 
 
-@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax"])
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax", "relu6",
+                                        "hard_sigmoid", "hard_swish", "silu", "gelu"])
 def test_activation_argument_equals_the_layer_after_it(backend64, activation):
     """``Dense(..., activation=a)`` and ``Conv2D(..., activation=a)`` give the values and gradients of the
     plain layer followed by the activation layer; the name is in the config."""
@@ -159,8 +218,24 @@ def test_activation_argument_equals_the_layer_after_it(backend64, activation):
         assert type(fused)(**fused.get_config()).activation == activation
 
 
-def test_unknown_activation_names_the_choices(backend):
-    from xpcnn.layers import Dense
+@pytest.mark.parametrize("alias, canonical, cls", [
+    ("swish", "silu", SiLU), ("hardswish", "hard_swish", Hardswish), ("hard_silu", "hard_swish", Hardswish),
+    ("hardsigmoid", "hard_sigmoid", Hardsigmoid),
+])
+def test_keras_and_torch_spellings_are_saved_under_one_name(backend, alias, canonical, cls):
+    from xpcnn.layers import Conv2D, Dense
 
-    with pytest.raises(ValueError, match=r"Dense: unknown activation 'swish'; use one of \['elu', 'leaky_relu'"):
-        Dense(3, activation="swish")
+    for layer in (Dense(3, activation=alias), Conv2D(2, 3, activation=alias)):
+        assert layer.activation == canonical and layer.get_config()["activation"] == canonical
+        assert type(layer._activation) is cls
+        assert type(layer)(**layer.get_config()).get_config() == layer.get_config()
+
+
+def test_unknown_activation_names_the_choices(backend):
+    from xpcnn.layers import Conv2D, Dense
+
+    with pytest.raises(ValueError, match=r"Dense: unknown activation 'mish'; use one of \['elu', 'gelu', 'hard_sigmoid'"
+                                         r".*\(or hard_silu, hardsigmoid, hardswish, swish\) or None"):
+        Dense(3, activation="mish")
+    with pytest.raises(TypeError, match=r"Conv2D: activation must be a name such as 'relu', or None; got \['relu'\]"):
+        Conv2D(3, 3, activation=["relu"])

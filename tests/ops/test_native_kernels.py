@@ -13,7 +13,7 @@ import pytest
 
 import xpcnn
 from test_fast_paths import POOL_CASES, _pool_inputs
-from xpcnn.ops import _native, conv, normalization, pool
+from xpcnn.ops import _native, activations, conv, normalization, pool
 
 # (N, C, H, W, O, kernel, stride, padding, dilation, groups)
 CASES = [
@@ -132,3 +132,15 @@ def test_batch_norm_equals_the_generic_path(request, dtype_fixture, shape):
     _close(*_runs(run), dtype)
     for kept, was in zip((mean, var), before):  # the caller's running statistics are not written
         np.testing.assert_array_equal(np.asarray(xpcnn.to_numpy(kept)), was)
+
+
+@pytest.mark.parametrize("dtype_fixture", ["backend", "backend64"])
+def test_erf_and_gelu_equal_the_generic_path(request, dtype_fixture):
+    backend = request.getfixturevalue(dtype_fixture)
+    if _native.kernel(backend.xp, "erf") is None:
+        pytest.skip(f"{backend.name} has no erf of its own")
+    dtype = "float64" if dtype_fixture == "backend64" else "float32"
+    rng = np.random.default_rng(4)
+    x = xpcnn.asarray(np.concatenate([np.linspace(-7.0, 7.0, 2001), 3.0 * rng.standard_normal(500)]))
+    dy = xpcnn.asarray(rng.standard_normal(2501))
+    _close(*_runs(lambda: (activations.erf(x), activations.gelu(x), activations.gelu_backward(dy, x))), dtype)

@@ -3,7 +3,7 @@
 Keras spellings (``MaxPooling2D``, ``AveragePooling2D``, ...) are aliases of the same classes.
 """
 
-from .activations import ELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .activations import ELU, GELU, Hardsigmoid, Hardswish, LeakyReLU, ReLU, ReLU6, Sigmoid, SiLU, Softmax, Tanh
 from .base import Layer
 from .conv import Conv2D, Conv2DTranspose
 from .dense import Dense
@@ -23,8 +23,8 @@ GlobalMaxPooling2D = GlobalMaxPool2D
 
 __all__ = [
     "Add", "Average", "AvgPool2D", "AveragePooling2D", "BatchNorm1D", "BatchNorm2D", "Concatenate", "Conv2D",
-    "Conv2DTranspose", "Dense", "Dropout", "ELU", "Flatten", "GlobalAvgPool2D", "GlobalAveragePooling2D",
-    "GlobalMaxPool2D", "GlobalMaxPooling2D", "Input", "InputLayer", "Layer", "LeakyReLU", "MaxPool2D",
-    "MaxPooling2D", "Maximum", "Multiply", "ReLU", "Reshape", "Sigmoid", "Softmax", "SpatialDropout2D",
-    "Subtract", "Tanh", "UpSampling2D", "ZeroPadding2D",
+    "Conv2DTranspose", "Dense", "Dropout", "ELU", "Flatten", "GELU", "GlobalAvgPool2D", "GlobalAveragePooling2D",
+    "GlobalMaxPool2D", "GlobalMaxPooling2D", "Hardsigmoid", "Hardswish", "Input", "InputLayer", "Layer", "LeakyReLU",
+    "MaxPool2D", "MaxPooling2D", "Maximum", "Multiply", "ReLU", "ReLU6", "Reshape", "SiLU", "Sigmoid", "Softmax",
+    "SpatialDropout2D", "Subtract", "Tanh", "UpSampling2D", "ZeroPadding2D",
 ]

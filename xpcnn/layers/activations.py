@@ -8,7 +8,10 @@ from typing import Any, ClassVar
 from ..ops import activations as act
 from .base import Layer
 
-__all__ = ["ACTIVATIONS", "ELU", "LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh", "make_activation"]
+__all__ = [
+    "ACTIVATIONS", "ACTIVATION_ALIASES", "ELU", "GELU", "Hardsigmoid", "Hardswish", "LeakyReLU", "ReLU", "ReLU6",
+    "SiLU", "Sigmoid", "Softmax", "Tanh", "canonical_activation", "make_activation",
+]
 
 
 class _Activation(Layer):
@@ -46,6 +49,74 @@ class ReLU(_Activation):
 
     def _gradient(self, dy: Any, saved: Any) -> Any:
         return act.relu_backward(dy, saved)
+
+
+class ReLU6(_Activation):
+    """min(max(x, 0), 6) (torch.nn.ReLU6; MobileNetV2's activation)."""
+
+    def _activate(self, x: Any) -> Any:
+        return act.relu6(x)
+
+    def _gradient(self, dy: Any, saved: Any) -> Any:
+        return act.relu6_backward(dy, saved)
+
+
+class Hardsigmoid(_Activation):
+    """relu6(x + 3) / 6 (torch.nn.Hardsigmoid, Keras 3's ``hard_sigmoid``; MobileNetV3's gate)."""
+
+    saves_output = False
+
+    def _activate(self, x: Any) -> Any:
+        return act.hardsigmoid(x)
+
+    def _gradient(self, dy: Any, saved: Any) -> Any:
+        return act.hardsigmoid_backward(dy, saved)
+
+
+class Hardswish(_Activation):
+    """x * relu6(x + 3) / 6 (torch.nn.Hardswish, Keras's ``hard_swish``/``hard_silu``; MobileNetV3)."""
+
+    saves_output = False
+
+    def _activate(self, x: Any) -> Any:
+        return act.hardswish(x)
+
+    def _gradient(self, dy: Any, saved: Any) -> Any:
+        return act.hardswish_backward(dy, saved)
+
+
+class SiLU(_Activation):
+    """x * sigmoid(x) (torch.nn.SiLU, Keras's ``silu``/``swish``; EfficientNet's activation)."""
+
+    saves_output = False
+
+    def _activate(self, x: Any) -> Any:
+        return act.silu(x)
+
+    def _gradient(self, dy: Any, saved: Any) -> Any:
+        return act.silu_backward(dy, saved)
+
+
+class GELU(_Activation):
+    """x * Phi(x), Phi the standard normal CDF (torch.nn.GELU): ``approximate="none"`` computes it with erf
+    (``xpcnn.ops.activations.erf``, accurate to float32 and float64), ``"tanh"`` with torch's tanh formula."""
+
+    saves_output = False
+
+    def __init__(self, approximate: str = "none", *, name: str | None = None) -> None:
+        super().__init__(name)
+        if approximate not in act.GELU_APPROXIMATIONS:
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def _activate(self, x: Any) -> Any:
+        return act.gelu(x, self.approximate)
+
+    def _gradient(self, dy: Any, saved: Any) -> Any:
+        return act.gelu_backward(dy, saved, self.approximate)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"approximate": self.approximate} if self.approximate != "none" else {}
 
 
 class LeakyReLU(_Activation):
@@ -134,16 +205,31 @@ class Softmax(_Activation):
         return {"axis": self.axis}
 
 
-#: the names ``activation=`` takes, as Keras spells them
+#: the names ``activation=`` takes, as Keras spells them; the name a config keeps
 ACTIVATIONS: dict[str, type[Layer]] = {
     "relu": ReLU, "leaky_relu": LeakyReLU, "elu": ELU, "sigmoid": Sigmoid, "tanh": Tanh, "softmax": Softmax,
+    "relu6": ReLU6, "hard_sigmoid": Hardsigmoid, "hard_swish": Hardswish, "silu": SiLU, "gelu": GELU,
+}
+#: other spellings ``activation=`` accepts (Keras 3's and torch's), each read as its name in ``ACTIVATIONS``
+ACTIVATION_ALIASES: dict[str, str] = {
+    "swish": "silu", "hardswish": "hard_swish", "hard_silu": "hard_swish", "hardsigmoid": "hard_sigmoid",
 }
 
 
-def make_activation(activation: str | None, owner: str, name: str | None = None) -> Layer | None:
-    """A fresh activation layer for ``activation`` (a name from ``ACTIVATIONS``), or None for None."""
+def canonical_activation(activation: str | None, owner: str) -> str | None:
+    """The name from ``ACTIVATIONS`` that ``activation`` (a name or an alias) stands for; None stays None."""
     if activation is None:
         return None
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"{owner}: unknown activation {activation!r}; use one of {sorted(ACTIVATIONS)} or None")
-    return ACTIVATIONS[activation](name=name)
+    if not isinstance(activation, str):
+        raise TypeError(f"{owner}: activation must be a name such as 'relu', or None; got {activation!r}")
+    canonical = ACTIVATION_ALIASES.get(activation, activation)
+    if canonical not in ACTIVATIONS:
+        raise ValueError(f"{owner}: unknown activation {activation!r}; use one of {sorted(ACTIVATIONS)} (or "
+                         f"{', '.join(sorted(ACTIVATION_ALIASES))}) or None")
+    return canonical
+
+
+def make_activation(activation: str | None, owner: str, name: str | None = None) -> Layer | None:
+    """A fresh activation layer for ``activation`` (a name from ``ACTIVATIONS`` or an alias), or None for None."""
+    canonical = canonical_activation(activation, owner)
+    return None if canonical is None else ACTIVATIONS[canonical](name=name)

@@ -9,6 +9,7 @@ from ..initializers import check_initializer, fans
 from ..ops import conv as conv_ops
 from ..ops import resize as resize_ops
 from ..ops.windows import as_pair, check_padding, conv_output_hw, conv_transpose_output_hw, resolve_padding
+from .activations import canonical_activation
 from .base import Layer
 
 __all__ = ["Conv2D", "Conv2DTranspose"]
@@ -24,7 +25,7 @@ class _ConvBase(Layer):
         bias: bool, weight_init: str, activation: str | None, name: str | None,
     ) -> None:
         super().__init__(name)
-        self._set_activation(activation)
+        self._set_activation(canonical_activation(activation, type(self).__name__))  # one name in configs
         name = type(self).__name__
         out_channels = check_int(out_channels, "out_channels", 1, name)
         groups = check_int(groups, "groups", 1, name)

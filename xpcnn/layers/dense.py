@@ -7,6 +7,7 @@ from typing import Any
 from .._checks import check_flag, check_int
 from ..initializers import check_initializer, fans
 from ..ops.linear import dense, dense_backward
+from .activations import canonical_activation
 from .base import Layer
 
 __all__ = ["Dense"]
@@ -25,7 +26,7 @@ class Dense(Layer):
     def __init__(self, out_features: int, bias: bool = True, weight_init: str = "he_uniform",
                  activation: str | None = None, *, name: str | None = None) -> None:
         super().__init__(name)
-        self._set_activation(activation)
+        self._set_activation(canonical_activation(activation, "Dense"))  # one name in configs
         self.out_features = check_int(out_features, "out_features", 1, "Dense")
         self.use_bias = check_flag(bias, "bias", type(self).__name__)
         self.weight_init = check_initializer(weight_init, "Dense")

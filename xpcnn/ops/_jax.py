@@ -1,4 +1,4 @@
-"""JAX's own convolution for the ops in ``conv.py``: ``lax.conv_general_dilated`` and its VJP.
+"""JAX's own kernels: the convolutions of ``conv.py`` (``lax.conv_general_dilated`` and its VJP), and ``erf``.
 
 Each function takes the geometry the generic op resolved (strides, pads as (top, bottom, left, right),
 dilation, groups) and is compiled once per shape with ``jax.jit``, so an eager call runs one XLA program and
@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["conv2d", "conv2d_backward", "conv2d_transpose", "conv2d_transpose_backward"]
+__all__ = ["conv2d", "conv2d_backward", "conv2d_transpose", "conv2d_transpose_backward", "erf"]
 
 Pair = tuple[int, int]
 Pads = tuple[int, int, int, int]
@@ -70,3 +70,8 @@ def conv2d_transpose_backward(dy: Any, x: Any, w: Any, stride: Pair, pads: Pads,
     convolution's weight gradient for output gradient ``x``."""
     dx, pullback = jax.vjp(lambda w_: _conv(dy, w_, stride, pads, dilation, groups), w)
     return dx, pullback(x)[0], (jnp.sum(dy, axis=(0, 2, 3)) if bias else None)
+
+
+def erf(x: Any) -> Any:
+    """``erf``: XLA's own (the Array API has none)."""
+    return lax.erf(x)

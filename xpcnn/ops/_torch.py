@@ -1,5 +1,5 @@
 """PyTorch's own kernels for the ops in ``conv.py``, ``pool.py`` and ``normalization.py`` (oneDNN on CPUs, cuDNN
-on CUDA).
+on CUDA), and ``erf`` for ``activations.py``.
 
 Each function takes the geometry the generic op resolved (strides, pads as (top, bottom, left, right),
 dilation, groups). Gradients come from ``aten.convolution_backward``, the kernel autograd itself calls, so
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from .windows import conv_transpose_output_hw
 
 __all__ = ["avg_pool2d", "avg_pool2d_backward", "batch_norm", "batch_norm_backward", "conv2d", "conv2d_backward",
-           "conv2d_transpose", "conv2d_transpose_backward", "max_pool2d", "max_pool2d_backward"]
+           "conv2d_transpose", "conv2d_transpose_backward", "erf", "max_pool2d", "max_pool2d_backward"]
 
 Pair = tuple[int, int]
 Pads = tuple[int, int, int, int]
@@ -176,3 +176,8 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, eps: float, saved: Any) ->
     affine = weight is not None
     return tuple(_aten.native_batch_norm_backward(dy, x, weight, None, None, mean, inv_std, True, eps,
                                                   [True, affine, affine]))
+
+
+def erf(x: Any) -> Any:
+    """``erf``: PyTorch's own (the Array API has none)."""
+    return torch.special.erf(x)
