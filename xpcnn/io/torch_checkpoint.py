@@ -44,7 +44,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MAX_ENTRIES", "MAX_PICKLE_BYTES", "MAX_TOTAL_VALUES", "is_torch_checkpoint", "load_torch_checkpoint"]
+__all__ = ["MAX_ENTRIES", "MAX_PICKLE_BYTES", "MAX_TOTAL_VALUES", "check_sha256_prefix", "is_torch_checkpoint",
+           "load_torch_checkpoint"]
 
 MAX_PICKLE_BYTES = 16 * 2**20  # a state dict of 100,000 tensors pickles to about 11 MiB
 MAX_ENTRIES = 100_000  # tensors (and storages) one file may describe; ResNet-152 has about 900
@@ -530,13 +531,18 @@ def _arrays(tensors: Mapping[str, _Tensor], read: Callable[[_Storage], bytes], o
 
 def _check_name_hash(path: str) -> None:
     match = _HASH_NAME.search(os.path.basename(path))
-    if match is None:
-        return
+    if match is not None:
+        check_sha256_prefix(path, match.group(1))
+
+
+def check_sha256_prefix(path: str, expected: str) -> None:
+    """Refuse ``path`` unless its SHA-256 begins with ``expected`` (the hash in a torchvision file's name, also
+    checked on a download before it is kept)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(2**20), b""):
             digest.update(chunk)
-    expected, actual = match.group(1), digest.hexdigest()
+    actual = digest.hexdigest()
     if not actual.startswith(expected):
         raise ValueError(f"{path}: its name says its SHA-256 begins {expected}, but the file's SHA-256 is {actual} "
                          "(damaged or replaced file)")

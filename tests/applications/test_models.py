@@ -1,4 +1,4 @@
-"""ResNets: torchvision's keys, shapes and parameter counts, and its eval-mode logits for its weights."""
+"""The model families: torchvision's keys, shapes and parameter counts, and its eval-mode logits for its weights."""
 
 from __future__ import annotations
 
