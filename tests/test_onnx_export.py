@@ -39,6 +39,15 @@ def _merges() -> Model:
     return Model([a, b], [GlobalAvgPool2D()(joined), Flatten()(Concatenate(axis=3)([ha, hb]))])
 
 
+def _squeeze_excitation() -> Model:
+    """torchvision's SqueezeExcitation from public layers: a (N, C, 1, 1) gate broadcast over (N, C, H, W)."""
+    x = xpcnn.Input((4, 5, 5))
+    h = Conv2D(4, 3, padding=1)(x)
+    s = Reshape((4, 1, 1))(GlobalAvgPool2D()(h))
+    s = Conv2D(4, 1, activation="hard_sigmoid", name="se.fc2")(Conv2D(2, 1, activation="relu", name="se.fc1")(s))
+    return Model(x, [Multiply()([h, s]), Add()([s, Conv2D(1, 1)(h)])])  # (4, 1, 1) + (1, 5, 5)
+
+
 CASES = {
     "conv": _seq(Conv2D(4, 3, stride=2, padding=1), Conv2D(4, (3, 1), padding="same", groups=2, bias=False),
                  Conv2D(3, 3, dilation=2, padding=2, activation="relu")),
@@ -75,6 +84,7 @@ CASES = {
     "resize-to-size": _seq(UpSampling2D(size=(7, 5)), UpSampling2D(size=(9, 11), mode="bilinear"),
                            UpSampling2D(size=(12, 12), mode="bilinear", align_corners=True), shape=(2, 4, 3)),
     "merges-shared": _merges,
+    "squeeze-excitation": _squeeze_excitation,
 }
 
 

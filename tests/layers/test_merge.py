@@ -11,22 +11,30 @@ from layer_checks import assert_on_device, host, rtol_for
 from xpcnn.layers import Add, Average, Concatenate, Maximum, Multiply, Subtract
 
 SHAPE = (3, 2, 4, 5)
+GATE = (3, 2, 1, 1)  # squeeze-and-excitation's (N, C, 1, 1) over (N, C, H, W)
 
-# layer factory, number of inputs, the PyTorch expression of the same merge
+# layer factory, the shapes of the inputs, the PyTorch expression of the same merge
 CASES = {
-    "add": (Add, 3, lambda ts: ts[0] + ts[1] + ts[2]),
-    "subtract": (Subtract, 2, lambda ts: ts[0] - ts[1]),
-    "multiply": (Multiply, 3, lambda ts: ts[0] * ts[1] * ts[2]),
-    "average": (Average, 3, lambda ts: (ts[0] + ts[1] + ts[2]) / 3),
-    "maximum": (Maximum, 3, lambda ts: __import__("torch").stack(ts).amax(0)),
-    "concatenate": (lambda: Concatenate(axis=1), 2, lambda ts: __import__("torch").cat(ts, 1)),
-    "concatenate_last": (lambda: Concatenate(axis=-1), 2, lambda ts: __import__("torch").cat(ts, -1)),
+    "add": (Add, [SHAPE] * 3, lambda ts: ts[0] + ts[1] + ts[2]),
+    "subtract": (Subtract, [SHAPE] * 2, lambda ts: ts[0] - ts[1]),
+    "multiply": (Multiply, [SHAPE] * 3, lambda ts: ts[0] * ts[1] * ts[2]),
+    "average": (Average, [SHAPE] * 3, lambda ts: (ts[0] + ts[1] + ts[2]) / 3),
+    "maximum": (Maximum, [SHAPE] * 3, lambda ts: __import__("torch").stack(ts).amax(0)),
+    "concatenate": (lambda: Concatenate(axis=1), [SHAPE] * 2, lambda ts: __import__("torch").cat(ts, 1)),
+    "concatenate_last": (lambda: Concatenate(axis=-1), [SHAPE] * 2, lambda ts: __import__("torch").cat(ts, -1)),
+    "multiply_gate": (Multiply, [SHAPE, GATE], lambda ts: ts[0] * ts[1]),
+    "multiply_gate_first": (Multiply, [GATE, SHAPE], lambda ts: ts[0] * ts[1]),
+    "add_broadcast": (Add, [SHAPE, (3, 1, 4, 1), (3, 2, 1, 5)], lambda ts: ts[0] + ts[1] + ts[2]),
+    "subtract_broadcast": (Subtract, [(3, 1, 1, 5), SHAPE], lambda ts: ts[0] - ts[1]),
+    "average_broadcast": (Average, [GATE, (3, 1, 4, 5)], lambda ts: (ts[0] + ts[1]) / 2),
+    "maximum_broadcast": (Maximum, [SHAPE, GATE, (3, 1, 4, 1)],
+                          lambda ts: __import__("torch").maximum(__import__("torch").maximum(ts[0], ts[1]), ts[2])),
 }
 
 
-def _inputs(n: int, seed: int = 0) -> list[np.ndarray]:
+def _inputs(shapes: list[tuple[int, ...]], seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
-    return [rng.standard_normal(SHAPE) for _ in range(n)]
+    return [rng.standard_normal(shape) for shape in shapes]
 
 
 def _run(layer, xs: list[np.ndarray], dy: np.ndarray | None = None):
@@ -38,15 +46,16 @@ def _run(layer, xs: list[np.ndarray], dy: np.ndarray | None = None):
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_gradients_match_central_differences(backend64, case):
-    make, n, _ = CASES[case]
-    xs = _inputs(n)
+    make, shapes, _ = CASES[case]
+    xs = _inputs(shapes)
     layer = make()
     _, dy, grads = _run(layer, xs)
     eps = 1e-6
     rng = np.random.default_rng(3)
-    for i in range(n):
+    for i in range(len(xs)):
+        assert grads[i].shape == xs[i].shape, f"{case}: gradient {grads[i].shape} of input {xs[i].shape}"
         for _ in range(8):
-            index = tuple(rng.integers(0, d) for d in SHAPE)
+            index = tuple(rng.integers(0, d) for d in xs[i].shape)
             plus = [x.copy() for x in xs]
             minus = [x.copy() for x in xs]
             plus[i][index] += eps
@@ -59,8 +68,8 @@ def test_gradients_match_central_differences(backend64, case):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_matches_torch_autograd(backend, case):
     torch = pytest.importorskip("torch")
-    make, n, expression = CASES[case]
-    xs = _inputs(n, seed=1)
+    make, shapes, expression = CASES[case]
+    xs = _inputs(shapes, seed=1)
     layer = make()
     y, dy, grads = _run(layer, [x.astype(np.float32) for x in xs])
     ts = [torch.tensor(x, dtype=torch.float64, requires_grad=True) for x in xs]
@@ -74,11 +83,16 @@ def test_matches_torch_autograd(backend, case):
 
 def test_outputs_and_gradients_stay_on_the_device(backend):
     layer = Concatenate()
-    xs = [xpcnn.asarray(x.astype(np.float32)) for x in _inputs(2)]
+    xs = [xpcnn.asarray(x.astype(np.float32)) for x in _inputs([SHAPE] * 2)]
     y = layer.forward(xs, training=True)
     assert_on_device(y, backend)
     for g in layer.backward(y):
         assert_on_device(g, backend)
+    gate = Multiply()
+    y = gate.forward([xpcnn.asarray(x.astype(np.float32)) for x in _inputs([SHAPE, GATE])], training=True)
+    for g in (y, *gate.backward(y)):
+        assert_on_device(g, backend)
+        assert g.dtype == backend.dtype
 
 
 def test_maximum_sends_each_gradient_to_the_first_maximum(backend):
@@ -103,7 +117,11 @@ def test_concatenate_joins_channels_of_different_widths(backend):
 
 
 @pytest.mark.parametrize("make, shapes, match", [
-    (Add, [(2, 4, 4), (3, 4, 4)], r"Add: inputs must have one per-sample shape, got \[\(2, 4, 4\), \(3, 4, 4\)\]"),
+    (Add, [(2, 4, 4), (3, 4, 4)], r"Add: inputs must have one per-sample shape, or one number of axes whose sizes "
+                                  r"agree or are 1 .*; got \[\(2, 4, 4\), \(3, 4, 4\)\]"),
+    (Multiply, [(2, 4, 4), (2, 1, 1), (2, 3, 1)],
+     r"Multiply: inputs must .*got \[\(2, 4, 4\), \(2, 1, 1\), \(2, 3, 1\)\]"),
+    (Multiply, [(2, 4, 4), (2,)], r"Multiply: inputs must .*one number of axes.*got \[\(2, 4, 4\), \(2,\)\]"),
     (Subtract, [(2,), (2,), (2,)], r"Subtract: takes 2 inputs, got 3"),
     (Average, [(2,)], r"Average: takes at least 2 inputs, got 1"),
     (Concatenate, [(2, 4, 4), (3, 5, 4)],

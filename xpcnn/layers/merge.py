@@ -1,9 +1,18 @@
-"""Merge layers: several inputs into one, for skip connections (``Add``) and U-Net joins (``Concatenate``).
+"""Merge layers: several inputs into one, for skip connections (``Add``), U-Net joins (``Concatenate``) and
+squeeze-and-excitation gates (``Multiply``).
 
-A merge layer takes a list of arrays with the same batch size and, but for ``Concatenate``'s joined axis, the
-same per-sample shape (no broadcasting: a mismatch is an error that names the shapes). ``backward`` returns
-one gradient per input. ``Maximum`` sends each gradient to the first input holding the maximum (as max
-pooling does); where an input is NaN the output is NaN and no input gets a gradient.
+A merge layer takes a list of arrays with the same batch size. The elementwise ones (all but
+``Concatenate``) take per-sample shapes with one number of axes whose sizes agree or are 1, and broadcast the
+1s as NumPy does, as Keras's merge layers do: ``Multiply()([x, gate])`` scales the channels of ``x (N, C, H, W)``
+by ``gate (N, C, 1, 1)``. The gradient of a broadcast input is summed over the axes it was broadcast along.
+Any other mismatch is an error that names the shapes. ``backward`` returns one gradient per input.
+``Maximum`` sends each gradient to the first input holding the maximum (as max pooling does); where an input
+is NaN the output is NaN and no input gets a gradient.
+
+Squeeze-and-excitation is built from these public layers rather than being one layer: pooling, two 1x1
+``Conv2D`` and a broadcasting ``Multiply``, each named as torchvision names its modules (``<block>.fc1``,
+``<block>.fc2``), so that the state-dict keys are torchvision's (``<block>.fc1.weight``, ...) and every part
+exports, prints and freezes like any layer.
 """
 
 from __future__ import annotations
@@ -35,9 +44,23 @@ class _Merge(Layer):
         return out
 
     def _merged_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
-        if any(s != shapes[0] for s in shapes):
-            raise ValueError(f"{self._name()}: inputs must have one per-sample shape, got {shapes}")
-        return shapes[0]
+        """The broadcast of the per-sample shapes: one number of axes, each of one size or 1."""
+        if len({len(s) for s in shapes}) == 1:
+            out = tuple(max(sizes) for sizes in zip(*shapes))
+            if all(d in (1, o) for s in shapes for d, o in zip(s, out)):
+                return out
+        raise ValueError(f"{self._name()}: inputs must have one per-sample shape, or one number of axes whose "
+                         f"sizes agree or are 1 (broadcast, as a (C, 1, 1) gate over (C, H, W)); got {shapes}")
+
+    def _unbroadcast(self, grads: list[Any]) -> list[Any]:
+        """Each input's gradient from its output-shaped one: summed over the axes that input was broadcast
+        along (its size 1 where the output's is not)."""
+        xp = array_api_compat.array_namespace(*grads)
+        out = []
+        for g, shape in zip(grads, self.input_shape):
+            axes = tuple(1 + i for i, (d, o) in enumerate(zip(shape, self.output_shape)) if d != o)
+            out.append(xp.sum(g, axis=axes, keepdims=True) if axes else g)
+        return out
 
     def forward(self, inputs: Any, training: bool = False) -> Any:
         """The merged array of the list ``inputs``; with ``training`` it also keeps what ``backward`` needs."""
@@ -68,7 +91,7 @@ class _Merge(Layer):
         if tuple(dy.shape) != self._out_shape:
             raise ValueError(f"{self._name()}: output gradient has shape {tuple(dy.shape)}, but the last forward "
                              f"produced {self._out_shape}")
-        return self._split(dy, *self._cache)
+        return self._unbroadcast(self._split(dy, *self._cache))
 
     def _merge(self, xs: list[Any]) -> Any:
         raise NotImplementedError
@@ -103,7 +126,8 @@ class Subtract(_Merge):
 
 
 class Multiply(_Merge):
-    """The elementwise product of the inputs."""
+    """The elementwise product of the inputs; a ``(N, C, 1, 1)`` gate broadcasts over ``(N, C, H, W)``
+    (squeeze-and-excitation's scaling, see the module's docstring)."""
 
     def _merge(self, xs: list[Any]) -> Any:
         return math.prod(xs[1:], start=xs[0])
@@ -183,6 +207,9 @@ class Concatenate(_Merge):
             grads.append(dy[tuple(index)])
             start += x.shape[axis]
         return grads
+
+    def _unbroadcast(self, grads: list[Any]) -> list[Any]:
+        return grads  # no input is broadcast: each gradient is its slice of dy
 
     def get_config(self) -> dict[str, Any]:
         return {"axis": self.axis}
