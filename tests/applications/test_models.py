@@ -86,3 +86,17 @@ def test_without_the_top_the_features_or_their_pooling_come_out(backend):
 def test_bad_arguments_are_refused_before_anything_is_built(kwargs, error, message):
     with pytest.raises(error, match=message):
         applications.resnet18(**kwargs)
+
+
+def test_include_preprocessing_normalises_inside_the_model_without_new_weights(backend):
+    from xpcnn.applications.imagenet import IMAGENET_MEAN, IMAGENET_STD
+
+    plain = applications.resnet18(input_shape=(3, 32, 32), num_classes=4)
+    inside = applications.resnet18(input_shape=(3, 32, 32), num_classes=4, include_preprocessing=True)
+    assert list(inside.state_dict()) == list(plain.state_dict())
+    inside.load_state_dict(plain.state_dict())
+    images = np.random.default_rng(0).uniform(size=(2, 3, 32, 32)).astype(np.float32)
+    normalised = (images - np.asarray(IMAGENET_MEAN, np.float32)[:, None, None]) / np.asarray(
+        IMAGENET_STD, np.float32)[:, None, None]
+    np.testing.assert_allclose(xpcnn.to_numpy(inside.predict(images)), xpcnn.to_numpy(plain.predict(normalised)),
+                               rtol=1e-4, atol=1e-5)

@@ -6,7 +6,9 @@
 ``"DEFAULT"``: torchvision's ImageNet weights for that model, downloaded once into the cache
 (``xpcnn.applications.weights``) and checked against the SHA-256 prefix in their name. Without the top, the
 classifier's entries of the file are left out; with it, the file's classifier must have ``num_classes``
-outputs.
+outputs. ``include_preprocessing=True`` puts ImageNet's normalisation inside the model (a ``Normalization``
+layer, no weights), so that it takes images in [0, 1] as a loader gives them (Keras's MobileNetV3 and
+EfficientNetV2 argument; torchvision's models take normalised images).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from .._checks import check_flag, check_int
 from ..layers import Dense, Dropout, GlobalAvgPool2D, GlobalMaxPool2D, Input
+from ..layers.preprocessing import Normalization
 from ..model import Model
 
 __all__ = ["backbone_model", "classifier"]
@@ -38,10 +41,12 @@ def classifier(num_classes: int, activation: str | None, dropout: float | None, 
 
 def backbone_model(arch: str, features: Callable[[Any], Any], *, weights: Any, include_top: bool, pooling: Any,
                    num_classes: Any, input_shape: Any, classifier_activation: str | None,
-                   top: Callable[[int, str | None], Callable[[Any], Any]]) -> Model:
-    """The model ``arch``: ``features`` on an input of ``input_shape``, then the top (``top(num_classes,
-    classifier_activation)`` builds it) or the ``pooling``; with ``weights`` loaded."""
+                   top: Callable[[int, str | None], Callable[[Any], Any]], include_preprocessing: bool) -> Model:
+    """The model ``arch``: ``features`` on an input of ``input_shape`` (normalised with ImageNet's statistics
+    first with ``include_preprocessing``), then the top (``top(num_classes, classifier_activation)`` builds
+    it) or the ``pooling``; with ``weights`` loaded."""
     include_top = check_flag(include_top, "include_top", arch)
+    include_preprocessing = check_flag(include_preprocessing, "include_preprocessing", arch)
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"{arch}: pooling must be None, 'avg' or 'max', got {pooling!r}")
     num_classes = check_int(num_classes, "num_classes", 1, arch)
@@ -53,7 +58,7 @@ def backbone_model(arch: str, features: Callable[[Any], Any], *, weights: Any, i
     if weights is not None and input_shape[0] != 3:
         raise ValueError(f"{arch}: pretrained weights take 3 input channels (RGB), got input_shape {input_shape}")
     inputs = Input(tuple(input_shape), name="input")
-    x = features(inputs)
+    x = features(Normalization.imagenet(name="preprocessing")(inputs) if include_preprocessing else inputs)
     if include_top:
         x = top(num_classes, classifier_activation)(x)
     elif pooling is not None:

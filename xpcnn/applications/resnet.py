@@ -42,7 +42,8 @@ def _block(x: Any, kind: str, width: int, stride: int, prefix: str, in_channels:
 
 
 def _resnet(arch: str, weights: Any, include_top: bool, pooling: str | None, num_classes: int,
-            input_shape: tuple[int, int, int], classifier_activation: str | None) -> Model:
+            input_shape: tuple[int, int, int], classifier_activation: str | None, include_preprocessing: bool
+            ) -> Model:
     kind, depths = _STAGES[arch]
 
     def features(x: Any) -> Any:
@@ -57,23 +58,29 @@ def _resnet(arch: str, weights: Any, include_top: bool, pooling: str | None, num
 
     return backbone_model(arch, features, weights=weights, include_top=include_top, pooling=pooling,
                           num_classes=num_classes, input_shape=input_shape,
-                          classifier_activation=classifier_activation,
+                          classifier_activation=classifier_activation, include_preprocessing=include_preprocessing,
                           top=lambda classes, activation: classifier(classes, activation, None, "fc"))
 
 
 def resnet18(weights: Any = None, include_top: bool = True, pooling: str | None = None, num_classes: int = 1000,
-             input_shape: tuple[int, int, int] = (3, 224, 224), classifier_activation: str | None = None) -> Model:
+             input_shape: tuple[int, int, int] = (3, 224, 224), classifier_activation: str | None = None,
+             include_preprocessing: bool = False) -> Model:
     """ResNet-18: 11,689,512 parameters with the 1000-class head (see ``xpcnn.applications``)."""
-    return _resnet("resnet18", weights, include_top, pooling, num_classes, input_shape, classifier_activation)
+    return _resnet("resnet18", weights, include_top, pooling, num_classes, input_shape, classifier_activation,
+                   include_preprocessing)
 
 
 def resnet34(weights: Any = None, include_top: bool = True, pooling: str | None = None, num_classes: int = 1000,
-             input_shape: tuple[int, int, int] = (3, 224, 224), classifier_activation: str | None = None) -> Model:
+             input_shape: tuple[int, int, int] = (3, 224, 224), classifier_activation: str | None = None,
+             include_preprocessing: bool = False) -> Model:
     """ResNet-34: 21,797,672 parameters with the 1000-class head (see ``xpcnn.applications``)."""
-    return _resnet("resnet34", weights, include_top, pooling, num_classes, input_shape, classifier_activation)
+    return _resnet("resnet34", weights, include_top, pooling, num_classes, input_shape, classifier_activation,
+                   include_preprocessing)
 
 
 def resnet50(weights: Any = None, include_top: bool = True, pooling: str | None = None, num_classes: int = 1000,
-             input_shape: tuple[int, int, int] = (3, 224, 224), classifier_activation: str | None = None) -> Model:
+             input_shape: tuple[int, int, int] = (3, 224, 224), classifier_activation: str | None = None,
+             include_preprocessing: bool = False) -> Model:
     """ResNet-50: 25,557,032 parameters with the 1000-class head (see ``xpcnn.applications``)."""
-    return _resnet("resnet50", weights, include_top, pooling, num_classes, input_shape, classifier_activation)
+    return _resnet("resnet50", weights, include_top, pooling, num_classes, input_shape, classifier_activation,
+                   include_preprocessing)

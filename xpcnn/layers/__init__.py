@@ -12,6 +12,7 @@ from .merge import Add, Average, Concatenate, Maximum, Multiply, Subtract
 from .node import Input, InputLayer
 from .normalization import BatchNorm1D, BatchNorm2D
 from .pool import AvgPool2D, GlobalAvgPool2D, GlobalMaxPool2D, MaxPool2D
+from .preprocessing import Normalization, Rescaling
 from .reshape import Flatten, Reshape, ZeroPadding2D
 from .upsampling import UpSampling2D
 
@@ -25,6 +26,6 @@ __all__ = [
     "Add", "Average", "AvgPool2D", "AveragePooling2D", "BatchNorm1D", "BatchNorm2D", "Concatenate", "Conv2D",
     "Conv2DTranspose", "Dense", "Dropout", "ELU", "Flatten", "GELU", "GlobalAvgPool2D", "GlobalAveragePooling2D",
     "GlobalMaxPool2D", "GlobalMaxPooling2D", "Hardsigmoid", "Hardswish", "Input", "InputLayer", "Layer", "LeakyReLU",
-    "MaxPool2D", "MaxPooling2D", "Maximum", "Multiply", "ReLU", "ReLU6", "Reshape", "SiLU", "Sigmoid", "Softmax",
+    "MaxPool2D", "MaxPooling2D", "Maximum", "Multiply", "Normalization", "ReLU", "ReLU6", "Rescaling", "Reshape", "SiLU", "Sigmoid", "Softmax",
     "SpatialDropout2D", "Subtract", "Tanh", "UpSampling2D", "ZeroPadding2D",
 ]
