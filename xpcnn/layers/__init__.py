@@ -23,9 +23,10 @@ GlobalAveragePooling2D = GlobalAvgPool2D
 GlobalMaxPooling2D = GlobalMaxPool2D
 
 __all__ = [
-    "Add", "Average", "AvgPool2D", "AveragePooling2D", "BatchNorm1D", "BatchNorm2D", "Concatenate", "Conv2D",
-    "Conv2DTranspose", "Dense", "Dropout", "ELU", "Flatten", "GELU", "GlobalAvgPool2D", "GlobalAveragePooling2D",
-    "GlobalMaxPool2D", "GlobalMaxPooling2D", "Hardsigmoid", "Hardswish", "Input", "InputLayer", "Layer", "LeakyReLU",
-    "MaxPool2D", "MaxPooling2D", "Maximum", "Multiply", "Normalization", "ReLU", "ReLU6", "Rescaling", "Reshape", "SiLU", "Sigmoid", "Softmax",
-    "SpatialDropout2D", "Subtract", "Tanh", "UpSampling2D", "ZeroPadding2D",
+    "Add", "Average", "AveragePooling2D", "AvgPool2D", "BatchNorm1D", "BatchNorm2D", "Concatenate", "Conv2D",
+    "Conv2DTranspose", "Dense", "Dropout", "ELU", "Flatten", "GELU", "GlobalAveragePooling2D", "GlobalAvgPool2D",
+    "GlobalMaxPool2D", "GlobalMaxPooling2D", "Hardsigmoid", "Hardswish", "Input", "InputLayer", "Layer",
+    "LeakyReLU", "MaxPool2D", "MaxPooling2D", "Maximum", "Multiply", "Normalization", "ReLU", "ReLU6", "Rescaling",
+    "Reshape", "SiLU", "Sigmoid", "Softmax", "SpatialDropout2D", "Subtract", "Tanh", "UpSampling2D",
+    "ZeroPadding2D",
 ]
