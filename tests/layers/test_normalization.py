@@ -257,3 +257,80 @@ def test_sync_batch_norm_on_one_process_is_batch_norm(backend64):
     for got, want in zip(norm_ops.sync_batch_norm_backward(dy, x, weight, sync_saved, list),
                          norm_ops.batch_norm_backward(dy, x, weight, 1e-5, saved=saved)):
         np.testing.assert_allclose(host(got), host(want), rtol=1e-10, atol=1e-12)
+
+# --- a frozen batch norm (trainable = False) runs in inference mode in training too ----------------------------
+
+def _frozen(cls, shape, momentum, eps):
+    layer = _built(cls, shape, momentum, eps)
+    layer.trainable = False
+    return layer
+
+
+@pytest.mark.parametrize("cls, shape, momentum, eps", BN_CASES)
+def test_frozen_batch_norm_numerical_gradients(backend64, cls, shape, momentum, eps):
+    check_numerical_gradients(_frozen(cls, shape, momentum, eps), _input(shape))
+
+
+@pytest.mark.parametrize("dtype_fixture", ["backend", "backend64"])
+@pytest.mark.parametrize("cls, shape, momentum, eps", BN_CASES + [
+    pytest.param(BatchNorm2D, (2, 3, 4, 4), 0.01, 1e-3, id="2d-mobilenet-v3-eps-momentum"),
+    pytest.param(BatchNorm1D, (1, 3), 0.1, 1e-5, id="1d-one-value-per-channel"),
+])
+def test_frozen_batch_norm_trains_as_torch_in_eval_mode(request, dtype_fixture, cls, shape, momentum, eps):
+    """Training forward and backward of a frozen layer = torch's batch norm in eval() mode under autograd; the
+    running statistics stay as they were."""
+    pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    backend = request.getfixturevalue(dtype_fixture)
+    layer = _frozen(cls, shape, momentum, eps)
+    before = {k: host(v) for k, v in layer.buffers.items()}
+    running = [torch_tensor(before[k]) for k in ("running_mean", "running_var")]
+
+    def forward(x, weight, bias):
+        return F.batch_norm(x, *running, weight, bias, training=False, momentum=momentum, eps=eps)
+
+    assert_matches_torch(layer, _input(shape), forward, rtol=rtol_for(backend))
+    for name, value in before.items():
+        np.testing.assert_array_equal(host(layer.buffers[name]), value, err_msg=f"{name} changed while frozen")
+    layer.trainable = True  # unfrozen: batch statistics again, and the running ones move
+    if momentum > 0 and shape[0] * int(np.prod(shape[2:])) > 1:
+        layer.forward(xpcnn.asarray(_input(shape)), training=True)
+        assert not np.array_equal(host(layer.buffers["running_mean"]), before["running_mean"])
+
+
+def torch_tensor(value):
+    import torch
+
+    return torch.tensor(value, dtype=torch.float64)
+
+
+def test_frozen_batch_norm_without_running_statistics_keeps_using_the_batch(backend64):
+    """With no running statistics there is nothing to infer with: torch's eval() mode uses the batch's, and so
+    does a frozen layer."""
+    x = _input((3, 2, 4, 4))
+    plain, frozen = BatchNorm2D(track_running_stats=False), BatchNorm2D(track_running_stats=False)
+    frozen.trainable = False
+    dy = xpcnn.asarray(np.random.default_rng(1).standard_normal(x.shape))
+    for layer in (plain, frozen):
+        layer.build(x.shape[1:])
+    y = [host(layer.forward(xpcnn.asarray(x), training=True)) for layer in (plain, frozen)]
+    np.testing.assert_array_equal(y[0], y[1])
+    np.testing.assert_array_equal(host(plain.backward(dy)), host(frozen.backward(dy)))
+
+
+def test_frozen_batch_norm_keeps_everything_on_the_device(backend):
+    layer = BatchNorm2D()
+    layer.trainable = False
+    y = layer.forward(xpcnn.asarray(_input((2, 3, 4, 4))), training=True)
+    dx = layer.backward(backend.xp.ones_like(y))
+    for array in (y, dx, *layer.params.values(), *layer.grads.values(), *layer.buffers.values()):
+        assert_on_device(array, backend)
+        assert array.dtype == backend.dtype
+
+
+def test_eps_and_momentum_round_trip_through_the_config():
+    layer = BatchNorm2D(eps=1e-3, momentum=0.01)
+    assert layer.get_config() == {"momentum": 0.01, "eps": 1e-3}
+    rebuilt = BatchNorm2D(**layer.get_config())
+    assert (rebuilt.eps, rebuilt.momentum) == (1e-3, 0.01)

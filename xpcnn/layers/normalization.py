@@ -4,6 +4,12 @@ PyTorch names and layouts: params ``weight`` (ones) and ``bias`` (zeros), buffer
 and ``running_var`` (ones), all ``(C,)`` with C the channel axis 1 of the input. ``affine=False`` has no
 params; ``track_running_stats=False`` has no buffers and normalises with the batch's statistics in training
 and in inference alike, as torch's layers do.
+
+A frozen layer (``trainable = False``) with running statistics runs in inference mode even in training, as
+Keras's rule for fine-tuning says: it normalises with the running statistics, leaves them as they are, and
+its backward is that of the inference-mode normalisation (gradients for ``weight`` and ``bias`` are computed
+as usual; the engine does not apply them). ``momentum`` and ``eps`` are saved in configs (MobileNetV3 and
+EfficientNet use ``eps=1e-3, momentum=0.01``).
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from ..ops import normalization as norm_ops
 from .base import Layer
 
 __all__ = ["BatchNorm1D", "BatchNorm2D"]
+
+_FROZEN = object()  # in place of the cache's sync: the forward ran in inference mode (a frozen layer)
 
 
 class _BatchNorm(Layer):
@@ -39,10 +47,16 @@ class _BatchNorm(Layer):
     sync: Any = None
 
     def forward(self, x: Any, training: bool = False) -> Any:
-        """As ``Layer.forward``; a training batch must hold more than one value per channel."""
-        if (training or not self.track_running_stats) and not (training and self.sync is not None):
+        """As ``Layer.forward``; a batch normalised with its own statistics must hold more than one value per
+        channel."""
+        batch_statistics = (training and not self._frozen()) or not self.track_running_stats
+        if batch_statistics and not (training and self.sync is not None):
             norm_ops.check_training_batch(tuple(getattr(x, "shape", ())), owner=self._name())
         return super().forward(x, training)
+
+    def _frozen(self) -> bool:
+        """Whether training runs in inference mode: frozen, with running statistics to normalise with."""
+        return not self.trainable and self.track_running_stats
 
     def _check_input(self, sample_shape: tuple[int, ...]) -> None:
         if self.built and sample_shape[0] != self.input_shape[0]:
@@ -64,6 +78,10 @@ class _BatchNorm(Layer):
     def _forward(self, x: Any, training: bool) -> Any:
         weight = self.params.get("weight")
         stats = (self.buffers.get("running_mean"), self.buffers.get("running_var"))
+        if training and self._frozen():
+            y = norm_ops.batch_norm(x, weight, self.params.get("bias"), *stats, False, self.momentum, self.eps)[0]
+            self._cache = (x, weight, stats, _FROZEN)
+            return y
         if training and self.sync is not None:
             y, running_mean, running_var, saved = norm_ops.sync_batch_norm(
                 x, weight, self.params.get("bias"), *stats, self.momentum, self.eps, self.sync)
@@ -81,7 +99,9 @@ class _BatchNorm(Layer):
 
     def _backward(self, dy: Any) -> Any:
         x, weight, saved, sync = self._cache
-        if sync is not None:
+        if sync is _FROZEN:  # saved: the running statistics it normalised with
+            dx, dweight, dbias = norm_ops.batch_norm_inference_backward(dy, x, weight, *saved, self.eps)
+        elif sync is not None:
             dx, dweight, dbias = norm_ops.sync_batch_norm_backward(dy, x, weight, saved, sync)
         else:
             dx, dweight, dbias = norm_ops.batch_norm_backward(dy, x, weight, self.eps, saved=saved)

@@ -15,7 +15,8 @@ import array_api_compat
 
 from . import _native
 
-__all__ = ["batch_norm", "batch_norm_backward", "check_training_batch", "sync_batch_norm", "sync_batch_norm_backward"]
+__all__ = ["batch_norm", "batch_norm_backward", "batch_norm_inference_backward", "check_training_batch",
+           "sync_batch_norm", "sync_batch_norm_backward"]
 
 
 def _reduced_axes(ndim: int) -> tuple[int, ...]:
@@ -123,6 +124,23 @@ def batch_norm_backward(
     correction += _per_channel(k * dbias / count, ndim)
     dx -= correction
     return (dx, None, None) if weight is None else (dx, dweight, dbias)
+
+
+def batch_norm_inference_backward(
+    dy: Any, x: Any, weight: Any, running_mean: Any, running_var: Any, eps: float = 1e-5,
+) -> tuple[Any, Any, Any]:
+    """Gradients ``(dx, dweight, dbias)`` of inference-mode ``batch_norm``, whose statistics are constants (the
+    running ones): dx = dy * weight / sqrt(var + eps), dweight = sum(dy * x_hat), dbias = sum(dy) per channel.
+    What a frozen batch norm back-propagates while the network around it trains; ``weight`` None (no affine
+    part): ones, and dweight and dbias come back None."""
+    xp = array_api_compat.array_namespace(*(a for a in (dy, x, weight, running_mean, running_var) if a is not None))
+    axes, ndim = _reduced_axes(x.ndim), x.ndim
+    inv_std = 1.0 / xp.sqrt(running_var + eps)
+    dx = dy * _per_channel(inv_std if weight is None else weight * inv_std, ndim)
+    if weight is None:
+        return dx, None, None
+    dweight = xp.sum(dy * (x - _per_channel(running_mean, ndim)), axis=axes) * inv_std
+    return dx, dweight, xp.sum(dy, axis=axes)
 
 
 def sync_batch_norm(
