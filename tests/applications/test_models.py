@@ -12,7 +12,8 @@ from xpcnn import applications
 from conftest import BACKEND
 from torchvision_models import torchvision_models
 
-PARAMETERS = {"resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032}
+PARAMETERS = {"resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032, "mobilenet_v2": 3_504_872,
+              "mobilenet_v3_large": 5_483_032, "mobilenet_v3_small": 2_542_856}
 
 
 def randomised(torch_model: Any) -> Any:
