@@ -13,9 +13,9 @@ import xpcnn
 from layer_checks import host
 from xpcnn.layers import (
     ELU, GELU, Add, AvgPool2D, Average, BatchNorm1D, BatchNorm2D, Concatenate, Conv2D, Conv2DTranspose, Dense,
-    Dropout, Flatten, GlobalAvgPool2D, GlobalMaxPool2D, Hardsigmoid, Hardswish, Layer, LeakyReLU, MaxPool2D,
-    Maximum, Multiply, ReLU, ReLU6, Reshape, Sigmoid, SiLU, Softmax, SpatialDropout2D, Subtract, Tanh,
-    UpSampling2D, ZeroPadding2D,
+    DepthwiseConv2D, Dropout, Flatten, GlobalAvgPool2D, GlobalMaxPool2D, Hardsigmoid, Hardswish, Layer, LeakyReLU,
+    MaxPool2D, Maximum, Multiply, ReLU, ReLU6, Reshape, SeparableConv2D, Sigmoid, SiLU, Softmax, SpatialDropout2D,
+    Subtract, Tanh, UpSampling2D, ZeroPadding2D,
 )
 from xpcnn.model import Model, Sequential
 
@@ -51,6 +51,10 @@ def _squeeze_excitation() -> Model:
 CASES = {
     "conv": _seq(Conv2D(4, 3, stride=2, padding=1), Conv2D(4, (3, 1), padding="same", groups=2, bias=False),
                  Conv2D(3, 3, dilation=2, padding=2, activation="relu")),
+    "depthwise-separable": _seq(DepthwiseConv2D(3, stride=2, padding="same", depth_multiplier=2),
+                                DepthwiseConv2D(3, padding=1, bias=False, activation="relu6", padding_mode="reflect"),
+                                SeparableConv2D(3, 3, padding="same", depth_multiplier=2, activation="hard_swish"),
+                                SeparableConv2D(2, (3, 1), stride=2, dilation=2, bias=False), shape=(2, 9, 9)),
     "conv-reflect-replicate": _seq(Conv2D(3, 3, padding=1, padding_mode="reflect"),
                                    Conv2D(2, 3, padding=(2, 1), padding_mode="replicate", activation="tanh")),
     "conv-transpose": _seq(Conv2DTranspose(3, 3, stride=2, padding=1, output_padding=1),

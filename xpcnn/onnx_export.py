@@ -19,9 +19,9 @@ from .backend import to_numpy
 from .io.atomic import atomic_write
 from .layers import (
     ELU, GELU, Add, AvgPool2D, Average, BatchNorm1D, BatchNorm2D, Concatenate, Conv2D, Conv2DTranspose, Dense,
-    Dropout, Flatten, GlobalAvgPool2D, GlobalMaxPool2D, Hardsigmoid, Hardswish, LeakyReLU, MaxPool2D, Maximum,
-    Multiply, ReLU, ReLU6, Reshape, Sigmoid, SiLU, Softmax, SpatialDropout2D, Subtract, Tanh, UpSampling2D,
-    ZeroPadding2D,
+    DepthwiseConv2D, Dropout, Flatten, GlobalAvgPool2D, GlobalMaxPool2D, Hardsigmoid, Hardswish, LeakyReLU,
+    MaxPool2D, Maximum, Multiply, ReLU, ReLU6, Reshape, SeparableConv2D, Sigmoid, SiLU, Softmax,
+    SpatialDropout2D, Subtract, Tanh, UpSampling2D, ZeroPadding2D,
 )
 from .layers.activations import make_activation
 from .layers.base import Layer
@@ -87,6 +87,13 @@ def _conv(g: _Graph, layer: Conv2D, x: str, out: str, in_hw: tuple[int, int]) ->
         inputs.append(g.constant(f"{layer.name}/bias", layer.params["bias"]))
     return g.node("Conv", inputs, out, kernel_shape=list(layer.kernel_size), strides=list(layer.stride),
                   dilations=list(layer.dilation), group=layer.groups, pads=_onnx_pads(pads))
+
+
+def _separable_conv(g: _Graph, layer: SeparableConv2D, x: str, out: str, in_hw: tuple[int, int]) -> str:
+    """Two Conv nodes: the depthwise one (``group`` = the channels), then the 1x1 one with the bias."""
+    depthwise, pointwise = layer.parts()
+    mid = _conv(g, depthwise, x, g.fresh(f"{layer.name}/depthwise"), in_hw)
+    return _conv(g, pointwise, mid, out, tuple(depthwise.output_shape[1:]))
 
 
 def _conv_transpose(g: _Graph, layer: Conv2DTranspose, x: str, out: str, in_hw: tuple[int, int]) -> str:
@@ -258,8 +265,8 @@ def _average(g: _Graph, layer: Average, xs: list[str], out: str, in_hw: Any) -> 
 
 
 _EXPORTERS: dict[type, Callable[..., str]] = {
-    Conv2D: _conv, Conv2DTranspose: _conv_transpose, Dense: _dense, BatchNorm1D: _batch_norm,
-    BatchNorm2D: _batch_norm, MaxPool2D: _max_pool, AvgPool2D: _avg_pool,
+    Conv2D: _conv, DepthwiseConv2D: _conv, SeparableConv2D: _separable_conv, Conv2DTranspose: _conv_transpose,
+    Dense: _dense, BatchNorm1D: _batch_norm, BatchNorm2D: _batch_norm, MaxPool2D: _max_pool, AvgPool2D: _avg_pool,
     GlobalAvgPool2D: _global_pool("GlobalAveragePool"), GlobalMaxPool2D: _global_pool("GlobalMaxPool"),
     UpSampling2D: _upsample, Flatten: _reshape, Reshape: _reshape, ZeroPadding2D: _zero_pad,
     ReLU: _activation("Relu"), Sigmoid: _activation("Sigmoid"), Tanh: _activation("Tanh"),

@@ -5,7 +5,7 @@ Keras spellings (``MaxPooling2D``, ``AveragePooling2D``, ...) are aliases of the
 
 from .activations import ELU, GELU, Hardsigmoid, Hardswish, LeakyReLU, ReLU, ReLU6, Sigmoid, SiLU, Softmax, Tanh
 from .base import Layer
-from .conv import Conv2D, Conv2DTranspose
+from .conv import Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
 from .dense import Dense
 from .dropout import Dropout, SpatialDropout2D
 from .merge import Add, Average, Concatenate, Maximum, Multiply, Subtract
@@ -24,9 +24,9 @@ GlobalMaxPooling2D = GlobalMaxPool2D
 
 __all__ = [
     "Add", "Average", "AveragePooling2D", "AvgPool2D", "BatchNorm1D", "BatchNorm2D", "Concatenate", "Conv2D",
-    "Conv2DTranspose", "Dense", "Dropout", "ELU", "Flatten", "GELU", "GlobalAveragePooling2D", "GlobalAvgPool2D",
-    "GlobalMaxPool2D", "GlobalMaxPooling2D", "Hardsigmoid", "Hardswish", "Input", "InputLayer", "Layer",
-    "LeakyReLU", "MaxPool2D", "MaxPooling2D", "Maximum", "Multiply", "Normalization", "ReLU", "ReLU6", "Rescaling",
-    "Reshape", "SiLU", "Sigmoid", "Softmax", "SpatialDropout2D", "Subtract", "Tanh", "UpSampling2D",
-    "ZeroPadding2D",
+    "Conv2DTranspose", "Dense", "DepthwiseConv2D", "Dropout", "ELU", "Flatten", "GELU", "GlobalAveragePooling2D",
+    "GlobalAvgPool2D", "GlobalMaxPool2D", "GlobalMaxPooling2D", "Hardsigmoid", "Hardswish", "Input", "InputLayer",
+    "Layer", "LeakyReLU", "MaxPool2D", "MaxPooling2D", "Maximum", "Multiply", "Normalization", "ReLU", "ReLU6",
+    "Rescaling", "Reshape", "SeparableConv2D", "SiLU", "Sigmoid", "Softmax", "SpatialDropout2D", "Subtract", "Tanh",
+    "UpSampling2D", "ZeroPadding2D",
 ]

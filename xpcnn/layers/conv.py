@@ -12,7 +12,7 @@ from ..ops.windows import as_pair, check_padding, conv_output_hw, conv_transpose
 from .activations import canonical_activation
 from .base import Layer
 
-__all__ = ["Conv2D", "Conv2DTranspose"]
+__all__ = ["Conv2D", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D"]
 
 
 class _ConvBase(Layer):
@@ -26,7 +26,7 @@ class _ConvBase(Layer):
     ) -> None:
         super().__init__(name)
         self._set_activation(canonical_activation(activation, type(self).__name__))  # one name in configs
-        name = type(self).__name__
+        name = self._name()
         out_channels = check_int(out_channels, "out_channels", 1, name)
         groups = check_int(groups, "groups", 1, name)
         if out_channels % groups:
@@ -39,6 +39,12 @@ class _ConvBase(Layer):
         self.use_bias = check_flag(bias, "bias", name)
         self.weight_init = check_initializer(weight_init, name)
 
+    #: the layer a convolution is part of (``SeparableConv2D``), which its messages name; None: itself
+    _owner: str | None = None
+
+    def _name(self) -> str:
+        return self._owner or type(self).__name__
+
     def _check_input(self, sample_shape: tuple[int, ...]) -> None:
         channels = sample_shape[0]
         if self.built and channels != self.input_shape[0]:
@@ -46,7 +52,7 @@ class _ConvBase(Layer):
                 f"{self._name()}: built for {self.input_shape[0]} input channels, got input with {channels} "
                 f"(per-sample shape {sample_shape})"
             )
-        if channels % self.groups:
+        if self.groups is not None and channels % self.groups:
             raise ValueError(f"{self._name()}: groups={self.groups} does not divide the {channels} input channels")
         self._output_hw(sample_shape)
 
@@ -93,9 +99,10 @@ class Conv2D(_ConvBase):
     ) -> None:
         super().__init__(out_channels, kernel_size, stride, padding, dilation, groups, bias, weight_init, activation,
                          name)
-        self.padding = check_padding(padding, owner="Conv2D")
+        self.padding = check_padding(padding, owner=self._name())
         if padding_mode not in resize_ops.PAD_MODES:
-            raise ValueError(f"Conv2D: padding_mode must be one of {resize_ops.PAD_MODES}, got {padding_mode!r}")
+            raise ValueError(f"{self._name()}: padding_mode must be one of {resize_ops.PAD_MODES}, "
+                             f"got {padding_mode!r}")
         self.padding_mode = padding_mode
 
     def _pads(self, in_hw: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -105,12 +112,12 @@ class Conv2D(_ConvBase):
         in_hw = (sample_shape[1], sample_shape[2])
         pads = self._pads(in_hw)
         if self.padding_mode != "zeros":
-            resize_ops.check_boundary_pads(in_hw, pads, self.padding_mode, owner="Conv2D")
+            resize_ops.check_boundary_pads(in_hw, pads, self.padding_mode, owner=self._name())
         out_hw = conv_output_hw(in_hw, self.kernel_size, self.stride, self.dilation, pads)
         if min(out_hw) < 1:
             padded = (in_hw[0] + pads[0] + pads[1], in_hw[1] + pads[2] + pads[3])
             raise ValueError(
-                f"Conv2D: kernel {self.kernel_size} with dilation {self.dilation} is larger than the padded "
+                f"{self._name()}: kernel {self.kernel_size} with dilation {self.dilation} is larger than the padded "
                 f"input {padded} (per-sample input shape {sample_shape}, padding {self.padding!r})"
             )
         return out_hw
@@ -217,3 +224,119 @@ class Conv2DTranspose(_ConvBase):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "output_padding": self.output_padding}
+
+
+class DepthwiseConv2D(Conv2D):
+    """Depthwise convolution (Keras's layer): each input channel convolved with ``depth_multiplier`` filters of
+    its own, a ``Conv2D`` with ``groups`` = the input channels; torch's ``Conv2d(C, C * depth_multiplier, k,
+    groups=C)``, weight ``(C * depth_multiplier, 1, kh, kw)`` (output channel ``c * depth_multiplier + j`` reads
+    input channel ``c``), bias ``(C * depth_multiplier,)``. The arguments are Conv2D's (PyTorch's names:
+    Keras's ``strides``, ``dilation_rate``, ``use_bias`` are ``stride``, ``dilation``, ``bias``; padding 0 is
+    ``"valid"``); ``out_channels`` and ``groups`` follow from the input at build.
+    """
+
+    def __init__(
+        self, kernel_size: Any, stride: Any = 1, padding: Any = 0, depth_multiplier: int = 1, dilation: Any = 1,
+        bias: bool = True, weight_init: str = "he_uniform", activation: str | None = None, *,
+        padding_mode: str = "zeros", name: str | None = None,
+    ) -> None:
+        depth_multiplier = check_int(depth_multiplier, "depth_multiplier", 1, self._name())
+        super().__init__(depth_multiplier, kernel_size, stride, padding, dilation, 1, bias, weight_init, activation,
+                         padding_mode=padding_mode, name=name)
+        self.depth_multiplier = depth_multiplier
+        self.out_channels = self.groups = None  # type: ignore[assignment]  # set by the input's channels at build
+
+    def _build(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        self.groups, self.out_channels = input_shape[0], input_shape[0] * self.depth_multiplier
+        return super()._build(input_shape)
+
+    def get_config(self) -> dict[str, Any]:
+        config = {"kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
+                  "depth_multiplier": self.depth_multiplier, "dilation": self.dilation, "bias": self.use_bias,
+                  "weight_init": self.weight_init, **self._activation_config()}
+        return {**config, **({} if self.padding_mode == "zeros" else {"padding_mode": self.padding_mode})}
+
+
+class SeparableConv2D(Layer):
+    """Depthwise separable convolution (Keras's layer): a ``DepthwiseConv2D`` (no bias), then a 1x1 ``Conv2D`` to
+    ``out_channels`` (Keras's ``filters``) with the bias; the arguments are DepthwiseConv2D's.
+
+    Parameters, torch layouts: ``depthwise_weight (C * depth_multiplier, 1, kh, kw)``, ``pointwise_weight
+    (out_channels, C * depth_multiplier, 1, 1)``, ``bias (out_channels,)``. A PyTorch module with
+    ``depthwise = Conv2d(C, C*m, k, groups=C, bias=False)`` and ``pointwise = Conv2d(C*m, out, 1)`` holds the same
+    values under ``depthwise.weight``, ``pointwise.weight`` and ``pointwise.bias`` (a parameter's name here has
+    no dot: a model's key splits at its last one). Weights are drawn as those two layers draw theirs.
+    """
+
+    input_ndim = 3
+
+    def __init__(
+        self, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0, depth_multiplier: int = 1,
+        dilation: Any = 1, bias: bool = True, weight_init: str = "he_uniform", activation: str | None = None, *,
+        padding_mode: str = "zeros", name: str | None = None,
+    ) -> None:
+        super().__init__(name)
+        self._set_activation(canonical_activation(activation, "SeparableConv2D"))
+        self._depthwise = _SeparableDepthwise(kernel_size, stride, padding, depth_multiplier, dilation, False,
+                                              weight_init, padding_mode=padding_mode, name=f"{self.name}_depthwise")
+        self._pointwise = _SeparablePointwise(out_channels, 1, bias=bias, weight_init=weight_init,
+                                              name=f"{self.name}_pointwise")
+        self.out_channels = self._pointwise.out_channels
+        self.use_bias = self._pointwise.use_bias
+
+    #: As ``Conv2D.input_grad``: False skips the input gradient (the model's first layer).
+    input_grad: bool = True
+
+    def _check_input(self, sample_shape: tuple[int, ...]) -> None:
+        self._depthwise._check_input(sample_shape)
+
+    def _build(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        output_shape = self._pointwise.build(self._depthwise.build(input_shape))
+        self.params["depthwise_weight"] = self._depthwise.params["weight"]
+        self.params["pointwise_weight"] = self._pointwise.params["weight"]
+        if self.use_bias:
+            self.params["bias"] = self._pointwise.params["bias"]
+        return output_shape
+
+    def parts(self) -> tuple[DepthwiseConv2D, Conv2D]:
+        """The depthwise and the pointwise convolution, holding this layer's current parameters."""
+        self._depthwise.params["weight"] = self.params["depthwise_weight"]
+        self._pointwise.params["weight"] = self.params["pointwise_weight"]
+        if self.use_bias:
+            self._pointwise.params["bias"] = self.params["bias"]
+        return self._depthwise, self._pointwise
+
+    def _forward(self, x: Any, training: bool) -> Any:
+        depthwise, pointwise = self.parts()
+        y = pointwise.forward(depthwise.forward(x, training), training)
+        if training:
+            self._cache = (depthwise.call_state(), pointwise.call_state())
+        return y
+
+    def _backward(self, dy: Any) -> Any:
+        depthwise, pointwise = self._depthwise, self._pointwise
+        depthwise.restore_call_state(self._cache[0])
+        pointwise.restore_call_state(self._cache[1])
+        depthwise.input_grad = self.input_grad
+        dx = depthwise.backward(pointwise.backward(dy))
+        self.grads["depthwise_weight"] = depthwise.grads["weight"]
+        self.grads["pointwise_weight"] = pointwise.grads["weight"]
+        if self.use_bias:
+            self.grads["bias"] = pointwise.grads["bias"]
+        return dx
+
+    def get_config(self) -> dict[str, Any]:
+        return {"out_channels": self.out_channels, **self._depthwise.get_config(), "bias": self.use_bias,
+                **self._activation_config()}
+
+
+class _SeparableDepthwise(DepthwiseConv2D):
+    """The depthwise part of a ``SeparableConv2D``, whose messages name it."""
+
+    _owner = "SeparableConv2D"
+
+
+class _SeparablePointwise(Conv2D):
+    """The pointwise part of a ``SeparableConv2D``, whose messages name it."""
+
+    _owner = "SeparableConv2D"
