@@ -12,10 +12,10 @@ import pytest
 import xpcnn
 from layer_checks import host
 from xpcnn.layers import (
-    ELU, GELU, Add, AvgPool2D, Average, BatchNorm1D, BatchNorm2D, Concatenate, Conv2D, Conv2DTranspose, Dense,
-    DepthwiseConv2D, Dropout, Flatten, GlobalAvgPool2D, GlobalMaxPool2D, Hardsigmoid, Hardswish, Layer, LeakyReLU,
-    MaxPool2D, Maximum, Multiply, ReLU, ReLU6, Reshape, SeparableConv2D, Sigmoid, SiLU, Softmax, SpatialDropout2D,
-    Subtract, Tanh, UpSampling2D, ZeroPadding2D,
+    ELU, GELU, AdaptiveAvgPool2D, AdaptiveMaxPool2D, Add, AvgPool2D, Average, BatchNorm1D, BatchNorm2D, Concatenate,
+    Conv2D, Conv2DTranspose, Dense, DepthwiseConv2D, Dropout, Flatten, GlobalAvgPool2D, GlobalMaxPool2D, Hardsigmoid,
+    Hardswish, Layer, LeakyReLU, MaxPool2D, Maximum, Multiply, ReLU, ReLU6, Reshape, SeparableConv2D, Sigmoid, SiLU,
+    Softmax, SpatialDropout2D, Subtract, Tanh, UpSampling2D, ZeroPadding2D,
 )
 from xpcnn.model import Model, Sequential
 
@@ -43,7 +43,7 @@ def _squeeze_excitation() -> Model:
     """torchvision's SqueezeExcitation from public layers: a (N, C, 1, 1) gate broadcast over (N, C, H, W)."""
     x = xpcnn.Input((4, 5, 5))
     h = Conv2D(4, 3, padding=1)(x)
-    s = Reshape((4, 1, 1))(GlobalAvgPool2D()(h))
+    s = AdaptiveAvgPool2D(1, name="se.avgpool")(h)
     s = Conv2D(4, 1, activation="hard_sigmoid", name="se.fc2")(Conv2D(2, 1, activation="relu", name="se.fc1")(s))
     return Model(x, [Multiply()([h, s]), Add()([s, Conv2D(1, 1)(h)])])  # (4, 1, 1) + (1, 5, 5)
 
@@ -76,6 +76,9 @@ CASES = {
                                                     MaxPool2D(2, 2, 1, ceil_mode=True))),
     "global-dense": _seq(Conv2D(4, 3), GlobalAvgPool2D(), Dense(5), BatchNorm1D(), ReLU(), Dense(3)),
     "global-max": _seq(GlobalMaxPool2D(), Dense(2, activation="softmax")),
+    "adaptive-pools": lambda: Model(*_branches((2, 6, 8), AdaptiveAvgPool2D(1), AdaptiveMaxPool2D(1),
+                                              AdaptiveAvgPool2D((3, 2)), AdaptiveMaxPool2D((None, 4)),
+                                              AdaptiveAvgPool2D((6, 8)))),
     "activations": _seq(LeakyReLU(0.2), ELU(0.5), Conv2D(2, 1), Sigmoid(), Tanh(), ReLU(), Softmax(axis=1)),
     "mobile-activations": lambda: _scaled_input_model(ReLU6(), Hardsigmoid(), Hardswish(), SiLU(), GELU(),
                                                       GELU("tanh"), Conv2D(2, 1, activation="hard_swish"),
@@ -185,6 +188,9 @@ def test_what_cannot_be_exported_is_named(backend, tmp_path):
         xpcnn.export_onnx(_seq(Conv2D(2, 3), Squash())(), tmp_path / "m.onnx")
     with pytest.raises(ValueError, match="resizes bilinearly to an axis of one pixel"):
         xpcnn.export_onnx(_seq(UpSampling2D(size=(1, 4), mode="bilinear"))(), tmp_path / "m.onnx")
+    with pytest.raises(ValueError, match=r"'pool' \(AdaptiveMaxPool2D\) pools 8x6 pixels to 3x4 with windows of "
+                                         r"different sizes .*ONNX's pooling cannot express"):
+        xpcnn.export_onnx(_seq(AdaptiveMaxPool2D((3, 4), name="pool"), shape=(2, 8, 6))(), tmp_path / "m.onnx")
     with pytest.raises(ValueError, match="track_running_stats=False"):
         xpcnn.export_onnx(_seq(BatchNorm2D(track_running_stats=False))(), tmp_path / "m.onnx")
     with pytest.raises(ValueError, match="opset must be an int from 17"):

@@ -18,10 +18,10 @@ import numpy as np
 from .backend import to_numpy
 from .io.atomic import atomic_write
 from .layers import (
-    ELU, GELU, Add, AvgPool2D, Average, BatchNorm1D, BatchNorm2D, Concatenate, Conv2D, Conv2DTranspose, Dense,
-    DepthwiseConv2D, Dropout, Flatten, GlobalAvgPool2D, GlobalMaxPool2D, Hardsigmoid, Hardswish, LeakyReLU,
-    MaxPool2D, Maximum, Multiply, ReLU, ReLU6, Reshape, SeparableConv2D, Sigmoid, SiLU, Softmax,
-    SpatialDropout2D, Subtract, Tanh, UpSampling2D, ZeroPadding2D,
+    ELU, GELU, AdaptiveAvgPool2D, AdaptiveMaxPool2D, Add, AvgPool2D, Average, BatchNorm1D, BatchNorm2D, Concatenate,
+    Conv2D, Conv2DTranspose, Dense, DepthwiseConv2D, Dropout, Flatten, GlobalAvgPool2D, GlobalMaxPool2D, Hardsigmoid,
+    Hardswish, LeakyReLU, MaxPool2D, Maximum, Multiply, ReLU, ReLU6, Reshape, SeparableConv2D, Sigmoid, SiLU,
+    Softmax, SpatialDropout2D, Subtract, Tanh, UpSampling2D, ZeroPadding2D,
 )
 from .layers.activations import make_activation
 from .layers.base import Layer
@@ -161,6 +161,23 @@ def _avg_pool(g: _Graph, layer: AvgPool2D, x: str, out: str, in_hw: tuple[int, i
                   pads=pads, count_include_pad=int(include))
 
 
+def _adaptive_pool(plain: str, whole: str) -> Callable[..., str]:
+    """An adaptive pooling whose windows tile the input: the plain pooling with kernel = stride (or the global
+    one for a 1x1 output); other output sizes have windows of different sizes, which ONNX cannot express."""
+    def export(g: _Graph, layer: Layer, x: str, out: str, in_hw: tuple[int, int]) -> str:
+        out_hw = tuple(layer.output_shape[1:])
+        if out_hw == (1, 1):
+            return g.node(whole, [x], out)
+        kernel = pool_ops.adaptive_uniform_kernel(in_hw, out_hw)
+        if kernel is None:
+            raise ValueError(f"export_onnx: {layer.name!r} ({type(layer).__name__}) pools {in_hw[0]}x{in_hw[1]} "
+                             f"pixels to {out_hw[0]}x{out_hw[1]} with windows of different sizes (torch's adaptive "
+                             "rule), which ONNX's pooling cannot express; an output size that divides the input's "
+                             "exports")
+        return g.node(plain, [x], out, kernel_shape=list(kernel), strides=list(kernel), pads=[0, 0, 0, 0])
+    return export
+
+
 def _pad(g: _Graph, layer: Any, x: str, pads: list[int], out: str | None = None, mode: str = "constant",
          fill: float | None = None) -> str:
     """A Pad node over the spatial axes, ``pads`` in ONNX's order (top, left, bottom, right); ``fill`` for
@@ -268,6 +285,8 @@ _EXPORTERS: dict[type, Callable[..., str]] = {
     Conv2D: _conv, DepthwiseConv2D: _conv, SeparableConv2D: _separable_conv, Conv2DTranspose: _conv_transpose,
     Dense: _dense, BatchNorm1D: _batch_norm, BatchNorm2D: _batch_norm, MaxPool2D: _max_pool, AvgPool2D: _avg_pool,
     GlobalAvgPool2D: _global_pool("GlobalAveragePool"), GlobalMaxPool2D: _global_pool("GlobalMaxPool"),
+    AdaptiveAvgPool2D: _adaptive_pool("AveragePool", "GlobalAveragePool"),
+    AdaptiveMaxPool2D: _adaptive_pool("MaxPool", "GlobalMaxPool"),
     UpSampling2D: _upsample, Flatten: _reshape, Reshape: _reshape, ZeroPadding2D: _zero_pad,
     ReLU: _activation("Relu"), Sigmoid: _activation("Sigmoid"), Tanh: _activation("Tanh"),
     LeakyReLU: _activation("LeakyRelu", alpha=lambda layer: layer.negative_slope),

@@ -11,7 +11,7 @@ from .dropout import Dropout, SpatialDropout2D
 from .merge import Add, Average, Concatenate, Maximum, Multiply, Subtract
 from .node import Input, InputLayer
 from .normalization import BatchNorm1D, BatchNorm2D
-from .pool import AvgPool2D, GlobalAvgPool2D, GlobalMaxPool2D, MaxPool2D
+from .pool import AdaptiveAvgPool2D, AdaptiveMaxPool2D, AvgPool2D, GlobalAvgPool2D, GlobalMaxPool2D, MaxPool2D
 from .preprocessing import Normalization, Rescaling
 from .reshape import Flatten, Reshape, ZeroPadding2D
 from .upsampling import UpSampling2D
@@ -23,10 +23,10 @@ GlobalAveragePooling2D = GlobalAvgPool2D
 GlobalMaxPooling2D = GlobalMaxPool2D
 
 __all__ = [
-    "Add", "Average", "AveragePooling2D", "AvgPool2D", "BatchNorm1D", "BatchNorm2D", "Concatenate", "Conv2D",
-    "Conv2DTranspose", "Dense", "DepthwiseConv2D", "Dropout", "ELU", "Flatten", "GELU", "GlobalAveragePooling2D",
-    "GlobalAvgPool2D", "GlobalMaxPool2D", "GlobalMaxPooling2D", "Hardsigmoid", "Hardswish", "Input", "InputLayer",
-    "Layer", "LeakyReLU", "MaxPool2D", "MaxPooling2D", "Maximum", "Multiply", "Normalization", "ReLU", "ReLU6",
-    "Rescaling", "Reshape", "SeparableConv2D", "SiLU", "Sigmoid", "Softmax", "SpatialDropout2D", "Subtract", "Tanh",
-    "UpSampling2D", "ZeroPadding2D",
+    "AdaptiveAvgPool2D", "AdaptiveMaxPool2D", "Add", "Average", "AveragePooling2D", "AvgPool2D", "BatchNorm1D",
+    "BatchNorm2D", "Concatenate", "Conv2D", "Conv2DTranspose", "Dense", "DepthwiseConv2D", "Dropout", "ELU", "Flatten",
+    "GELU", "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "GlobalMaxPooling2D", "Hardsigmoid",
+    "Hardswish", "Input", "InputLayer", "Layer", "LeakyReLU", "MaxPool2D", "MaxPooling2D", "Maximum", "Multiply",
+    "Normalization", "ReLU", "ReLU6", "Rescaling", "Reshape", "SeparableConv2D", "SiLU", "Sigmoid", "Softmax",
+    "SpatialDropout2D", "Subtract", "Tanh", "UpSampling2D", "ZeroPadding2D",
 ]

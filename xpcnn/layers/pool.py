@@ -9,7 +9,7 @@ from .._checks import check_flag
 from ..ops import pool as pool_ops
 from .base import Layer
 
-__all__ = ["AvgPool2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "MaxPool2D"]
+__all__ = ["AdaptiveAvgPool2D", "AdaptiveMaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "MaxPool2D"]
 
 
 class _Pooling(Layer):
@@ -127,3 +127,38 @@ class GlobalMaxPool2D(_GlobalPool2D):
 
     _pool = staticmethod(pool_ops.global_max_pool2d)
     _pool_backward = staticmethod(pool_ops.global_max_pool2d_backward)
+
+
+class _AdaptivePool2D(_Pooling):
+    """Pooling to a fixed ``output_size`` whatever the input's (torch's ``AdaptiveAvgPool2d``/``AdaptiveMaxPool2d``):
+    ``(N, C, H, W)`` -> ``(N, C, oh, ow)``, window i along an axis covering ``[floor(i*H/oh), ceil((i+1)*H/oh))``.
+    ``output_size``: an int, or a pair whose items may be None (that axis keeps its size)."""
+
+    def __init__(self, output_size: Any, *, name: str | None = None) -> None:
+        super().__init__(name)
+        self.output_size = pool_ops.check_adaptive_size(output_size, owner=type(self).__name__)
+
+    def _op_args(self) -> dict[str, Any]:
+        return {"output_size": self.output_size}
+
+    def _build(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (input_shape[0], *pool_ops.adaptive_output_hw(input_shape[1:3], self.output_size))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"output_size": self.output_size}
+
+
+class AdaptiveAvgPool2D(_AdaptivePool2D):
+    """Window means to a fixed output size; ``AdaptiveAvgPool2D(1)`` is the global average that keeps the
+    ``(N, C, 1, 1)`` shape (torchvision's ``avgpool``)."""
+
+    _pool = staticmethod(pool_ops.adaptive_avg_pool2d)
+    _pool_backward = staticmethod(pool_ops.adaptive_avg_pool2d_backward)
+
+
+class AdaptiveMaxPool2D(_AdaptivePool2D):
+    """Window maxima to a fixed output size; each window's gradient goes to its first maximum (row-major), as
+    torch's."""
+
+    _pool = staticmethod(pool_ops.adaptive_max_pool2d)
+    _pool_backward = staticmethod(pool_ops.adaptive_max_pool2d_backward)

@@ -17,13 +17,15 @@ from .losses import (
 )
 from .normalization import batch_norm, batch_norm_backward
 from .pool import (
-    avg_pool2d, avg_pool2d_backward, global_avg_pool2d, global_avg_pool2d_backward, global_max_pool2d,
-    global_max_pool2d_backward, max_pool2d, max_pool2d_backward,
+    adaptive_avg_pool2d, adaptive_avg_pool2d_backward, adaptive_max_pool2d, adaptive_max_pool2d_backward, avg_pool2d,
+    avg_pool2d_backward, global_avg_pool2d, global_avg_pool2d_backward, global_max_pool2d, global_max_pool2d_backward,
+    max_pool2d, max_pool2d_backward,
 )
 from .resize import upsample2d, upsample2d_backward, zero_pad2d, zero_pad2d_backward
 from .windows import col2im, im2col
 
 __all__ = [
+    "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "adaptive_max_pool2d", "adaptive_max_pool2d_backward",
     "avg_pool2d", "avg_pool2d_backward", "batch_norm", "batch_norm_backward", "binary_cross_entropy",
     "binary_cross_entropy_backward", "col2im", "conv2d", "conv2d_backward", "conv2d_transpose",
     "conv2d_transpose_backward", "cross_entropy", "cross_entropy_backward", "dense", "dense_backward", "elu",

@@ -24,6 +24,7 @@ Pads = tuple[int, int, int, int]
 __all__ = [
     "LAYOUTS",
     "Pads",
+    "adaptive_windows",
     "as_pair",
     "check_padding",
     "col2im",
@@ -169,6 +170,13 @@ def window_slices(
         for i in range(kh)
         for j in range(kw)
     ]
+
+
+def adaptive_windows(size: int, out: int) -> tuple[slice, ...]:
+    """Adaptive pooling's windows along one axis, torch's rule: window ``i`` of ``out`` over ``size`` pixels is
+    ``[floor(i * size / out), ceil((i + 1) * size / out))``. Neighbours may overlap by a pixel and sizes may
+    differ by one or two; each window holds at least one pixel, for any ``out`` (larger than ``size`` too)."""
+    return tuple(slice(i * size // out, -(-(i + 1) * size // out)) for i in range(out))
 
 
 def _im2col_generic(
