@@ -15,7 +15,7 @@ from xpcnn.layers import (
     ELU, GELU, AdaptiveAvgPool2D, AdaptiveMaxPool2D, Add, AvgPool2D, Average, BatchNorm1D, BatchNorm2D, Concatenate,
     Conv2D, Conv2DTranspose, Dense, DepthwiseConv2D, Dropout, Flatten, GlobalAvgPool2D, GlobalMaxPool2D, Hardsigmoid,
     Hardswish, Layer, LeakyReLU, MaxPool2D, Maximum, Multiply, ReLU, ReLU6, Reshape, SeparableConv2D, Sigmoid, SiLU,
-    Softmax, SpatialDropout2D, Subtract, Tanh, UpSampling2D, ZeroPadding2D,
+    Softmax, SpatialDropout2D, StochasticDepth, Subtract, Tanh, UpSampling2D, ZeroPadding2D,
 )
 from xpcnn.model import Model, Sequential
 
@@ -84,8 +84,8 @@ CASES = {
                                                       GELU("tanh"), Conv2D(2, 1, activation="hard_swish"),
                                                       Conv2D(2, 1, activation="swish"), Conv2D(2, 1, activation="gelu"),
                                                       Conv2D(2, 1, activation="relu6")),
-    "norms-dropout": _seq(BatchNorm2D(), Dropout(0.5), SpatialDropout2D(0.5), BatchNorm2D(affine=False),
-                          Conv2D(2, 3, activation="elu")),
+    "norms-dropout": _seq(BatchNorm2D(), Dropout(0.5), SpatialDropout2D(0.5), StochasticDepth(0.2),
+                          BatchNorm2D(affine=False), Conv2D(2, 3, activation="elu")),
     "reshape-pad": _seq(ZeroPadding2D(((1, 0), (2, 1))), Reshape((2, -1)), Reshape((-1,)), Dense(3)),
     "upsampling": _seq(UpSampling2D((2, 3)), UpSampling2D(2, "bilinear"), shape=(2, 3, 4)),
     "resize-to-size": _seq(UpSampling2D(size=(7, 5)), UpSampling2D(size=(9, 11), mode="bilinear"),

@@ -21,7 +21,7 @@ from .layers import (
     ELU, GELU, AdaptiveAvgPool2D, AdaptiveMaxPool2D, Add, AvgPool2D, Average, BatchNorm1D, BatchNorm2D, Concatenate,
     Conv2D, Conv2DTranspose, Dense, DepthwiseConv2D, Dropout, Flatten, GlobalAvgPool2D, GlobalMaxPool2D, Hardsigmoid,
     Hardswish, LeakyReLU, MaxPool2D, Maximum, Multiply, ReLU, ReLU6, Reshape, SeparableConv2D, Sigmoid, SiLU,
-    Softmax, SpatialDropout2D, Subtract, Tanh, UpSampling2D, ZeroPadding2D,
+    Softmax, SpatialDropout2D, StochasticDepth, Subtract, Tanh, UpSampling2D, ZeroPadding2D,
 )
 from .layers.activations import make_activation
 from .layers.base import Layer
@@ -296,7 +296,7 @@ _EXPORTERS: dict[type, Callable[..., str]] = {
     Add: _merge("Sum"), Subtract: _merge("Sub"), Multiply: _merge("Mul"), Maximum: _merge("Max"),
     Average: _average, Concatenate: _merge("Concat"),
 }
-_IDENTITY = (Dropout, SpatialDropout2D)  # inference: nothing to do
+_IDENTITY = (Dropout, SpatialDropout2D, StochasticDepth)  # inference: nothing to do
 
 
 def _export_call(g: _Graph, layer: Layer, inputs: list[str], out: str) -> str:

@@ -7,7 +7,7 @@ from .activations import ELU, GELU, Hardsigmoid, Hardswish, LeakyReLU, ReLU, ReL
 from .base import Layer
 from .conv import Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
 from .dense import Dense
-from .dropout import Dropout, SpatialDropout2D
+from .dropout import Dropout, SpatialDropout2D, StochasticDepth
 from .merge import Add, Average, Concatenate, Maximum, Multiply, Subtract
 from .node import Input, InputLayer
 from .normalization import BatchNorm1D, BatchNorm2D
@@ -28,5 +28,5 @@ __all__ = [
     "GELU", "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "GlobalMaxPooling2D", "Hardsigmoid",
     "Hardswish", "Input", "InputLayer", "Layer", "LeakyReLU", "MaxPool2D", "MaxPooling2D", "Maximum", "Multiply",
     "Normalization", "ReLU", "ReLU6", "Rescaling", "Reshape", "SeparableConv2D", "SiLU", "Sigmoid", "Softmax",
-    "SpatialDropout2D", "Subtract", "Tanh", "UpSampling2D", "ZeroPadding2D",
+    "SpatialDropout2D", "StochasticDepth", "Subtract", "Tanh", "UpSampling2D", "ZeroPadding2D",
 ]

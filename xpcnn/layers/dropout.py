@@ -1,7 +1,8 @@
 """Inverted dropout: zero a random part of the input while training and rescale the rest by 1 / (1 - rate).
 
 Masks come from ``xpcnn.random.bernoulli`` on the current device, so a seeded run is reproducible and the
-gradient check can replay a mask by rewinding the stream. Outside training both layers are the identity.
+gradient check can replay a mask by rewinding the stream. Outside training every layer here is the identity.
+``StochasticDepth`` is the same with one draw per sample: it drops a residual branch for whole samples.
 """
 
 from __future__ import annotations
@@ -14,19 +15,23 @@ import array_api_compat
 from .. import random
 from .base import Layer
 
-__all__ = ["Dropout", "SpatialDropout2D"]
+__all__ = ["Dropout", "SpatialDropout2D", "StochasticDepth"]
 
 
 class _Dropout(Layer):
     """Keeps each mask entry with probability 1 - rate; the scaled mask is what backward multiplies by."""
 
+    #: the argument's name and whether it may be 1 (everything dropped)
+    _rate_argument: tuple[str, bool] = ("rate", False)
+
     def __init__(self, rate: float, *, name: str | None = None) -> None:
         super().__init__(name)
-        name = type(self).__name__
+        owner, (argument, one_allowed) = type(self).__name__, self._rate_argument
+        interval = "[0, 1]" if one_allowed else "[0, 1)"
         if not isinstance(rate, numbers.Real) or isinstance(rate, bool):
-            raise TypeError(f"{name}: rate must be a number in [0, 1), got {rate!r}")
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"{name}: rate must lie in [0, 1), got {rate!r}")
+            raise TypeError(f"{owner}: {argument} must be a number in {interval}, got {rate!r}")
+        if not (0.0 <= rate <= 1.0 if one_allowed else 0.0 <= rate < 1.0):
+            raise ValueError(f"{owner}: {argument} must lie in {interval}, got {rate!r}")
         self.rate = float(rate)
 
     def _mask_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -38,7 +43,7 @@ class _Dropout(Layer):
         xp = array_api_compat.array_namespace(x)
         keep = 1.0 - self.rate
         kept = random.bernoulli(self._mask_shape(tuple(x.shape)), keep)
-        self._cache = xp.astype(kept, x.dtype) * (1.0 / keep)
+        self._cache = xp.astype(kept, x.dtype) * (1.0 / keep if keep > 0.0 else 0.0)
         return x * self._cache
 
     def _backward(self, dy: Any) -> Any:
@@ -62,3 +67,28 @@ class SpatialDropout2D(_Dropout):
 
     def _mask_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         return (shape[0], shape[1], 1, 1)
+
+
+class StochasticDepth(_Dropout):
+    """Drops the input of whole samples with probability ``p`` while training, the survivors scaled by
+    1 / (1 - p) (torchvision.ops.StochasticDepth): applied to a residual branch before its ``Add``, it skips the
+    block for those samples. ``mode="row"``: one draw per sample, mask ``(N, 1, ...)``; ``"batch"``: one draw
+    for the whole batch. ``p=1`` drops everything. The identity outside training."""
+
+    _rate_argument = ("p", True)
+
+    def __init__(self, p: float, mode: str = "row", *, name: str | None = None) -> None:
+        super().__init__(p, name=name)
+        if mode not in ("row", "batch"):
+            raise ValueError(f"StochasticDepth: mode must be 'row' or 'batch', got {mode!r}")
+        self.mode = mode
+
+    @property
+    def p(self) -> float:
+        return self.rate
+
+    def _mask_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (shape[0] if self.mode == "row" else 1,) + (1,) * (len(shape) - 1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"p": self.rate, "mode": self.mode}
