@@ -20,8 +20,9 @@ from .io.atomic import atomic_write
 from .layers import (
     ELU, GELU, AdaptiveAvgPool2D, AdaptiveMaxPool2D, Add, AvgPool2D, Average, BatchNorm1D, BatchNorm2D, Concatenate,
     Conv2D, Conv2DTranspose, Dense, DepthwiseConv2D, Dropout, Flatten, GlobalAvgPool2D, GlobalMaxPool2D, Hardsigmoid,
-    Hardswish, LeakyReLU, MaxPool2D, Maximum, Multiply, ReLU, ReLU6, Reshape, SeparableConv2D, Sigmoid, SiLU,
-    Softmax, SpatialDropout2D, StochasticDepth, Subtract, Tanh, UpSampling2D, ZeroPadding2D,
+    Hardswish, LeakyReLU, MaxPool2D, Maximum, Multiply, Normalization, ReLU, ReLU6, Rescaling, Reshape,
+    SeparableConv2D, Sigmoid, SiLU, Softmax, SpatialDropout2D, StochasticDepth, Subtract, Tanh, UpSampling2D,
+    ZeroPadding2D,
 )
 from .layers.activations import make_activation
 from .layers.base import Layer
@@ -252,6 +253,23 @@ def _gelu(g: _Graph, layer: GELU, x: str, out: str, in_hw: Any) -> str:
     return g.node("Mul", [times(x, 0.5, "half"), one_plus], out)
 
 
+def _affine(g: _Graph, layer: Layer, x: str, out: str, scale: Any, offset: Any) -> str:
+    """``x * scale + offset`` with constants that broadcast over the batch (a fixed preprocessing layer)."""
+    scaled = g.node("Mul", [x, g.constant(f"{layer.name}/scale", scale)], g.fresh(f"{layer.name}/scaled"))
+    return g.node("Add", [scaled, g.constant(f"{layer.name}/offset", offset)], out)
+
+
+def _rescaling(g: _Graph, layer: Rescaling, x: str, out: str, in_hw: Any) -> str:
+    return _affine(g, layer, x, out, np.asarray(layer.scale), np.asarray(layer.offset))
+
+
+def _normalization(g: _Graph, layer: Normalization, x: str, out: str, in_hw: Any) -> str:
+    """``(x - mean) / std`` as ``x * (1 / std) + (-mean / std)`` per channel (axis 1)."""
+    shape = (len(layer.mean),) + (1,) * (len(layer.input_shape) - 1)
+    inverse = 1.0 / np.sqrt(np.asarray(layer.variance, dtype=np.float64))
+    return _affine(g, layer, x, out, inverse.reshape(shape), (-np.asarray(layer.mean) * inverse).reshape(shape))
+
+
 def _reshape(g: _Graph, layer: Reshape, x: str, out: str, in_hw: Any) -> str:
     if type(layer) is Flatten:
         return g.node("Flatten", [x], out, axis=1)
@@ -292,7 +310,8 @@ _EXPORTERS: dict[type, Callable[..., str]] = {
     LeakyReLU: _activation("LeakyRelu", alpha=lambda layer: layer.negative_slope),
     ELU: _activation("Elu", alpha=lambda layer: layer.alpha), Softmax: _activation("Softmax", axis=lambda layer: layer.axis),
     ReLU6: _relu6, Hardsigmoid: _activation("HardSigmoid", alpha=1.0 / 6.0, beta=0.5),
-    Hardswish: _activation("HardSwish"), SiLU: _silu, GELU: _gelu,
+    Hardswish: _activation("HardSwish"), SiLU: _silu, GELU: _gelu, Rescaling: _rescaling,
+    Normalization: _normalization,
     Add: _merge("Sum"), Subtract: _merge("Sub"), Multiply: _merge("Mul"), Maximum: _merge("Max"),
     Average: _average, Concatenate: _merge("Concat"),
 }

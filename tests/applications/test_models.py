@@ -13,7 +13,7 @@ from conftest import BACKEND
 from torchvision_models import torchvision_models
 
 PARAMETERS = {"resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032, "mobilenet_v2": 3_504_872,
-              "mobilenet_v3_large": 5_483_032, "mobilenet_v3_small": 2_542_856}
+              "mobilenet_v3_large": 5_483_032, "mobilenet_v3_small": 2_542_856, "efficientnet_b0": 5_288_548}
 
 
 def randomised(torch_model: Any) -> Any:

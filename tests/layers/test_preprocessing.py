@@ -73,3 +73,14 @@ def test_bad_arguments_are_refused(make, error, message):
 def test_a_channel_count_that_differs_from_the_means_is_refused(backend):
     with pytest.raises(ValueError, match=r"3 channel means for per-sample input \(4, 2, 2\)"):
         Normalization.imagenet().forward(xpcnn.asarray(np.zeros((1, 4, 2, 2), np.float32)))
+
+
+def test_both_export_to_onnx_and_run_as_they_predict(backend, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    x = xpcnn.Input((3, 4, 4))
+    model = xpcnn.Model(x, Rescaling(2.0, -1.0, name="scale")(Normalization.imagenet(name="norm")(x)))
+    xpcnn.export_onnx(model, tmp_path / "m.onnx")
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    images = _images((2, 3, 4, 4)).astype(np.float32)
+    got = session.run(None, {session.get_inputs()[0].name: images})[0]
+    np.testing.assert_allclose(got, xpcnn.to_numpy(model.predict(images)), rtol=1e-5, atol=1e-5)

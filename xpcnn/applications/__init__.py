@@ -7,7 +7,8 @@ downloaded once); without the top, ``pooling`` "avg" or "max" pools the features
 unless ``classifier_activation`` names an activation (Keras's default is "softmax", torchvision's none).
 """
 
+from .efficientnet import efficientnet_b0
 from .mobilenet import mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small
 from .resnet import resnet18, resnet34, resnet50
 
-__all__ = ["mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "resnet18", "resnet34", "resnet50"]
+__all__ = ["efficientnet_b0", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "resnet18", "resnet34", "resnet50"]
