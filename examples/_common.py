@@ -99,3 +99,12 @@ class Timer:
 def host(x: Any) -> np.ndarray:
     """A backend array on the host, for printing and plotting."""
     return np.asarray(xpcnn.to_numpy(x))
+
+
+def folder_settings(args: argparse.Namespace, full_size: int) -> tuple[bool, int, int]:
+    """For the examples that read a folder of images (``directory``, ``--image-size``, ``--batch-size``):
+    whether the run is quick (``--quick`` or no folder given), the image side (64 when quick, else
+    ``full_size``) and the batch size (16 when quick, else 32), each unless given on the command line."""
+    quick = args.quick or args.directory is None
+    return quick, args.image_size or (64 if quick else full_size), args.batch_size or (16 if quick else 32)
+

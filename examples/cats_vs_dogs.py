@@ -19,7 +19,7 @@ from __future__ import annotations
 import pathlib
 
 import numpy as np
-from _common import Timer, parser, save, setup
+from _common import Timer, folder_settings, parser, save, setup
 
 from xpcnn import to_numpy
 from xpcnn.callbacks import OneCycleLR
@@ -79,10 +79,8 @@ def main(argv: list[str] | None = None) -> float:
     p.add_argument("--max-lr", type=float, default=2e-3, help="peak RMSprop learning rate of the 1cycle schedule")
     args = p.parse_args(argv)
     setup(args)
-    quick = args.quick or args.directory is None
+    quick, size, batch_size = folder_settings(args, full_size=128)
     epochs = args.epochs or (16 if quick else 15)
-    batch_size = args.batch_size or (16 if quick else 32)
-    size = args.image_size or (64 if quick else 128)
     directory = args.directory
     if quick:
         directory = make_shapes_folder(args.out / "shapes_folder", per_class=300, seed=args.seed)

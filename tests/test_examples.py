@@ -182,3 +182,30 @@ def test_train_mnist_stops_at_the_target_accuracy_with_a_one_cycle_schedule(tmp_
                   "--target-accuracy", "0.5")
     assert "target 50.00% reached after 1 epoch(s)" in result.stdout, result.stdout[-2000:]
     assert "test accuracy after 1 epoch(s)" in result.stdout
+
+
+def test_transfer_learning_starts_from_a_torchvision_checkpoint_and_keeps_the_frozen_backbone(tmp_path):
+    """``--quick --weights FILE``: a torchvision checkpoint the test writes (random weights, randomised batch-norm
+    statistics) as the backbone; feature extraction leaves it as loaded, fine-tuning trains, the model saves."""
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, str(REPO_ROOT / "tests" / "applications"))
+    from torchvision_models import torchvision_models
+
+    torch.manual_seed(0)
+    backbone = torchvision_models().mobilenet_v3_small()
+    with torch.no_grad():
+        for name, value in backbone.state_dict().items():
+            if name.endswith("running_var"):
+                value.uniform_(0.5, 1.5)
+    weights = tmp_path / "backbone.pth"
+    torch.save(backbone.state_dict(), weights)
+    result = _run("transfer_learning.py", tmp_path, "--weights", str(weights))
+    _check_png(tmp_path / "transfer_learning_history.png", (272, 1080))
+    assert "the backbone's 206 weights and statistics as loaded: True" in result.stdout
+    model = xpcnn.load_model(tmp_path / "mobilenet_v3_small_transfer.xpcnn")
+    assert model.get_layer("head").trainable and not model.get_layer("features.0.1").trainable  # a batch norm
+    assert model.get_layer("features.0.0").trainable  # its convolution was fine-tuned
+    fine_tuned = xpcnn.to_numpy(model.state_dict()["features.0.0.weight"])
+    assert not np.array_equal(fine_tuned, backbone.state_dict()["features.0.0.weight"].numpy())
+    np.testing.assert_array_equal(xpcnn.to_numpy(model.state_dict()["features.0.1.running_var"]),
+                                  backbone.state_dict()["features.0.1.running_var"].numpy())
