@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import xpcnn
-from xpcnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
+from xpcnn.layers import BatchNorm2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU
 from xpcnn.model import Sequential
 
 
@@ -24,9 +24,10 @@ def _data(n: int = 64):
     return x, y
 
 
-def _model() -> Sequential:
+def _model(norm: bool = False) -> Sequential:
     xpcnn.manual_seed(0)
-    return Sequential([Conv2D(4, 3, padding="same", name="conv"), ReLU(name="relu"), MaxPool2D(2, name="pool"),
+    middle = [BatchNorm2D(name="bn")] if norm else []
+    return Sequential([Conv2D(4, 3, padding="same", name="conv"), *middle, ReLU(name="relu"), MaxPool2D(2, name="pool"),
                        Flatten(name="flat"), Dense(3, name="head")], input_shape=(1, 8, 8))
 
 
@@ -34,20 +35,23 @@ def _host(model: Sequential) -> dict[str, bytes]:
     return {k: xpcnn.to_numpy(v).tobytes() for k, v in model.state_dict().items()}
 
 
-def test_a_frozen_backbone_keeps_its_bytes_while_the_head_learns(backend):
-    model = _model()
+def test_a_frozen_backbone_keeps_its_bytes_and_statistics_while_the_head_learns(backend):
+    model = _model(norm=True)
     frozen = model.freeze(up_to="flat")
-    assert [layer.name for layer in frozen] == ["conv", "relu", "pool", "flat"]
+    assert [layer.name for layer in frozen] == ["conv", "bn", "relu", "pool", "flat"]
+    model.get_layer("bn").buffers["running_var"] = xpcnn.asarray(np.full(4, 2.0, np.float32))  # not the default 1
     model.compile("cross_entropy", xpcnn.optimizers.Adam(0.05), metrics=["accuracy"])
     x, y = _data()
     before = _host(model)
     history = model.fit(x, y, batch_size=16, epochs=5, verbose=0)  # 20 steps
     after = _host(model)
-    assert after["0.weight"] == before["0.weight"] and after["0.bias"] == before["0.bias"]
-    assert after["4.weight"] != before["4.weight"]
+    backbone = [key for key in before if key.startswith(("0.", "1."))]
+    assert len(backbone) == 6  # conv weight and bias, the norm's weight, bias, running mean and variance
+    assert all(after[key] == before[key] for key in backbone)
+    assert after["5.weight"] != before["5.weight"]
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert model.optimizer.iterations == 20
-    assert sorted(model.optimizer.state) == ["4.bias", "4.weight"]  # no slots for the frozen conv
+    assert sorted(model.optimizer.state) == ["5.bias", "5.weight"]  # no slots for the frozen layers
 
 
 def test_freezing_after_compiled_steps_stops_the_updates(backend):
