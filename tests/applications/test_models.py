@@ -55,12 +55,13 @@ def test_logits_are_torchvisions_for_its_weights(backend, arch):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
 
-@pytest.mark.skipif(BACKEND != "numpy", reason="one 224x224 case, on NumPy (CI time)")
-def test_resnet50_at_224_is_torchvisions(backend):
+@pytest.mark.skipif(BACKEND != "numpy", reason="one 224x224 case per model, on NumPy (CI time)")
+@pytest.mark.parametrize("arch", sorted(PARAMETERS))
+def test_logits_at_224_are_torchvisions(backend, arch):
     import torch
 
-    reference = randomised(torchvision_models().resnet50())
-    model = applications.resnet50()
+    reference = randomised(getattr(torchvision_models(), arch)())
+    model = getattr(applications, arch)()
     model.load_state_dict({k: v.numpy() for k, v in reference.state_dict().items()})
     x = np.random.default_rng(1).standard_normal((1, 3, 224, 224)).astype(np.float32)
     with torch.no_grad():
