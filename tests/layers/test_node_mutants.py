@@ -19,6 +19,7 @@ def test_input_shapes():
     assert Input((1, 3), name="image").shape == (1, 3)
     assert Input((1, 3), name="image").name == "image"
     assert repr(Input((3, 8, 8), name="img")) == "<SymbolicTensor shape=(None, 3, 8, 8) from 'img'>"
+    assert Input(3).node.several is False and Input(3).node.inputs == []
 
 
 @pytest.mark.parametrize(("shape", "error"), [((), ValueError), ((True, 2), ValueError), ((2.5,), ValueError),
@@ -51,8 +52,8 @@ def test_merge_layers_called_on_a_list_of_arrays_compute(backend):
 def test_symbolic_call_errors_name_the_layer_and_the_tensors(backend):
     a, b, c = Input(3, name="ia"), Input(3, name="ib"), Input(4, name="ic")
     with pytest.raises(ValueError, match=re.escape(
-            "layer 'd1' (Dense) takes one input, got 2: 'ia' (None, 3), 'ib' (None, 3)")):
-        Dense(2, name="d1")([a, b])
+            "layer 'd1' (Dense) takes one input, got 2: 'ia' (None, 3), 'img' (None, 3, 4, 4)")):
+        Dense(2, name="d1")([a, Input((3, 4, 4), name="img")])
     built = Dense(2, name="d2")
     built(a)
     with pytest.raises(ValueError, match=re.escape(
