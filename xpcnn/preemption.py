@@ -3,9 +3,11 @@
 Schedulers (Slurm, Kubernetes, spot instances) announce the end of a job with SIGTERM and kill it a little
 later. While ``fit`` runs, the first SIGTERM only raises a flag: the engine looks at it after each training
 step and at each epoch's end, lets the callbacks see ``model.preempted`` there, and raises
-``TrainingPreempted``. A second SIGTERM stops the process at once, as if nothing had been installed. The
-handler exists only while ``fit`` runs (and only in the main thread, where Python delivers signals); the one
-before it is put back after, and a SIGTERM that came too late for the engine to act on goes to it then.
+``TrainingPreempted``; after the last epoch it still stops ``fit`` before the backups are deleted, until the
+training is complete (a SIGTERM during ``on_train_end`` then leaves ``model.preempted`` True and a warning). A
+second SIGTERM stops the process at once, as if nothing had been installed. The handler exists only while
+``fit`` runs (and only in the main thread, where Python delivers signals); the one before it is put back
+after.
 """
 
 from __future__ import annotations
@@ -26,11 +28,10 @@ class TrainingPreempted(RuntimeError):
 
 
 class SigtermFlag:
-    """Whether a SIGTERM arrived (``raised``), and whether the engine has acted on it (``handled``)."""
+    """Whether a SIGTERM arrived (``raised``) while ``fit`` runs."""
 
     def __init__(self) -> None:
         self.raised = False
-        self.handled = False
 
 
 def _stop_now(signum: int, frame: Any) -> None:
@@ -56,5 +57,3 @@ def sigterm_flag() -> Iterator[SigtermFlag]:
         yield flag
     finally:
         signal.signal(signal.SIGTERM, previous)
-        if flag.raised and not flag.handled:  # too late for fit to act on: what would have happened without it
-            os.kill(os.getpid(), signal.SIGTERM)

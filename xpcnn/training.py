@@ -308,6 +308,7 @@ class Trainer(Inference):
             with sigterm_flag() as sigterm:
                 cbs.on_train_begin({})  # a BackupAndRestore puts back a run here (load_training_state)
                 epoch_logs = self._epochs(run, val, epochs, steps, sigterm)
+                self._stop_if_preempted(sigterm, cbs, parallel, "the last epoch")  # the backups are still there
                 trained = self.optimizer.iterations > first_iteration
                 if trained and self.optimizer.use_ema:  # as in Keras, before on_train_end (EarlyStopping may restore)
                     self.set_params(self.optimizer.averaged_params(self.params))
@@ -316,7 +317,12 @@ class Trainer(Inference):
                               else (xb for xb, _ in train.epoch(augment=False)), train.batch_size or 32)
                     if parallel is not None:
                         parallel.average_buffers(self)  # each rank's share gave its own statistics
-                cbs.on_train_end(dict(epoch_logs))
+                    self._stop_if_preempted(sigterm, cbs, parallel, "the weight average's batch-norm statistics")
+                cbs.on_train_end(dict(epoch_logs))  # (BackupAndRestore deletes its backups here)
+                if sigterm.raised:  # too late to stop: the run is complete
+                    self.preempted = True
+                    warnings.warn(f"{self.name}: a SIGTERM arrived as fit ended; the training is complete "
+                                  "(model.preempted is True: save and exit)", RuntimeWarning, stacklevel=3)
         finally:
             self.distributed = self._fit_run = None
         return history
@@ -371,10 +377,15 @@ class Trainer(Inference):
                 break
         return epoch_logs
 
+    def _stop_if_preempted(self, sigterm: SigtermFlag, cbs: CallbackList, parallel: Any, where: str) -> None:
+        """After the epochs: a SIGTERM that came since the last step ends fit before the backups are deleted."""
+        if sigterm.raised if parallel is None else parallel.count_ranks(sigterm.raised) > 0:
+            self.preempted = True
+            self._preempted(sigterm, cbs, where)
+
     def _preempted(self, sigterm: SigtermFlag, cbs: CallbackList, where: str) -> None:
-        sigterm.handled = True
         backups = [cb.backup_dir for cb in cbs if getattr(cb, "backup_dir", None) is not None]
-        saved = (f"the backup in {backups[0]} goes on from here: run the same command again" if backups else
+        saved = (f"the newest backup in {backups[0]} goes on from there: run the same command again" if backups else
                  "nothing was saved (add xpcnn.callbacks.BackupAndRestore to go on from here next time)")
         raise TrainingPreempted(f"{self.name}: fit stopped on SIGTERM after {where}; {saved}")
 

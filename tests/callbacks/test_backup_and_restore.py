@@ -32,18 +32,19 @@ EPOCHS = 5
 def _launch(out: pathlib.Path, points: list[str] | None = None, jit: str = "eager",
             kind: str = "arrays") -> subprocess.CompletedProcess:
     command = [sys.executable, str(SCRIPT), BACKEND, DEVICE or "-", str(out), kind, jit]
+    kills = {}
     if points is not None:
-        kills = out / "kills"
-        if not kills.exists():
-            kills.write_text("".join(p + "\n" for p in points))
-        command.append(str(kills))
+        kills = {"RESUME_RUN_KILLS": str(out / "kills")}
+        if not (out / "kills").exists():
+            (out / "kills").write_text("".join(p + "\n" for p in points))
     # one persistent XLA cache for the launches of a test worker: a fresh JAX process would compile every eager
     # op again (a launch takes 3 s instead of 8)
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
+    env = {**{k: v for k, v in os.environ.items() if k != "RESUME_RUN_KILLS"}, **kills, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p),
            "JAX_COMPILATION_CACHE_DIR": str(out.parent.parent / "xla-cache"),
            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
-    return subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
+    # a session of its own: a SIGTERM to its process group reaches it and its workers, not pytest
+    return subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, env=env, start_new_session=True)
 
 
 def _until_done(out: pathlib.Path, points: list[str] | None = None, **kw: str) -> int:
@@ -115,12 +116,36 @@ def test_sigterm_finishes_the_step_backs_up_and_leaves_with_training_preempted(t
     out.mkdir()
     stopped = _launch(out, ["TERM1 step 1 4"])  # in the middle of epoch 2's fifth step
     assert stopped.returncode == 3, stopped.stderr[-3000:]
-    assert "fit stopped on SIGTERM after epoch 2, batch 5; the backup in" in stopped.stderr
+    assert "fit stopped on SIGTERM after epoch 2, batch 5; the newest backup in" in stopped.stderr
     assert sorted(p.name for p in (out / "backup").iterdir())[-1].startswith("backup-")
     with zipfile.ZipFile(sorted((out / "backup").iterdir())[-1]) as backup:
         assert backup.testzip() is None
     assert _launch(out).returncode == 0  # the same command again goes on from the backup
     _same_run(tmp_path / "never", out)
+
+
+def test_a_sigterm_after_the_last_step_stops_fit_before_the_backups_go(tmp_path):
+    """At the last epoch's end there is no step left to finish: fit stops there, keeping the backups (else
+    on_train_end would delete them and the relaunch would start from scratch)."""
+    _until_done(tmp_path / "never")
+    out = tmp_path / "term"
+    out.mkdir()
+    stopped = _launch(out, [f"TERM1 epoch_end {EPOCHS - 1} 0"])
+    assert stopped.returncode == 3, stopped.stderr[-3000:]
+    assert "fit stopped on SIGTERM after the last epoch; the newest backup in" in stopped.stderr
+    assert any((out / "backup").iterdir())
+    assert _launch(out).returncode == 0
+    _same_run(tmp_path / "never", out)
+
+
+def test_a_sigterm_to_the_process_group_leaves_worker_processes_to_the_loader(tmp_path):
+    """A scheduler signals the whole group: the worker processes ignore it, so fit still backs up and leaves."""
+    out = tmp_path / "group"
+    out.mkdir()
+    stopped = _launch(out, ["GROUPTERM1 read 0 7"], kind="processes")  # by a worker, while fit waits for a batch
+    assert stopped.returncode == 3, stopped.stderr[-3000:]
+    assert "fit stopped on SIGTERM after epoch 1, batch" in stopped.stderr
+    assert _launch(out, kind="processes").returncode == 0
 
 
 def test_a_second_sigterm_stops_at_once(tmp_path):
@@ -306,3 +331,22 @@ def test_a_fits_state_is_for_callbacks_while_fit_runs(backend):
         model.training_state()
     with pytest.raises(RuntimeError, match="in on_train_begin of a fit"):
         model.load_training_state({})
+
+
+def test_an_appended_csv_log_gets_no_duplicate_rows_and_a_removed_one_starts_again(backend, tmp_path):
+    from xpcnn.callbacks import CSVLogger
+
+    def logger():
+        return CSVLogger(tmp_path / "log.csv", append=True)
+
+    (tmp_path / "log.csv").write_text("epoch,loss\n0,9.0\n")  # an earlier run's row
+    with pytest.raises(Stop):
+        _fit(_model(), tmp_path / "b", logger(), StopAt(6))  # after epoch 1's row, before a backup holds it
+    _fit(_model(), tmp_path / "b", logger())
+    rows = (tmp_path / "log.csv").read_text().splitlines()
+    assert rows[:2] == ["epoch,loss", "0,9.0"] and [r.split(",")[0] for r in rows[2:]] == ["0", "1", "2"]
+    with pytest.raises(Stop):
+        _fit(_model(), tmp_path / "c", CSVLogger(tmp_path / "new.csv"), StopAt(12))
+    (tmp_path / "new.csv").unlink()
+    _fit(_model(), tmp_path / "c", CSVLogger(tmp_path / "new.csv"))
+    assert (tmp_path / "new.csv").read_text().splitlines()[0].startswith("epoch,")  # its header again

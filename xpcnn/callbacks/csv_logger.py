@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,42 +35,51 @@ class CSVLogger(Callback):
         self.keys: list[str] | None = None
         self._file: Any = None
         self._writer: Any = None
-        self._length: int | None = None  # bytes in the file after the last row written (None: not opened yet)
+        self._length = 0  # bytes of the log after the last row written (or before the first)
+        self._resumed = False
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.on_train_end()
-        self.keys, self._length = None, None
+        self.keys, self._resumed = None, False
+        # what belongs to the log before this run's first row: an appended file's rows, else nothing
+        self._length = os.path.getsize(self.filename) if self.append and os.path.isfile(self.filename) else 0
 
     def state_dict(self) -> dict[str, Any]:
         return {"keys": self.keys, "length": self._length}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         keys, length = state.get("keys"), state.get("length")
-        if set(state) != {"keys", "length"} or not (length is None or isinstance(length, int) and length >= 0):
-            raise ValueError(f"CSVLogger.load_state_dict takes {{'keys': list or None, 'length': int or None}}, got "
+        if set(state) != {"keys", "length"} or not (isinstance(length, int) and length >= 0):
+            raise ValueError(f"CSVLogger.load_state_dict takes {{'keys': list or None, 'length': int}}, got "
                              f"{dict(state)!r:.200}")
         self.on_train_end()
-        self.keys, self._length = (None if keys is None else [str(k) for k in keys]), length
+        self.keys, self._length, self._resumed = (None if keys is None else [str(k) for k in keys]), length, True
 
     def _open(self) -> None:
         folder = os.path.dirname(self.filename)
         if folder:
             os.makedirs(folder, exist_ok=True)
-        if self._length is not None:  # resumed: the rows up to the backup, then this run's
+        existing: list[str] | None = None  # the header of the file appended to
+        if self.append and os.path.isfile(self.filename):
+            with open(self.filename, newline="") as f:
+                existing = next(csv.reader(f, delimiter=self.separator), None)
+        if self._resumed and os.path.isfile(self.filename):  # the rows up to the backup, then this run's
             self._file = open(self.filename, "r+", newline="")  # noqa: SIM115
-            self._file.truncate(self._length)
-            self._file.seek(self._length)
+            if self._file.seek(0, os.SEEK_END) >= self._length:
+                self._file.truncate(self._length)
+                self._file.seek(self._length)
+            else:
+                warnings.warn(f"CSVLogger: {self.filename} is shorter than when the run was backed up; the rows "
+                              "of the resumed run go after what is there", RuntimeWarning, stacklevel=3)
         else:
-            existing: list[str] | None = None
-            if self.append and os.path.isfile(self.filename):
-                with open(self.filename, newline="") as f:
-                    existing = next(csv.reader(f, delimiter=self.separator), None)
             self._file = open(self.filename, "a" if self.append else "w", newline="")  # noqa: SIM115
-            if existing and existing[0] == "epoch":
-                self.keys = existing[1:]
+        if self.keys is None and existing and existing[0] == "epoch":
+            self.keys = existing[1:]
         if self.keys is not None:
             self._writer = csv.DictWriter(self._file, ["epoch", *self.keys], delimiter=self.separator,
                                           restval="NA", extrasaction="ignore")
+            if self._file.tell() == 0:  # a resumed log whose file was removed starts again with its header
+                self._writer.writeheader()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}

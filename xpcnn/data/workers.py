@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -161,7 +162,8 @@ class _Processes(_Threads):
         _Workers.__init__(self, *args)
         if "forkserver" in multiprocessing.get_all_start_methods():
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload([__name__])  # each worker forks from a server that imported us once
+            # each worker forks from a server that imported us once, and ignores the job's SIGTERM (worker_process)
+            context.set_forkserver_preload([f"{__package__}.worker_process"])
         else:
             context = multiprocessing.get_context("spawn")
         self.pool = concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=context,
@@ -181,6 +183,8 @@ _process_state: dict[str, Any] = {}
 
 
 def _process_init(dataset: Any, sample_transform: Any, check_finite: bool) -> None:
+    for number in (signal.SIGTERM, signal.SIGINT):  # the owner ends its workers (spawned ones too: worker_process)
+        signal.signal(number, signal.SIG_IGN)
     _process_state.update(workers=_Workers(dataset, sample_transform, check_finite), buffer=None)
 
 
