@@ -150,12 +150,32 @@ class DataParallel:
         model.set_params(self.comm.broadcast(model.params))
         model.set_buffers(self.comm.broadcast(model.buffers))
 
-    def global_batch(self, size: int, stop: bool) -> tuple[int, bool]:
+    def global_batch(self, size: int, stop: bool) -> tuple[int, bool, bool]:
         """The samples of a global batch, the sum of the ranks' shares (right whatever the batch lost to
-        unreadable samples or where a stream's epoch started), and whether any rank was asked to ``stop``
-        (a SIGTERM): one small allreduce, so that every rank stops at the same step."""
-        size_total, stops = to_numpy(self.comm.allreduce_sum([np.asarray([size, int(stop)], dtype=np.int64)])[0])
-        return int(size_total), bool(stops)
+        unreadable samples or where a stream's epoch started), whether any rank was asked to ``stop`` (a
+        SIGTERM: every rank stops at the same step) and whether any rank's share is empty: one small allreduce."""
+        total, stops, empty = to_numpy(self.comm.allreduce_sum([np.asarray([size, int(stop), int(size == 0)],
+                                                                           dtype=np.int64)])[0])
+        return int(total), bool(stops), bool(empty)
+
+    def align_random(self) -> None:
+        """Every rank's random stream where the furthest one's is: a rank whose share of a batch was empty made
+        no dropout draws, and the ranks must go on drawing alike (the next epoch's order above all)."""
+        from . import random
+
+        state = random.get_state()
+        counters = to_numpy(self.gather(np.asarray([state["counter"]], dtype=np.int64)))
+        random.set_state({"seed": state["seed"], "counter": int(counters.max())})
+
+    def gather(self, row: Array) -> Array:
+        """Every rank's ``row`` (1-D, one length and dtype on every rank) stacked in rank order, on every rank:
+        each rank writes its row into zeros, and the sum over the ranks fills the table (exactly)."""
+        import array_api_compat
+        import array_api_extra as xpx
+
+        xp = array_api_compat.array_namespace(row)
+        table = xp.zeros((self.comm.size, row.shape[0]), dtype=row.dtype, device=array_api_compat.device(row))
+        return self.comm.allreduce_sum([xpx.at(table, self.comm.rank).set(row)])[0]
 
     def count_ranks(self, flag: bool) -> int:
         """On how many ranks ``flag`` is set (one small allreduce)."""

@@ -6,11 +6,12 @@ step numbers, learning rate), the random stream, the training input's position (
 ``state_dict``), the epoch's partial sums of the batch logs, the epoch and batch counters, ``stop_training``,
 and each callback's ``state_dict`` (``History`` among them).
 
-Put back, the run goes on as if it had never stopped: a backup taken between epochs is restored at once
-(when ``on_train_begin`` of the resumed ``fit`` has run), one taken within an epoch after that epoch's
-``on_epoch_begin``, which is where it was taken; that epoch then goes on with the batch after the last one
-done. In a data-parallel fit every rank takes the backup at the same step; the partial sums are summed over
-the ranks first, and on restoring rank 0 takes the totals and the other ranks start from zero.
+The validation input's position is kept too (a shuffled validation ``DataLoader`` with its own seed draws
+its orders by epoch). Put back, the run goes on as if it had never stopped: a backup taken between epochs is
+restored at once (when ``on_train_begin`` of the resumed ``fit`` has run), one taken within an epoch after
+that epoch's ``on_epoch_begin``, which is where it was taken; that epoch then goes on with the batch after the
+last one done. In a data-parallel fit every rank takes the backup at the same step, and it holds each rank's
+partial sums, sample count and random counter (``ranks``): every rank goes on from its own.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from . import random
-from .backend import asarray
+from .backend import asarray, get_backend, to_numpy
 
 __all__ = ["FitRun", "Progress"]
 
@@ -41,8 +44,8 @@ class FitRun:
     """One ``fit`` while it runs: ``progress`` (the engine moves it on), ``state()`` for a backup,
     ``load_state(state)`` to go on from one, applied at the right point by ``enter_epoch``."""
 
-    def __init__(self, model: Any, train: Any, callbacks: Any, parallel: Any, initial_epoch: int) -> None:
-        self.model, self.train, self.callbacks, self.parallel = model, train, callbacks, parallel
+    def __init__(self, model: Any, train: Any, val: Any, callbacks: Any, parallel: Any, initial_epoch: int) -> None:
+        self.model, self.train, self.val, self.callbacks, self.parallel = model, train, val, callbacks, parallel
         self.progress = Progress(initial_epoch)
         self._pending: Mapping[str, Any] | None = None  # a state taken within an epoch, applied at its begin
         self._started = False
@@ -53,9 +56,6 @@ class FitRun:
         """Everything needed to go on exactly from here; arrays stay on the device (the live ones for the
         optimizer's slots: write them out before the next step). Collective in a data-parallel fit."""
         model, progress = self.model, self.progress
-        sums, seen = progress.sums, progress.seen
-        if self.parallel is not None and progress.batch:
-            sums, seen = self.parallel.reduce(sums, seen)
         data = self.train.state_dict()
         if data is None and not self._warned_position:
             self._warned_position = True
@@ -67,11 +67,29 @@ class FitRun:
             "optimizer": model.optimizer.state_dict(),
             "random": random.get_state(),
             "data": data,
-            "progress": {"epoch": progress.epoch, "batch": progress.batch, "seen": seen,
-                         "completed_epochs": int(model.epoch), "stop_training": bool(model.stop_training)},
-            "sums": sums,
+            "validation": None if self.val is None else self.val.state_dict(),
+            "ranks": None if self.parallel is None else self._ranks(),
+            "progress": {"epoch": progress.epoch, "batch": progress.batch, "seen": progress.seen,
+                         "completed_epochs": int(model.epoch), "stop_training": bool(model.stop_training),
+                         "epochs": self.callbacks.params.get("epochs"), "steps": self.callbacks.params.get("steps")},
+            "sums": progress.sums,
             "callbacks": self.callbacks.state_dict(),
         }
+
+    def _ranks(self) -> dict[str, Any]:
+        """Each rank's partial sums, sample count and random counter (they differ: each rank reads its share of
+        every batch, and a rank whose share of the last batch is empty draws no dropout mask)."""
+        xp, sums = get_backend().xp, self.progress.sums
+        keys = self.parallel.comm.broadcast_object(None if sums is None else list(sums))
+        counts = to_numpy(self.parallel.gather(np.asarray([self.progress.seen, random.get_state()["counter"]],
+                                                          dtype=np.int64)))
+        ranks: dict[str, Any] = {"seen": [int(v) for v in counts[:, 0]], "counters": [int(v) for v in counts[:, 1]],
+                                 "sums": None}
+        if keys is not None:
+            row = xp.stack([xp.reshape(asarray(sums[k]), ()) if sums is not None else asarray(0.0) for k in keys])
+            table = self.parallel.gather(row)
+            ranks["sums"] = {k: table[:, i] for i, k in enumerate(keys)}
+        return ranks
 
     # --- going on from one ----------------------------------------------------------------------------
     def load_state(self, state: Mapping[str, Any]) -> None:
@@ -104,11 +122,16 @@ class FitRun:
         random.set_state(state["random"])
         if state.get("data") is not None:
             self.train.load_state_dict(state["data"])
+        if state.get("validation") is not None and self.val is not None:
+            self.val.load_state_dict(state["validation"])
         self.callbacks.load_state_dict(state.get("callbacks") or {})
         model.epoch = int(progress["completed_epochs"])
         model.stop_training = bool(progress["stop_training"])
         sums, seen = state.get("sums"), int(progress["seen"])
-        if self.parallel is not None and not self.parallel.comm.is_main:
-            sums, seen = None, 0  # rank 0 holds the totals of every rank
+        if self.parallel is not None:  # this rank's own
+            rank, ranks = self.parallel.comm.rank, state["ranks"]
+            random.set_state({"seed": state["random"]["seed"], "counter": int(ranks["counters"][rank])})
+            seen = int(ranks["seen"][rank])
+            sums = None if ranks["sums"] is None else {k: v[rank] for k, v in ranks["sums"].items()}
         self.progress = Progress(int(progress["epoch"]), int(progress["batch"]),
                                  None if sums is None else {k: asarray(v) for k, v in sums.items()}, seen)

@@ -303,7 +303,7 @@ class Trainer(Inference):
         self.history = history
         self.stop_training = self.preempted = False
         first_iteration = self.optimizer.iterations
-        run = self._fit_run = FitRun(self, train, cbs, parallel, initial_epoch)
+        run = self._fit_run = FitRun(self, train, val, cbs, parallel, initial_epoch)
         try:
             with sigterm_flag() as sigterm:
                 cbs.on_train_begin({})  # a BackupAndRestore puts back a run here (load_training_state)
@@ -345,8 +345,10 @@ class Trainer(Inference):
                     logs, progress.sums = steps.train(xb, yb, progress.sums)
                     self.preempted = sigterm.raised
                 else:
-                    global_size, self.preempted = parallel.global_batch(size, sigterm.raised)
+                    global_size, self.preempted, empty_share = parallel.global_batch(size, sigterm.raised)
                     logs, progress.sums = steps.train_shared(xb, yb, progress.sums, parallel.comm, global_size)
+                    if empty_share:
+                        parallel.align_random()
                 progress.seen += size
                 progress.batch = step + 1
                 cbs.on_train_batch_end(step, {**(logs or {}), "size": size})

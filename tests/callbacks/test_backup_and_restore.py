@@ -221,7 +221,11 @@ def test_a_damaged_newest_backup_is_refused_by_name_and_the_one_before_is_used(b
     backups = sorted((tmp_path / "b").iterdir())
     assert [p.name for p in backups] == ["backup-000002.xpcnn", "backup-000003.xpcnn"]
     data = bytearray(backups[-1].read_bytes())
-    data[len(data) // 2] ^= 0xFF
+    with zipfile.ZipFile(backups[-1]) as archive:  # a byte in the middle of the largest array's data
+        info = max(archive.infolist(), key=lambda i: i.file_size)
+    name_length, extra_length = (int.from_bytes(data[info.header_offset + k:info.header_offset + k + 2], "little")
+                                 for k in (26, 28))
+    data[info.header_offset + 30 + name_length + extra_length + info.file_size // 2] ^= 0xFF
     backups[-1].write_bytes(bytes(data))
     model = _model()
     with pytest.warns(RuntimeWarning, match=r"backup-000003\.xpcnn cannot be used .*trying the one before"):
@@ -350,3 +354,14 @@ def test_an_appended_csv_log_gets_no_duplicate_rows_and_a_removed_one_starts_aga
     (tmp_path / "new.csv").unlink()
     _fit(_model(), tmp_path / "c", CSVLogger(tmp_path / "new.csv"))
     assert (tmp_path / "new.csv").read_text().splitlines()[0].startswith("epoch,")  # its header again
+
+
+def test_a_backup_of_a_fit_of_other_length_is_not_used(backend, tmp_path):
+    x, y = _data()
+    with pytest.raises(Stop):
+        _model().fit(x, y, batch_size=8, epochs=2, verbose=0,
+                     callbacks=[StopAt(7), BackupAndRestore(tmp_path / "b", save_freq=2)])
+    model = _model()
+    with pytest.warns(RuntimeWarning, match=r"a fit of 2 epochs of 5 steps, this fit runs 3 of 5 \(one backup folder"):
+        model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[BackupAndRestore(tmp_path / "b")])
+    assert model.optimizer.iterations == 15  # from the start

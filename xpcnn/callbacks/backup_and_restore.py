@@ -12,7 +12,8 @@ from .base import Callback
 
 __all__ = ["BackupAndRestore"]
 
-_BACKUP = re.compile(r"backup-(\d{6,})\.xpcnn")
+_BACKUP = re.compile(r"backup-(\d{6,12})\.xpcnn")
+_TEMP = re.compile(r"\.(backup-\d{6,12}\.xpcnn)\..*\.xpcnn-tmp")  # a write killed before its rename (io.atomic)
 _KEPT = 2  # the newest backup and the one before it, in case the newest is damaged
 
 
@@ -65,8 +66,14 @@ class BackupAndRestore(Callback):
 
         for path in reversed(self.backups()):
             try:
-                return path, read_backup(path, self.model)
-            except (ValueError, OSError) as exc:
+                state = read_backup(path, self.model)
+                progress, run = state["progress"], (self.params.get("epochs"), self.params.get("steps"))
+                if (progress.get("epochs"), progress.get("steps")) != run:
+                    raise ValueError(f"it is a backup of a fit of {progress.get('epochs')} epochs of "
+                                     f"{progress.get('steps')} steps, this fit runs {run[0]} of {run[1]} (one "
+                                     "backup folder per fit)")
+                return path, state
+            except (ValueError, OSError, MemoryError) as exc:
                 warnings.warn(f"BackupAndRestore: the backup {path} cannot be used ({exc}); trying the one before it",
                               RuntimeWarning, stacklevel=3)
         return None, None
@@ -101,11 +108,11 @@ class BackupAndRestore(Callback):
             return
         from ..io.atomic import remove_stale_temporaries
 
-        numbers = range(1, self._next_number() + 1)
         for path in self.backups():
             os.remove(path)
-        for number in numbers:  # a write killed before its rename (a preemption's, say) left a temp file
-            remove_stale_temporaries(self.backup_dir, _name(number))
+        killed_writes = {m.group(1) for m in map(_TEMP.fullmatch, os.listdir(self.backup_dir)) if m}
+        for name in killed_writes:  # (a preemption's backup write cut short by the SIGKILL after it, say)
+            remove_stale_temporaries(self.backup_dir, name)
         try:
             os.rmdir(self.backup_dir)
         except OSError:

@@ -55,6 +55,7 @@ def atomic_write(path: str, write: Callable[[BinaryIO], Any]) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
+        _fsync_folder(folder)  # the rename too survives a power cut (a caller may delete the file it replaces)
     except BaseException as exc:
         if tmp is not None:
             try:
@@ -81,6 +82,17 @@ def _check_folder(path: str, folder: str) -> None:
         raise type(exc)(f"cannot save to {path}: the folder {folder} cannot be reached: {exc.strerror or exc}") from exc
     if not stat.S_ISDIR(mode):
         raise NotADirectoryError(f"cannot save to {path}: {folder} is not a folder")
+
+
+def _fsync_folder(folder: str) -> None:
+    """Make the folder's entries durable (POSIX; elsewhere the rename is left to the file system)."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def remove_stale_temporaries(folder: str, name: str) -> None:

@@ -36,8 +36,8 @@ def write_backup(path: str, model: LayerGraph, state: Mapping[str, Any]) -> None
     ``path``, atomically."""
     table = ArrayTable()
     config = model_config(model, table)
-    config["run"] = {"data": state["data"], "progress": state["progress"],
-                     "sums": _encode(state["sums"], table, "sums"),
+    config["run"] = {"data": state["data"], "validation": state["validation"], "progress": state["progress"],
+                     "sums": _encode(state["sums"], table, "sums"), "ranks": _encode(state["ranks"], table, "ranks"),
                      "callbacks": _encode(state["callbacks"], table, "callbacks")}
     atomic_savez(path, config, table.arrays)
 
@@ -63,9 +63,11 @@ def read_backup(path: str, model: LayerGraph) -> dict[str, Any]:
         }
         run = config["run"]
         sums = _decode(run["sums"], archive, "run.sums")
+        ranks = _decode(run.get("ranks"), archive, "run.ranks")
         callbacks = _decode(run["callbacks"], archive, "run.callbacks")
     return {"model": weights, "optimizer": optimizer, "random": config["random_state"], "data": run["data"],
-            "progress": run["progress"], "sums": sums, "callbacks": callbacks}
+            "validation": run.get("validation"), "progress": run["progress"], "sums": sums, "ranks": ranks,
+            "callbacks": callbacks}
 
 
 def _check_run(config: Mapping[str, Any], path: str) -> None:
@@ -75,18 +77,36 @@ def _check_run(config: Mapping[str, Any], path: str) -> None:
             raise check.fail(field, "is missing, which every backup holds")
     run = check.dict(config["run"], "run")
     progress = check.dict(run.get("progress"), "run.progress")
-    for key in ("epoch", "batch", "seen", "completed_epochs"):
+    for key in ("epoch", "batch", "seen", "completed_epochs", "epochs"):
         check.int(progress.get(key), f"run.progress.{key}")
+    if progress["epoch"] > progress["epochs"] or progress["completed_epochs"] > progress["epochs"]:
+        raise check.fail("run.progress.epoch", f"must lie within the fit's {progress['epochs']} epochs")
+    if progress.get("steps") is not None:
+        check.int(progress["steps"], "run.progress.steps")
     if not isinstance(progress.get("stop_training"), bool):
         raise check.fail("run.progress.stop_training", "must be true or false")
-    data = run.get("data")
-    if data is not None:
-        data = check.dict(data, "run.data")
-        check.int(data.get("epoch"), "run.data.epoch")
-        check.int(data.get("batch"), "run.data.batch")
-        if data.get("seed") is not None:
-            check.int(data["seed"], "run.data.seed")
-    check.dict(run.get("callbacks"), "run.callbacks")
+    for field in ("data", "validation"):
+        position = run.get(field)
+        if position is not None:
+            position = check.dict(position, f"run.{field}")
+            check.int(position.get("epoch"), f"run.{field}.epoch")
+            check.int(position.get("batch"), f"run.{field}.batch")
+            if position.get("seed") is not None:
+                check.int(position["seed"], f"run.{field}.seed")
+    ranks = run.get("ranks")
+    if ranks is not None:
+        ranks = check.dict(ranks, "run.ranks")
+        for key in ("seen", "counters"):
+            for i, value in enumerate(check.list(ranks.get(key), f"run.ranks.{key}")):
+                check.int(value, f"run.ranks.{key}[{i}]")
+    for key, state in check.dict(run.get("callbacks"), "run.callbacks").items():
+        check.dict(state, f"run.callbacks[{key!r}]")
+    sums = run.get("sums")
+    if sums is not None:
+        for key, value in check.dict(sums, "run.sums").items():
+            if not (isinstance(value, dict) and set(value) in ({_ARRAY}, {_FLOAT})
+                    or isinstance(value, (int, float)) and not isinstance(value, bool)):
+                raise check.fail(f"run.sums[{key!r}]", "must be a number or name an array")
 
 
 def _encode(value: Any, table: ArrayTable, field: str) -> Any:
