@@ -69,7 +69,8 @@ class Callback:
         return {name: _snapshot(getattr(self, name)) for name in self.state_attributes}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Put back what ``state_dict`` returned; called after ``on_train_begin`` of a resumed ``fit``."""
+        """Put back what ``state_dict`` returned: in a resumed ``fit``, after ``on_train_begin`` (a backup taken
+        between epochs) or after the ``on_epoch_begin`` of the epoch a backup was taken in."""
         unknown = sorted(set(state) - set(self.state_attributes))
         if unknown:
             raise ValueError(f"{type(self).__name__}.load_state_dict: unknown entries {unknown}; this callback "
