@@ -365,3 +365,21 @@ def test_a_backup_of_a_fit_of_other_length_is_not_used(backend, tmp_path):
     with pytest.warns(RuntimeWarning, match=r"a fit of 2 epochs of 5 steps, this fit runs 3 of 5 \(one backup folder"):
         model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[BackupAndRestore(tmp_path / "b")])
     assert model.optimizer.iterations == 15  # from the start
+
+
+def test_a_shuffled_validation_loader_goes_on_with_its_orders(backend, tmp_path):
+    x, y = _data()
+
+    def run(folder, *extra):
+        model = _model()
+        val = xpcnn.DataLoader(x, y, batch_size=8, shuffle=True, seed=7)  # orders by its own epoch count
+        history = model.fit(x, y, batch_size=8, epochs=3, validation_data=val, validation_steps=1, verbose=0,
+                            callbacks=[*extra, BackupAndRestore(folder, save_freq=2)])
+        return model, history
+
+    reference, expected = run(tmp_path / "ref")
+    with pytest.raises(Stop):
+        run(tmp_path / "b", StopAt(12))  # in epoch 3, after two validations
+    model, history = run(tmp_path / "b")
+    assert history.history == expected.history
+    assert _weights(model) == _weights(reference)

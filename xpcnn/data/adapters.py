@@ -195,9 +195,15 @@ class EpochIterator:
                           stacklevel=2)
 
     def state_dict(self) -> dict[str, Any] | None:
-        """The position of the next training batch, for a backup: a ``DataLoader``'s ``state_dict``; None for
-        other inputs, whose position cannot be saved."""
-        return self.loader.state_dict() if self.kind == "loader" else None
+        """The position of the next batch, for a backup: a ``DataLoader``'s ``state_dict``; None for other
+        inputs, whose position cannot be saved. Validation (``carry_on=False``) reads a new pass each time:
+        a pass cut short by ``steps`` is not gone on with."""
+        if self.kind != "loader":
+            return None
+        state = self.loader.state_dict()
+        if not self._carry_on and state["batch"]:
+            state = {"seed": self.loader.seed, "epoch": state["epoch"] + 1, "batch": 0}
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Go on from ``state``: the next batch is the one it names (a pass carried across epochs included)."""
