@@ -687,14 +687,14 @@ def test_csv_logger_resumes_from_its_state(tmp_path):
 def test_csv_logger_state_that_is_not_its_own_is_refused():
     logger = CSVLogger("log.csv")
     for state in ({"keys": None}, {"keys": None, "length": -1}, {"keys": None, "length": "3"},
-                  {"keys": None, "length": 0, "rows": 2}):
+                  {"keys": None, "length": 0, "rows": 2}, {"keys": None, "length": None}):
         with pytest.raises(ValueError, match=re.escape("CSVLogger.load_state_dict takes {'keys': list or None, "
-                                                       "'length': int or None}, got " + repr(state))):
+                                                       "'length': int}, got " + repr(state))):
             logger.load_state_dict(state)
     logger.load_state_dict({"keys": ("a", 1), "length": 0})
     assert logger.state_dict() == {"keys": ["a", "1"], "length": 0}
-    logger.load_state_dict({"keys": None, "length": None})
-    assert logger.state_dict() == {"keys": None, "length": None}
+    logger.load_state_dict({"keys": None, "length": 12})
+    assert logger.state_dict() == {"keys": None, "length": 12}
 
 
 def test_csv_logger_creates_folders_and_appends_to_an_empty_file(tmp_path):
