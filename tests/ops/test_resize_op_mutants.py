@@ -34,11 +34,34 @@ def test_defaults(backend64):
     np.testing.assert_allclose(host(bilinear), want, rtol=1e-10)
 
 
+def test_bilinear_resizes_do_not_align_corners_by_default(backend64):
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(4).standard_normal((1, 2, 3, 4))
+    xt = torch.from_numpy(x).requires_grad_()
+    yt = torch.nn.functional.interpolate(xt, size=(6, 8), mode="bilinear")
+    dy = np.random.default_rng(5).standard_normal((1, 2, 6, 8))
+    yt.backward(torch.from_numpy(dy))
+    np.testing.assert_allclose(host(resize.resize2d(_a(x), (6, 8), "bilinear")), yt.detach().numpy(), rtol=1e-10)
+    for dx in (resize.resize2d_backward(_a(dy), (3, 4), "bilinear"), resize.upsample2d_backward(_a(dy), 2, "bilinear")):
+        np.testing.assert_allclose(host(dx), xt.grad.numpy(), rtol=1e-10)
+
+
+def test_zero_padding_amounts():
+    assert resize.zero_pad_amounts(((1, 2), (3, 4))) == (1, 2, 3, 4)
+    assert resize.zero_pad_amounts((1, 2)) == (1, 1, 2, 2)
+    with pytest.raises(ValueError, match=re.escape("zero_pad2d: width padding must be >= 0, got (3, -1)")):
+        resize.zero_pad_amounts(((1, 2), (3, -1)))
+    with pytest.raises(TypeError, match=re.escape("zero_pad2d: padding must be an int or a pair of ints, got "
+                                                  "((1, 2), 'ab')")):
+        resize.zero_pad_amounts(((1, 2), "ab"))
+
+
 @pytest.mark.parametrize(("mode", "fits", "too_much"), [("reflect", 2, 3), ("circular", 3, 4)])
 def test_boundary_padding_limits(mode, fits, too_much):
     resize.check_boundary_pads((3, 3), (fits, fits, fits, fits), mode)
+    resize.check_boundary_pads((1, 5), (0, 0, fits + 1, fits + 1), mode)  # each axis against its own size
     bound = "smaller than" if mode == "reflect" else "at most"
-    for pads in [(too_much, 0, 0, 0), (0, 0, 0, too_much)]:
+    for pads in [(too_much, 0, 0, 0), (0, too_much, 0, 0), (0, 0, too_much, 0), (0, 0, 0, too_much)]:
         message = f"boundary_pad2d: {mode} padding {pads} must be {bound} the input"
         with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
             resize.check_boundary_pads((3, 3), pads, mode)
