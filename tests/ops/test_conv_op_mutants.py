@@ -113,3 +113,17 @@ def test_a_one_by_one_same_convolution_keeps_the_size(backend64):
     w = np.random.default_rng(5).standard_normal((3, 2, 1, 1))
     y = conv.conv2d(_a(x), _a(w), padding="same")
     np.testing.assert_allclose(host(y), np.einsum("nchw,oc->nohw", x, w[:, :, 0, 0]), rtol=1e-10)
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "kwargs", "message"), [
+    ((1, 1, 3, 4), (1, 1, 7, 7), {"padding": (1, 2)},
+     "conv2d: kernel (7, 7) (dilation (1, 1)) is larger than the padded input (5, 8)"),
+    ((1, 1, 3), (1, 1, 1, 1), {}, "conv2d: input must be 4-D (N, C, H, W), got shape (1, 1, 3)"),
+    ((1, 1, 3, 3), (1, 1, 1), {}, "conv2d: weight must be 4-D, got shape (1, 1, 1)"),
+    ((1, 4, 3, 3), (3, 2, 1, 1), {"groups": 2}, "conv2d: weight axis 0 (3) is not divisible by groups=2"),
+    ((1, 4, 3, 3), (4, 2, 1, 1), {"groups": 0}, "conv2d: groups must be a positive int, got 0"),
+])
+def test_convolution_errors(backend, x_shape, w_shape, kwargs, message):
+    x, w = (xpcnn.asarray(np.ones(s, dtype=np.float32)) for s in (x_shape, w_shape))
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        conv.conv2d(x, w, **kwargs)
