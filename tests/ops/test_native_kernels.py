@@ -144,3 +144,14 @@ def test_erf_and_gelu_equal_the_generic_path(request, dtype_fixture):
     x = xpcnn.asarray(np.concatenate([np.linspace(-7.0, 7.0, 2001), 3.0 * rng.standard_normal(500)]))
     dy = xpcnn.asarray(rng.standard_normal(2501))
     _close(*_runs(lambda: (activations.erf(x), activations.gelu(x), activations.gelu_backward(dy, x))), dtype)
+
+
+@pytest.mark.parametrize("dtype_fixture", ["backend", "backend64"])
+def test_the_hard_activations_equal_the_generic_path(request, dtype_fixture):
+    backend = request.getfixturevalue(dtype_fixture)
+    if _native.kernel(backend.xp, "hardswish") is None:
+        pytest.skip(f"{backend.name} has no fused hard activations of its own")
+    dtype = "float64" if dtype_fixture == "backend64" else "float32"
+    x = xpcnn.asarray(np.concatenate([np.linspace(-8.0, 8.0, 3201), [-3.0, 0.0, 3.0, 6.0, np.nan]]))
+    _close(*_runs(lambda: (activations.relu6(x), activations.hardsigmoid(x), activations.hardswish(x))), dtype)
+

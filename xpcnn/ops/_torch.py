@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from .windows import conv_transpose_output_hw
 
 __all__ = ["avg_pool2d", "avg_pool2d_backward", "batch_norm", "batch_norm_backward", "conv2d", "conv2d_backward",
-           "conv2d_transpose", "conv2d_transpose_backward", "erf", "max_pool2d", "max_pool2d_backward"]
+           "conv2d_transpose", "conv2d_transpose_backward", "erf", "hardsigmoid", "hardswish", "max_pool2d",
+           "max_pool2d_backward", "relu6"]
 
 Pair = tuple[int, int]
 Pads = tuple[int, int, int, int]
@@ -181,3 +182,19 @@ def batch_norm_backward(dy: Any, x: Any, weight: Any, eps: float, saved: Any) ->
 def erf(x: Any) -> Any:
     """``erf``: PyTorch's own (the Array API has none)."""
     return torch.special.erf(x)
+
+
+def relu6(x: Any) -> Any:
+    """``relu6``: PyTorch's fused kernel (one pass where the generic code makes two)."""
+    return F.relu6(x)
+
+
+def hardsigmoid(x: Any) -> Any:
+    """``hardsigmoid``: PyTorch's fused kernel (MobileNetV3 calls it in every squeeze-and-excitation gate)."""
+    return F.hardsigmoid(x)
+
+
+def hardswish(x: Any) -> Any:
+    """``hardswish``: PyTorch's fused kernel (one pass where the generic code makes four)."""
+    return F.hardswish(x)
+
