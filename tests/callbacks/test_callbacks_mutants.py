@@ -673,7 +673,7 @@ def test_csv_logger_resumes_from_its_state(tmp_path):
     cbs.on_train_begin({})
     logger.on_epoch_end(0, {"loss": 1.0, "val_loss": 2.0})
     state = logger.state_dict()
-    logger.on_epoch_end(1, {"loss": 0.5, "val_loss": 1.5})  # written after the backup, then killed
+    logger.on_epoch_end(1, {"loss": 0.123456789, "val_loss": 1.5})  # written after the backup, then killed
     logger.on_train_end()
     assert set(state) == {"keys", "length"}
     resumed = CSVLogger(path, separator=";")
@@ -682,6 +682,40 @@ def test_csv_logger_resumes_from_its_state(tmp_path):
     resumed.on_epoch_end(1, {"loss": 0.25, "val_loss": 1.25})
     resumed.on_train_end()
     assert _rows(path, ";") == [["epoch", "loss", "val_loss"], ["0", "1.0", "2.0"], ["1", "0.25", "1.25"]]
+
+
+def test_csv_logger_length_before_the_first_row_and_resumes_of_a_whole_or_cut_log(tmp_path):
+    """The log's bytes before this run's first row: an appended file's, else none (it is rewritten). A resume whose
+    log is as long as the backup says goes on quietly; one whose log was cut warns and writes after what is there."""
+    path = tmp_path / "log.csv"
+    path.write_text("epoch,loss\r\n0,1.0\r\n")
+    for append, length in ((False, 0), (True, path.stat().st_size)):
+        logger = CSVLogger(path, append=append)
+        logger.on_train_begin()
+        assert logger.state_dict() == {"keys": None, "length": length}
+        logger.on_train_end()
+    fresh = CSVLogger(tmp_path / "new.csv")
+    fresh.on_train_begin()
+    assert fresh.state_dict() == {"keys": None, "length": 0}
+    state = {"keys": ["loss"], "length": path.stat().st_size}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _resume(path, state, 1, 0.5)
+    assert _rows(path) == [["epoch", "loss"], ["0", "1.0"], ["1", "0.5"]]
+    path.write_text("epoch,loss\r\n")  # cut below the backup's length
+    cut = (f"CSVLogger: {path} is shorter than when the run was backed up; the rows of the resumed run go after what "
+           "is there")
+    with pytest.warns(RuntimeWarning, match=f"^{re.escape(cut)}$"):
+        _resume(path, state, 2, 0.25)
+    assert _rows(path) == [["epoch", "loss"], ["2", "0.25"]]
+
+
+def _resume(path, state, epoch, loss):
+    logger = CSVLogger(path)
+    logger.on_train_begin()
+    logger.load_state_dict(state)
+    logger.on_epoch_end(epoch, {"loss": loss})
+    logger.on_train_end()
 
 
 def test_csv_logger_state_that_is_not_its_own_is_refused():
