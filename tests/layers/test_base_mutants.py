@@ -166,3 +166,11 @@ def test_initial_weights_use_torchs_fans(backend, make, in_channels, fan_in):
             receptive = math.prod(w.shape[2:])
             bound = math.sqrt(6 / ((w.shape[0] + w.shape[1]) * receptive))
         assert 0.95 * bound < np.abs(w).max() <= bound
+
+
+def test_a_layer_before_its_build():
+    layer = Flatten()
+    assert (layer.built, layer.input_shape, layer.output_shape, layer.activation) == (False, None, None, None)
+    with pytest.raises(ValueError, match=re.escape(
+            "Conv2D: expected 4-D input (batch axis first), got per-sample input shape (3, 4)")):
+        Conv2D(2, 3).build((3, 4))
