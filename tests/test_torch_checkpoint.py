@@ -439,19 +439,27 @@ def test_allowed_objects_are_not_edited_for_later_files(tmp_path):
     np.testing.assert_array_equal(load_torch_checkpoint(path)["w"], np.arange(4, dtype=np.float32))
 
 
+def _limit(monkeypatch, name: str, value: int) -> None:
+    """A limit lowered where it is checked: the reader, and its unpickler (``torch_pickle``)."""
+    from xpcnn.io import torch_pickle
+
+    for module in (tc, torch_pickle):
+        monkeypatch.setattr(module, name, value)
+
+
 def test_limits_on_the_pickle_and_the_entries(tmp_path, monkeypatch):
     path = tmp_path / "many.pt"
     path.write_bytes(_zip(_pickle(_state(a=_tensor(_storage("0")), b=_tensor(_storage("1")),
                                          c=_tensor(_storage("2")))), {"0": _FOUR, "1": _FOUR, "2": _FOUR}))
     assert len(load_torch_checkpoint(path)) == 3
-    monkeypatch.setattr(tc, "MAX_ENTRIES", 2)
+    _limit(monkeypatch, "MAX_ENTRIES", 2)
     with pytest.raises(ValueError, match="names more than 2 storages"):
         load_torch_checkpoint(path)
-    monkeypatch.setattr(tc, "MAX_ENTRIES", 10)
-    monkeypatch.setattr(tc, "MAX_TOTAL_VALUES", 11)
+    _limit(monkeypatch, "MAX_ENTRIES", 10)
+    _limit(monkeypatch, "MAX_TOTAL_VALUES", 11)
     with pytest.raises(ValueError, match="its tensors hold 12 values together, more than the 11 allowed"):
         load_torch_checkpoint(path)
-    monkeypatch.setattr(tc, "MAX_PICKLE_BYTES", 100)
+    _limit(monkeypatch, "MAX_PICKLE_BYTES", 100)
     with pytest.raises(ValueError, match="data.pkl' holds .* bytes, more than the 100 it may"):
         load_torch_checkpoint(path)
     path.write_bytes(_legacy(_pickle(_state(w=_tensor(_storage(legacy_view=b"N")))), [("0", 4, _FOUR)]))
