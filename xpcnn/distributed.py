@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -82,6 +83,7 @@ class MPICommunicator(Communicator):
     def abort(self, message: str) -> None:
         print(f"xpcnn.distributed: rank {self.rank} of {self.size} failed, ending every rank: {message}",
               file=sys.stderr, flush=True)
+        time.sleep(0.5)  # the message reaches mpiexec's output before the abort kills the ranks (CI lost it once)
         self._comm.Abort(1)
 
     @staticmethod
