@@ -27,6 +27,7 @@ from .layers import (
 from .layers.activations import make_activation
 from .layers.base import Layer
 from .model.base import LayerGraph
+from .ops import adaptive_pool as adaptive_ops
 from .ops import pool as pool_ops
 from .ops.conv import conv_transpose_geometry
 from .ops.windows import resolve_padding
@@ -169,7 +170,7 @@ def _adaptive_pool(plain: str, whole: str) -> Callable[..., str]:
         out_hw = tuple(layer.output_shape[1:])
         if out_hw == (1, 1):
             return g.node(whole, [x], out)
-        kernel = pool_ops.adaptive_uniform_kernel(in_hw, out_hw)
+        kernel = adaptive_ops.adaptive_uniform_kernel(in_hw, out_hw)
         if kernel is None:
             raise ValueError(f"export_onnx: {layer.name!r} ({type(layer).__name__}) pools {in_hw[0]}x{in_hw[1]} "
                              f"pixels to {out_hw[0]}x{out_hw[1]} with windows of different sizes (torch's adaptive "

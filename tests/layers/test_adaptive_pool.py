@@ -11,7 +11,7 @@ from layer_checks import assert_forward_backward_on_device, assert_matches_torch
 from layer_checks import rtol_for
 from test_pool import _distinct, _tied
 from xpcnn.layers import AdaptiveAvgPool2D, AdaptiveMaxPool2D
-from xpcnn.ops import pool as pool_ops
+from xpcnn.ops import adaptive_pool as adaptive_ops
 from xpcnn.ops.windows import adaptive_windows
 
 # (batch, channels, H, W, output_size)
@@ -81,14 +81,14 @@ def test_tiled_shortcut_equals_the_general_path(backend64, monkeypatch, kind, in
     width's windows, then the height's) gives the same values and gradients, ties included. (The 1x1 shortcut,
     a reduction over the image, is held to torch above.)"""
     x = xpcnn.asarray(_tied((2, 3, *in_hw), seed=4))
-    forward, backward = (getattr(pool_ops, f"adaptive_{kind}_pool2d{suffix}") for suffix in ("", "_backward"))
+    forward, backward = (getattr(adaptive_ops, f"adaptive_{kind}_pool2d{suffix}") for suffix in ("", "_backward"))
     y = forward(x, out)
     dy = xpcnn.asarray(np.random.default_rng(5).standard_normal(tuple(y.shape)))
     dx = backward(dy, x, out)
     calls = []
-    original = pool_ops._reduce_windows
-    monkeypatch.setattr(pool_ops, "adaptive_uniform_kernel", lambda in_hw, out_hw: None)
-    monkeypatch.setattr(pool_ops, "_reduce_windows", lambda *args: calls.append(args[1:]) or original(*args))
+    original = adaptive_ops._reduce_windows
+    monkeypatch.setattr(adaptive_ops, "adaptive_uniform_kernel", lambda in_hw, out_hw: None)
+    monkeypatch.setattr(adaptive_ops, "_reduce_windows", lambda *args: calls.append(args[1:]) or original(*args))
     np.testing.assert_allclose(host(forward(x, out)), host(y), rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(host(backward(dy, x, out)), host(dx), rtol=1e-12, atol=1e-15)
     reduce = "max" if kind == "max" else "mean"
@@ -140,6 +140,6 @@ def test_bad_inputs_are_refused_naming_the_layer(backend, cls):
     with pytest.raises(ValueError, match=rf"{cls.__name__}: expected 4-D input .* got input of shape \(3, 8\)"):
         layer.forward(xpcnn.asarray(_tied((3, 8))))
     assert not layer.built
-    op = getattr(pool_ops, f"adaptive_{'avg' if cls is AdaptiveAvgPool2D else 'max'}_pool2d")
+    op = getattr(adaptive_ops, f"adaptive_{'avg' if cls is AdaptiveAvgPool2D else 'max'}_pool2d")
     with pytest.raises(ValueError, match=rf"{op.__name__}: input must be 4-D \(N, C, H, W\), got shape \(2, 5, 5\)"):
         op(xpcnn.asarray(_tied((2, 5, 5))), 2)

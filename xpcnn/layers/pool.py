@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from .._checks import check_flag
+from ..ops import adaptive_pool as adaptive_ops
 from ..ops import pool as pool_ops
 from .base import Layer
 
@@ -136,13 +137,13 @@ class _AdaptivePool2D(_Pooling):
 
     def __init__(self, output_size: Any, *, name: str | None = None) -> None:
         super().__init__(name)
-        self.output_size = pool_ops.check_adaptive_size(output_size, owner=type(self).__name__)
+        self.output_size = adaptive_ops.check_adaptive_size(output_size, owner=type(self).__name__)
 
     def _op_args(self) -> dict[str, Any]:
         return {"output_size": self.output_size}
 
     def _build(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        return (input_shape[0], *pool_ops.adaptive_output_hw(input_shape[1:3], self.output_size))
+        return (input_shape[0], *adaptive_ops.adaptive_output_hw(input_shape[1:3], self.output_size))
 
     def get_config(self) -> dict[str, Any]:
         return {"output_size": self.output_size}
@@ -152,13 +153,13 @@ class AdaptiveAvgPool2D(_AdaptivePool2D):
     """Window means to a fixed output size; ``AdaptiveAvgPool2D(1)`` is the global average that keeps the
     ``(N, C, 1, 1)`` shape (torchvision's ``avgpool``)."""
 
-    _pool = staticmethod(pool_ops.adaptive_avg_pool2d)
-    _pool_backward = staticmethod(pool_ops.adaptive_avg_pool2d_backward)
+    _pool = staticmethod(adaptive_ops.adaptive_avg_pool2d)
+    _pool_backward = staticmethod(adaptive_ops.adaptive_avg_pool2d_backward)
 
 
 class AdaptiveMaxPool2D(_AdaptivePool2D):
     """Window maxima to a fixed output size; each window's gradient goes to its first maximum (row-major), as
     torch's."""
 
-    _pool = staticmethod(pool_ops.adaptive_max_pool2d)
-    _pool_backward = staticmethod(pool_ops.adaptive_max_pool2d_backward)
+    _pool = staticmethod(adaptive_ops.adaptive_max_pool2d)
+    _pool_backward = staticmethod(adaptive_ops.adaptive_max_pool2d_backward)

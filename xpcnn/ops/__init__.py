@@ -16,10 +16,12 @@ from .losses import (
     mse_backward,
 )
 from .normalization import batch_norm, batch_norm_backward
+from .adaptive_pool import (
+    adaptive_avg_pool2d, adaptive_avg_pool2d_backward, adaptive_max_pool2d, adaptive_max_pool2d_backward,
+)
 from .pool import (
-    adaptive_avg_pool2d, adaptive_avg_pool2d_backward, adaptive_max_pool2d, adaptive_max_pool2d_backward, avg_pool2d,
-    avg_pool2d_backward, global_avg_pool2d, global_avg_pool2d_backward, global_max_pool2d, global_max_pool2d_backward,
-    max_pool2d, max_pool2d_backward,
+    avg_pool2d, avg_pool2d_backward, global_avg_pool2d, global_avg_pool2d_backward, global_max_pool2d,
+    global_max_pool2d_backward, max_pool2d, max_pool2d_backward,
 )
 from .resize import upsample2d, upsample2d_backward, zero_pad2d, zero_pad2d_backward
 from .windows import col2im, im2col
