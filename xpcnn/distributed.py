@@ -118,9 +118,12 @@ class DataParallel:
 
     @property
     def shard(self) -> tuple[int, int]:
+        """``(rank, ranks)``: what a ``DataLoader(shard=...)`` takes to read only this rank's share."""
         return self.comm.rank, self.comm.size
 
     def check(self, batch_size: int, samples: int, what: str = "x", sync_batch_norm: bool = False) -> None:
+        """Refuse, with a ValueError that every rank raises alike, a global ``batch_size`` the ranks cannot share
+        evenly, fewer ``samples`` than ranks, or (with ``sync_batch_norm``) a last batch that leaves a rank none."""
         ranks = self.comm.size
         if batch_size % ranks:
             raise ValueError(f"batch_size {batch_size} (the global batch) cannot be shared evenly by {ranks} ranks; "

@@ -47,6 +47,7 @@ class Metric:
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
+        """The constructor's arguments, saved in model files (the class name is saved beside them)."""
         return {}
 
     def __repr__(self) -> str:
@@ -90,6 +91,7 @@ class BinaryAccuracy(Metric):
         return xp.mean(xp.astype(predicted == truth, dtype))
 
     def get_config(self) -> dict[str, Any]:
+        """``threshold`` and ``name``, as the constructor takes them."""
         return {"threshold": self.threshold, "name": self.name}
 
 
@@ -117,6 +119,7 @@ class TopKAccuracy(Metric):
         return xp.mean(xp.astype(higher < self.k, dtype))
 
     def get_config(self) -> dict[str, Any]:
+        """``k``, as the constructor takes it."""
         return {"k": self.k}
 
 

@@ -54,9 +54,11 @@ class Callback:
         self.params: dict[str, Any] = {}
 
     def set_model(self, model: Any) -> None:
+        """Attach the model being trained (``fit`` calls it before ``on_train_begin``); kept as ``self.model``."""
         self.model = model
 
     def set_params(self, params: Mapping[str, Any]) -> None:
+        """Receive the run's settings (``epochs``, ``steps``, ``verbose``, ...), kept as a copy in ``self.params``."""
         self.params = dict(params)
 
     def state_dict(self) -> dict[str, Any]:
@@ -162,11 +164,13 @@ class CallbackList(Callback):
         return self.callbacks[index]
 
     def set_model(self, model: Any) -> None:
+        """Attach the model to this list and to every callback in it."""
         super().set_model(model)
         for cb in self.callbacks:
             cb.set_model(model)
 
     def set_params(self, params: Mapping[str, Any]) -> None:
+        """Give the run's settings to this list and to every callback in it."""
         super().set_params(params)
         for cb in self.callbacks:
             cb.set_params(params)

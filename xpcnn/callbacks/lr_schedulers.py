@@ -164,6 +164,7 @@ class ReduceLROnPlateau(MonitorCallback):
 
     @property
     def in_cooldown(self) -> bool:
+        """Whether the epochs of ``cooldown`` after the last reduction are still running (no new reduction then)."""
         return self.cooldown_counter > 0
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:

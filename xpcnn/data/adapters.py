@@ -100,10 +100,12 @@ class EpochIterator:
 
     @property
     def num_samples(self) -> int | None:
+        """Samples in one pass of the input when it is a loader; None for streams of unknown length."""
         return self.loader.num_samples if self.kind == "loader" else None
 
     @property
     def batch_size(self) -> int | None:
+        """The loader's batch size; None for streams whose batches come made."""
         return self.loader.batch_size if self.kind == "loader" else None
 
     def span(self, step: int) -> tuple[int, int]:

@@ -182,6 +182,7 @@ class DataLoader:
 
     @property
     def num_samples(self) -> int:
+        """Number of samples in one pass over the data (all ranks' shares together under ``shard``)."""
         return self._source.num_samples
 
     def __len__(self) -> int:

@@ -185,10 +185,12 @@ class ImageFolderLoader(DataLoader):
 
     @property
     def class_names(self) -> tuple[str, ...]:
+        """The class names, in label order (label ``i`` is ``class_names[i]``)."""
         return self.dataset.class_names
 
     @property
     def file_paths(self) -> tuple[str, ...]:
+        """The image files, in the dataset's order (that of ``predict`` over an unshuffled loader)."""
         return self.dataset.file_paths
 
 

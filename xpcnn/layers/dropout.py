@@ -85,6 +85,7 @@ class StochasticDepth(_Dropout):
 
     @property
     def p(self) -> float:
+        """torchvision's name for ``rate``: the probability of dropping a sample (or the batch)."""
         return self.rate
 
     def _mask_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
