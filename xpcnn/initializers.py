@@ -22,7 +22,7 @@ def fans(shape: tuple[int, ...]) -> tuple[int, int]:
 
 
 def he_uniform(shape: tuple[int, ...], fan_in: int, fan_out: int) -> np.ndarray:
-    """Kaiming/He uniform for ReLU nets: U(-b, b), b = sqrt(6 / fan_in) (torch kaiming_uniform_, relu)."""
+    """Kaiming/He uniform for ReLU nets: U(-b, b), b = sqrt(6 / fan_in) (torch ``kaiming_uniform_``, relu)."""
     bound = math.sqrt(6.0 / fan_in)
     return host_generator().uniform(-bound, bound, size=shape)
 

@@ -194,8 +194,9 @@ class ReduceLROnPlateau(MonitorCallback):
 
 
 class OneCycleLR(Callback):
-    """Set the learning rate before every training step by the 1cycle policy (``torch.optim.lr_scheduler.
-    OneCycleLR`` with ``cycle_momentum=False``): from ``max_lr / div_factor`` up to ``max_lr`` over the first
+    """Set the learning rate before every training step by the 1cycle policy.
+
+    The rates are those of ``torch.optim.lr_scheduler.OneCycleLR`` with ``cycle_momentum=False``: from ``max_lr / div_factor`` up to ``max_lr`` over the first
     ``pct_start`` of ``total_steps``, then down to ``max_lr / (div_factor * final_div_factor)``; with
     ``three_phase`` back to the initial rate first, then down to the minimum.
 

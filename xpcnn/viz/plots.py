@@ -161,12 +161,14 @@ def plot_feature_maps(
 ) -> Any:
     """A grid of feature maps, each panel one channel with its own colour scale.
 
-    ``maps`` is one of
-      - ``(C, H, W)``: the C maps of one sample, in a near-square grid;
-      - ``(N, C, H, W)``: one row per sample, one column per channel;
-      - a dict ``{name: (C, H, W) or (1, C, H, W)}`` (or a list of such arrays): one row per entry, labelled
-        with its name, e.g. every stage of a network (``{"conv1": ..., "relu1": ..., "pool1": ...}``);
-        the stages may differ in size and channel count.
+    ``maps`` is one of:
+
+    - ``(C, H, W)``: the C maps of one sample, in a near-square grid;
+    - ``(N, C, H, W)``: one row per sample, one column per channel;
+    - a dict ``{name: (C, H, W) or (1, C, H, W)}`` (or a list of such arrays): one row per entry, labelled
+      with its name, e.g. every stage of a network (``{"conv1": ..., "relu1": ..., "pool1": ...}``);
+      the stages may differ in size and channel count.
+
     ``max_channels`` keeps only the first channels of each map. Returns the matplotlib Figure.
     """
     if isinstance(maps, Mapping) or (isinstance(maps, Sequence) and not isinstance(maps, (str, bytes))):
