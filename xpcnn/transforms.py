@@ -82,7 +82,30 @@ def _range(value: float | Sequence[float], name: str) -> tuple[float, float]:
 # --- transforms ---------------------------------------------------------------------------------------
 
 class Compose:
-    """Apply transforms in order: ``Compose([RandomCrop(padding=4), RandomFlip()])``."""
+    """Apply transforms in order, each to the previous one's output.
+
+    Parameters
+    ----------
+    transforms : sequence of callables
+        Each takes an NCHW batch and returns one, such as the other classes of this module.
+
+    Raises
+    ------
+    TypeError
+        If an element is not callable.
+
+    Examples
+    --------
+    The CIFAR recipe: pad by 4 and crop back at random, then mirror half of the images.
+
+    >>> import numpy as np
+    >>> import xpcnn
+    >>> from xpcnn.transforms import Compose, RandomCrop, RandomFlip
+    >>> augment = Compose([RandomCrop(padding=4), RandomFlip()])
+    >>> x = xpcnn.asarray(np.random.default_rng(0).random((8, 3, 32, 32)))
+    >>> augment(x).shape
+    (8, 3, 32, 32)
+    """
 
     def __init__(self, transforms: Sequence[Callable[[Any], Any]]) -> None:
         self.transforms = list(transforms)
@@ -100,9 +123,34 @@ class Compose:
 
 
 class RandomFlip:
-    """Mirror each sample with probability ``p``: left-right (``horizontal``) and/or top-bottom (``vertical``).
+    """Mirror each sample with probability ``p``: left-right and/or top-bottom.
 
-    The two flips are drawn independently per sample.
+    The two flips are drawn independently per sample, on the device.
+
+    Parameters
+    ----------
+    horizontal : bool, default True
+        Mirror left-right (the last axis).
+    vertical : bool, default False
+        Mirror top-bottom (the height axis).
+    p : float, default 0.5
+        Probability of each flip, in ``[0, 1]``.
+
+    Raises
+    ------
+    ValueError
+        If neither flip is asked for, or ``p`` lies outside ``[0, 1]``.
+    TypeError
+        If a flag is not a bool.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xpcnn
+    >>> from xpcnn.transforms import RandomFlip
+    >>> x = xpcnn.asarray(np.arange(4.0).reshape(1, 1, 1, 4))
+    >>> xpcnn.to_numpy(RandomFlip(p=1.0)(x)).ravel()
+    array([3., 2., 1., 0.], dtype=float32)
     """
 
     def __init__(self, horizontal: bool = True, vertical: bool = False, p: float = 0.5) -> None:
@@ -130,7 +178,28 @@ class RandomFlip:
 class RandomCrop:
     """Pad each image with ``padding`` zeros per side, then crop ``size`` at a random per-sample offset.
 
-    ``size=None`` crops back to the input size (the CIFAR recipe: ``RandomCrop(padding=4)``).
+    Parameters
+    ----------
+    size : int or (int, int) or None, default None
+        Output height and width; None crops back to the input size (the CIFAR recipe:
+        ``RandomCrop(padding=4)``).
+    padding : int, default 4
+        Zeros added on each side before cropping.
+
+    Raises
+    ------
+    ValueError
+        If ``size`` is not positive, ``padding`` is negative, or (when called) ``size`` exceeds the
+        padded image.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xpcnn
+    >>> from xpcnn.transforms import RandomCrop
+    >>> x = xpcnn.asarray(np.ones((2, 3, 32, 32)))
+    >>> RandomCrop(24, padding=0)(x).shape
+    (2, 3, 24, 24)
     """
 
     def __init__(self, size: int | tuple[int, int] | None = None, padding: int = 4) -> None:
@@ -167,8 +236,29 @@ class RandomCrop:
 class RandomTranslation:
     """Shift each image by a random whole number of pixels; vacated pixels are zero.
 
-    ``height_factor``/``width_factor`` are fractions of the height/width (Keras's convention): ``f`` draws
-    a shift in ``[-f, f] * size``, a pair ``(lo, hi)`` in ``[lo, hi] * size``. Positive moves down/right.
+    Parameters
+    ----------
+    height_factor, width_factor : float or (float, float)
+        Fractions of the height and width, Keras's convention: ``f`` draws a shift in ``[-f, f] * size``,
+        a pair ``(lo, hi)`` in ``[lo, hi] * size``. Positive shifts move the image down and right.
+
+    Raises
+    ------
+    ValueError
+        If a pair has ``lo > hi``.
+    TypeError
+        If a factor is neither a number nor a pair of numbers.
+
+    Examples
+    --------
+    A shift of exactly a quarter of the width to the right:
+
+    >>> import numpy as np
+    >>> import xpcnn
+    >>> from xpcnn.transforms import RandomTranslation
+    >>> x = xpcnn.asarray(np.arange(1.0, 5.0).reshape(1, 1, 1, 4))
+    >>> xpcnn.to_numpy(RandomTranslation(0.0, (0.25, 0.25))(x)).ravel()
+    array([0., 1., 2., 3.], dtype=float32)
     """
 
     def __init__(self, height_factor: float | Sequence[float], width_factor: float | Sequence[float]) -> None:
@@ -192,10 +282,37 @@ class RandomTranslation:
 
 
 class RandomRotation:
-    """Rotate each image about its centre by a random angle in ``[-degrees, degrees]`` (or ``(lo, hi)``).
+    """Rotate each image about its centre by a random angle; pixels whose source falls outside are zero.
 
-    Positive angles turn counter-clockwise, as in torchvision. ``interpolation`` is ``"bilinear"`` (floating
-    images) or ``"nearest"``; pixels whose source falls outside the image are zero.
+    Positive angles turn counter-clockwise, as in torchvision. Each sample draws its own angle on the
+    device.
+
+    Parameters
+    ----------
+    degrees : float or (float, float)
+        The angle is drawn uniformly from ``[-degrees, degrees]``, or from ``[lo, hi]`` for a pair.
+    interpolation : {"bilinear", "nearest"}, default "bilinear"
+        How a pixel is read between source pixels; bilinear needs floating images.
+
+    Raises
+    ------
+    ValueError
+        If ``interpolation`` is neither, or a pair of ``degrees`` has ``lo > hi``.
+    TypeError
+        If ``degrees`` is neither a number nor a pair; when called, for integer images with
+        ``interpolation="bilinear"``.
+
+    Examples
+    --------
+    A quarter turn counter-clockwise moves the top-right pixel to the top-left corner:
+
+    >>> import numpy as np
+    >>> import xpcnn
+    >>> from xpcnn.transforms import RandomRotation
+    >>> x = xpcnn.asarray([[[[0.0, 1.0], [0.0, 0.0]]]])
+    >>> xpcnn.to_numpy(RandomRotation((90, 90), interpolation="nearest")(x))[0, 0]
+    array([[1., 0.],
+           [0., 0.]], dtype=float32)
     """
 
     def __init__(self, degrees: float | Sequence[float], interpolation: str = "bilinear") -> None:
