@@ -20,6 +20,9 @@ sys.path.insert(0, str(ROOT / "examples"))  # the gallery imports the examples a
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # the gallery's tiny runs: one BLAS thread is faster on 2 cores
 os.environ.setdefault("MPLBACKEND", "Agg")
+# the MNIST examples read $XPCNN_DATA/mnist; a checkout beside the project's shared/ folder (CI's layout) uses it
+if "XPCNN_DATA" not in os.environ and (ROOT.parent / "shared" / "datasets").is_dir():
+    os.environ["XPCNN_DATA"] = str(ROOT.parent / "shared" / "datasets")
 
 import xpcnn  # noqa: E402
 
@@ -43,7 +46,7 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "**.ipynb_checkpoints", "gallery/GALLERY_HEADER.rst", "auto_examples/*.ipynb",
+exclude_patterns = ["_build", "screenshots", "**.ipynb_checkpoints", "gallery/GALLERY_HEADER.rst", "auto_examples/*.ipynb",
                     "auto_examples/*.py", "auto_examples/*.zip"]
 templates_path = ["_templates"]
 html_static_path = ["_static"]

@@ -111,20 +111,20 @@ def _run_blocks(app, doctree):
     with _in_scratch_folder():
         for kind, node in blocks:
             source = node.astext()
-            where = (node.source or app.env.doc2path(docname), node.line)
+            path = node.source or str(app.env.doc2path(docname))
             if kind == "python":
                 try:
                     with contextlib.redirect_stdout(io.StringIO()):
                         exec(compile(source, f"<{docname}:{node.line}>", "exec"), globs)
                 except Exception:
-                    logger.warning("code block failed:\n%s", traceback.format_exc(limit=-3), location=where)
+                    logger.warning("code block failed:\n%s", traceback.format_exc(limit=-2), location=node)
                 continue
-            test = parser.get_doctest(source, globs, f"{docname}:{node.line}", where[0], node.line or 0)
+            test = parser.get_doctest(source, globs, f"{docname}:{node.line}", path, node.line or 0)
             report = io.StringIO()
             runner = doctest.DocTestRunner(optionflags=flags)
             runner.run(test, out=report.write, clear_globs=False)
             if runner.failures:
-                logger.warning("doctest failed:\n%s", report.getvalue(), location=where)
+                logger.warning("doctest failed:\n%s", report.getvalue(), location=node)
 
 
 def _check_docstrings(app, env, *args):
