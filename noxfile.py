@@ -4,6 +4,8 @@ Each session installs xpcnn with its test extra (PyTorch CPU is the oracle) and 
 ``XPCNN_TEST_BACKEND`` set, over every core with pytest-xdist and then the ``serial`` tests alone; results
 land in ``reports/<session>[-serial].xml`` for CI's summary.
 
+``nox -s docs`` builds the documentation site (``docs/``) with warnings as errors; it is part of the default run.
+
 ``nox -s mutation`` is not part of that default run. It runs mutmut (``[tool.mutmut]`` in pyproject.toml) over
 the numerical core (``xpcnn/ops``, ``xpcnn/layers``, losses, optimizers, transforms, metrics, callbacks)
 against the NumPy session's tests of those modules: each mutant (a small deliberate bug) runs only the
@@ -104,6 +106,24 @@ def tests_cupy(session: nox.Session) -> None:
     extra = "" if importlib.util.find_spec("cupy") else "," + os.environ.get("XPCNN_CUPY_EXTRA", "cuda12")
     session.install("-e", f".[test{extra}]")
     _pytest(session, "cupy", os.environ.get("XPCNN_CUPY_DEVICE"))
+
+
+@nox.session(name="docs")
+def docs(session: nox.Session) -> None:
+    """The documentation site into ``docs/_build/html`` (open ``index.html``), from scratch, warnings as errors.
+
+    The gallery runs the examples in their quick modes on the NumPy backend (MNIST from ``$XPCNN_DATA``), the
+    guides' code blocks and the docstrings' doctests run too, and every public name must have a docstring
+    (``docs/_ext/docstring_check.py``). Arguments after ``--`` go to sphinx-build.
+    """
+    session.install("-e", ".[docs]")
+    out = pathlib.Path("docs") / "_build"
+    for generated in (out, pathlib.Path("docs") / "auto_examples", pathlib.Path("docs") / "api" / "generated"):
+        shutil.rmtree(generated, ignore_errors=True)
+    env = {k: v for k, v in _env("numpy").items() if k != "XPCNN_TEST_BACKEND"}
+    session.run("python", "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-q", "docs", str(out / "html"),
+                *session.posargs, env=env)
+    session.log(f"open {(out / 'html' / 'index.html').resolve()}")
 
 
 @nox.session(name="mutation", default=False)
