@@ -20,19 +20,23 @@ __all__ = ["generic_only", "kernel", "kernels"]
 _enabled = [True]
 
 
+_modules: dict[int, tuple[Any, Any]] = {}  # id(namespace) -> (namespace, its kernels or None): asked at every op
+
+
 def kernels(xp: Any) -> Any | None:
     """The module of native kernels for namespace ``xp``, or None (then the generic code runs)."""
     if not _enabled[0]:
         return None
+    known = _modules.get(id(xp))
+    if known is not None and known[0] is xp:
+        return known[1]
+    module = None
     if array_api_compat.is_jax_namespace(xp):
-        from . import _jax
-
-        return _jax
-    if array_api_compat.is_torch_namespace(xp):
-        from . import _torch
-
-        return _torch
-    return None
+        from . import _jax as module
+    elif array_api_compat.is_torch_namespace(xp):
+        from . import _torch as module
+    _modules[id(xp)] = (xp, module)
+    return module
 
 
 def kernel(xp: Any, name: str) -> Any | None:

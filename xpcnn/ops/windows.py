@@ -40,6 +40,9 @@ __all__ = [
 
 def as_pair(value: Any, name: str, minimum: int = 1, owner: str = "") -> tuple[int, int]:
     """``3`` -> ``(3, 3)``; ``(2, 3)`` stays; anything else, or a value below ``minimum``, is an error."""
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
+        if min(value) >= minimum:  # what layers pass at every call: checked without the abstract classes
+            return value
     where = f"{owner}: " if owner else ""
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         pair = (int(value), int(value))
