@@ -8,8 +8,17 @@ lie between its inputs and its outputs. The executor handles what a graph adds t
 * a layer called at several steps (shared) shares its parameters: each call's forward state is kept and put
   back before that call's backward, and the layer's gradients are the sum over its calls;
 * ReLU + MaxPool2D run as relu(max_pool(x)) (``layers.fusion``) where the ReLU's output feeds only the pool;
+* in inference an activation or ``Add`` writes its result into its input (``layers.fusion.in_place``, what
+  torchvision's ``inplace=True`` does) where that input is a new array that only this step reads, made by a
+  layer whose output always is one (``fusion.FRESH_OUTPUTS``), and neither a model output nor asked for;
 * without the input gradient (training: nobody differentiates the data) a step whose inputs depend on no
-  parameter skips the work only that gradient needs, as PyTorch does for inputs without ``requires_grad``.
+  parameter skips the work only that gradient needs, as PyTorch does for inputs without ``requires_grad``;
+* the executor lets go of each tensor after the last step that reads it (``Plan.last_reads``), as an eager
+  framework does when a Python local dies. Holding every feature map to the end of a forward kept a whole
+  ResNet-50's activations alive (peak RSS 1.7 GB against torchvision's 0.6 GB at batch 8), and each step
+  wrote into fresh, never-touched pages where the allocator could have handed back memory just freed: on
+  the torch backend that cost a third of the inference speed. In training the layers keep what their
+  backward needs themselves.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from typing import Any
 
 from .layers.activations import ReLU
 from .layers.base import Layer
-from .layers.fusion import ReLUMaxPool, fuse
+from .layers.fusion import FRESH_OUTPUTS, ReLUMaxPool, fuse, in_place
 from .layers.node import Node, SymbolicTensor
 from .layers.pool import MaxPool2D
 
@@ -38,6 +47,8 @@ class Step:
     output: int
     several: bool  # the runner takes a list (a merge layer)
     layers: tuple[Layer, ...]  # the layers it runs (a fused step runs two)
+    in_place: Any = None  # in inference: the runner's forward writing into input ``donated`` (``_donate``)
+    donated: int = 0
 
     @property
     def has_params(self) -> bool:
@@ -57,6 +68,22 @@ class Plan:
             for layer in step.layers:
                 uses[id(layer)] = uses.get(id(layer), 0) + 1
         self.shared = {key for key, count in uses.items() if count > 1}
+        self.last_reads = self._last_reads()
+        self._donate()
+
+    def _last_reads(self) -> list[tuple[int, ...]]:
+        """For each step, the tensors it is the last step to read (the plan's outputs excepted): what the
+        executor can drop once that step has its inputs."""
+        last: dict[int, int] = {}
+        for i, step in enumerate(self.steps):
+            for t in step.inputs:
+                last[t] = i
+        kept = set(self.outputs)
+        reads: list[list[int]] = [[] for _ in self.steps]
+        for t, i in last.items():
+            if t not in kept:
+                reads[i].append(t)
+        return [tuple(r) for r in reads]
 
     def param_upstream(self) -> list[bool]:
         """For each step, whether its inputs depend on a parameter that trains: only then is its input
@@ -69,24 +96,53 @@ class Plan:
             feeds_params[step.output] = upstream or step.has_params
         return upstream_of
 
+    def _donate(self) -> None:
+        """Give each step that can write into an input (``fusion.in_place``) the first input it may have: a
+        tensor that only this step reads, once, that is no model output, made by a step whose runner is a
+        ``fusion.FRESH_OUTPUTS`` layer (so no other array shares its memory)."""
+        reads: dict[int, int] = {}
+        fresh: set[int] = set()
+        for step in self.steps:
+            for t in step.inputs:
+                reads[t] = reads.get(t, 0) + 1
+            if type(step.runner) in FRESH_OUTPUTS:
+                fresh.add(step.output)
+        outputs = set(self.outputs)
+        for step in self.steps:
+            for i, t in enumerate(step.inputs):
+                if t in fresh and reads[t] == 1 and t not in outputs:
+                    step.in_place, step.donated = in_place(step.runner, i), i
+                    if step.in_place is not None:
+                        break
+
     # --- running ------------------------------------------------------------------------------------
     def forward(self, xs: Sequence[Array], training: bool) -> tuple[list[Array], list[Any]]:
         """The outputs for inputs ``xs``, and (training) each step's forward state for ``backward``."""
-        values, states = self._run(xs, training)
+        values, states = self._run(xs, training, ())
         return [values[t] for t in self.outputs], states
 
     def values_of(self, xs: Sequence[Array], wanted: Sequence[int]) -> list[Array]:
         """The inference values of tensors ``wanted`` for inputs ``xs``: what introspection reads (the feature
         maps a class activation map weighs), without a second executor."""
-        values, _ = self._run(xs, training=False)
+        values, _ = self._run(xs, False, set(wanted))
         return [values[t] for t in wanted]
 
-    def _run(self, xs: Sequence[Array], training: bool) -> tuple[dict[int, Array], list[Any]]:
+    def _run(self, xs: Sequence[Array], training: bool, keep: Any) -> tuple[dict[int, Array], list[Any]]:
+        """Run the steps; the values of the outputs and of the tensors in ``keep`` come back (each other
+        tensor is dropped after its last reader), and (training) each step's forward state."""
         values = dict(zip(self.inputs, xs))
         states: list[Any] = []
-        for step in self.steps:
+        for step, done in zip(self.steps, self.last_reads):
             args = [values[t] for t in step.inputs]
-            values[step.output] = step.runner.forward(args if step.several else args[0], training=training)
+            for t in done:
+                if t not in keep:
+                    del values[t]
+            arg = args if step.several else args[0]
+            y = None
+            if step.in_place is not None and not training and step.inputs[step.donated] not in keep:
+                y = step.in_place(arg)
+            values[step.output] = step.runner.forward(arg, training=training) if y is None else y
+            del args, arg, y  # the step's inputs live no longer than the step itself needs them
             if training:
                 states.append(self._state_of(step))
         return values, states

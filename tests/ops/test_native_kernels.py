@@ -13,7 +13,7 @@ import pytest
 
 import xpcnn
 from test_fast_paths import POOL_CASES, _pool_inputs
-from xpcnn.ops import _native, activations, conv, normalization, pool
+from xpcnn.ops import _native, activations, conv, merge, normalization, pool
 
 # (N, C, H, W, O, kernel, stride, padding, dilation, groups)
 CASES = [
@@ -153,5 +153,51 @@ def test_the_hard_activations_equal_the_generic_path(request, dtype_fixture):
         pytest.skip(f"{backend.name} has no fused hard activations of its own")
     dtype = "float64" if dtype_fixture == "backend64" else "float32"
     x = xpcnn.asarray(np.concatenate([np.linspace(-8.0, 8.0, 3201), [-3.0, 0.0, 3.0, 6.0, np.nan]]))
-    _close(*_runs(lambda: (activations.relu6(x), activations.hardsigmoid(x), activations.hardswish(x))), dtype)
+    _close(*_runs(lambda: (activations.relu(x), activations.relu6(x), activations.hardsigmoid(x),
+                           activations.hardswish(x))), dtype)
+
+
+@pytest.mark.parametrize("dtype_fixture", ["backend", "backend64"])
+@pytest.mark.parametrize("name", ["relu", "relu6", "hardsigmoid", "hardswish"])
+def test_activations_that_overwrite_their_input_equal_the_generic_path(request, dtype_fixture, name):
+    """``overwrite=True``: torch writes into the array it is handed and returns it, with the generic path's
+    values; the generic path leaves its input as it was. Bit for bit against torch's out-of-place kernel."""
+    backend = request.getfixturevalue(dtype_fixture)
+    dtype = "float64" if dtype_fixture == "backend64" else "float32"
+    values = np.concatenate([np.linspace(-8.0, 8.0, 3201), [-3.0, -0.0, 0.0, 3.0, 6.0, np.nan, np.inf, -np.inf]])
+    op = getattr(activations, name)
+    expected = op(xpcnn.asarray(values))
+    with _native.generic_only():
+        given = xpcnn.asarray(values)
+        generic = op(given, overwrite=True)
+        np.testing.assert_array_equal(np.asarray(xpcnn.to_numpy(given)), values.astype(dtype))
+    given = xpcnn.asarray(values)
+    native = op(given, overwrite=True)
+    assert (native is given) == (backend.name == "torch")
+    np.testing.assert_array_equal(np.asarray(xpcnn.to_numpy(native)), np.asarray(xpcnn.to_numpy(expected)))
+    _close([native], [generic], dtype)
+
+
+@pytest.mark.parametrize("dtype_fixture", ["backend", "backend64"])
+def test_add_that_overwrites_its_first_input_equals_the_generic_path(request, dtype_fixture):
+    """``merge.add(a, b, overwrite=True)``: torch adds into ``a`` where it has the sum's shape and dtype, else
+    (a broadcast ``a``) makes a new array; the values are ``a + b`` bit for bit on every path."""
+    backend = request.getfixturevalue(dtype_fixture)
+    rng = np.random.default_rng(5)
+    a_np, b_np = rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((2, 3, 4, 5))
+    expected = np.asarray(xpcnn.to_numpy(xpcnn.asarray(a_np) + xpcnn.asarray(b_np)))
+    with _native.generic_only():
+        a = xpcnn.asarray(a_np)
+        generic = merge.add(a, xpcnn.asarray(b_np), overwrite=True)
+        assert generic is not a
+    a = xpcnn.asarray(a_np)
+    native = merge.add(a, xpcnn.asarray(b_np), overwrite=True)
+    assert (native is a) == (backend.name == "torch")
+    for got in (generic, native):
+        np.testing.assert_array_equal(np.asarray(xpcnn.to_numpy(got)), expected)
+    gate = xpcnn.asarray(a_np[:, :, :1, :1])  # broadcast over b: no room for the sum in it
+    broadcast = merge.add(gate, xpcnn.asarray(b_np), overwrite=True)
+    assert tuple(broadcast.shape) == (2, 3, 4, 5) and tuple(gate.shape) == (2, 3, 1, 1)
+    np.testing.assert_array_equal(np.asarray(xpcnn.to_numpy(broadcast)),
+                                  np.asarray(xpcnn.to_numpy(xpcnn.asarray(a_np[:, :, :1, :1]) + xpcnn.asarray(b_np))))
 

@@ -1,5 +1,5 @@
 """PyTorch's own kernels for the ops in ``conv.py``, ``pool.py`` and ``normalization.py`` (oneDNN on CPUs, cuDNN
-on CUDA), and ``erf`` for ``activations.py``.
+on CUDA), ``erf`` and the activations of ``activations.py``, the sum of ``merge.py``.
 
 Each function takes the geometry the generic op resolved (strides, pads as (top, bottom, left, right),
 dilation, groups). Gradients come from ``aten.convolution_backward``, the kernel autograd itself calls, so
@@ -20,9 +20,9 @@ import torch.nn.functional as F
 
 from .windows import conv_transpose_output_hw
 
-__all__ = ["avg_pool2d", "avg_pool2d_backward", "batch_norm", "batch_norm_backward", "conv2d", "conv2d_backward",
+__all__ = ["add", "avg_pool2d", "avg_pool2d_backward", "batch_norm", "batch_norm_backward", "conv2d", "conv2d_backward",
            "conv2d_transpose", "conv2d_transpose_backward", "erf", "hardsigmoid", "hardswish", "max_pool2d",
-           "max_pool2d_backward", "relu6"]
+           "max_pool2d_backward", "relu", "relu6"]
 
 Pair = tuple[int, int]
 Pads = tuple[int, int, int, int]
@@ -184,17 +184,30 @@ def erf(x: Any) -> Any:
     return torch.special.erf(x)
 
 
-def relu6(x: Any) -> Any:
+def relu(x: Any, overwrite: bool = False) -> Any:
+    """``relu``: PyTorch's kernel (``maximum(x, 0.0)`` broadcasts a 0-d tensor made for the scalar first); in
+    ``x`` itself with ``overwrite``."""
+    return torch.relu_(x) if overwrite else torch.relu(x)
+
+
+def relu6(x: Any, overwrite: bool = False) -> Any:
     """``relu6``: PyTorch's fused kernel (one pass where the generic code makes two)."""
-    return F.relu6(x)
+    return F.relu6(x, inplace=overwrite)
 
 
-def hardsigmoid(x: Any) -> Any:
+def hardsigmoid(x: Any, overwrite: bool = False) -> Any:
     """``hardsigmoid``: PyTorch's fused kernel (MobileNetV3 calls it in every squeeze-and-excitation gate)."""
-    return F.hardsigmoid(x)
+    return F.hardsigmoid(x, inplace=overwrite)
 
 
-def hardswish(x: Any) -> Any:
+def hardswish(x: Any, overwrite: bool = False) -> Any:
     """``hardswish``: PyTorch's fused kernel (one pass where the generic code makes four)."""
-    return F.hardswish(x)
+    return F.hardswish(x, inplace=overwrite)
 
+
+def add(a: Any, b: Any, overwrite: bool = False) -> Any:
+    """``a + b``; with ``overwrite``, written into ``a`` where it has the sum's shape and dtype (torchvision's
+    ``out += identity``)."""
+    if overwrite and a.shape == b.shape and a.dtype == b.dtype:
+        return a.add_(b)
+    return a + b

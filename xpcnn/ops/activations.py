@@ -7,9 +7,16 @@ Hardswish'(-3) = 0 and Hardswish'(3) = 1. NaN inputs stay NaN.
 
 The Array API has no ``erf``, which exact GELU needs: ``erf`` here is Cephes' rational approximation (ndtr.c,
 S. L. Moshier), accurate to a few units in the last place in float64 and in float32; where a namespace has its
-own (``torch.special.erf``, ``jax.lax.erf``) it runs instead (``_native``), tested equal; so do torch's fused
-``relu6``, ``hardsigmoid`` and ``hardswish`` (a MobileNetV3 spends more time in those than in its convolutions
+own (``torch.special.erf``, ``jax.lax.erf``) it runs instead (``_native``), tested equal; so do torch's
+``relu`` and its fused ``relu6``, ``hardsigmoid`` and ``hardswish`` (a MobileNetV3 spends more time in those than in its convolutions
 when each is four elementwise passes).
+
+``overwrite=True`` (``relu``, ``relu6``, ``hardsigmoid``, ``hardswish``) says the caller hands ``x`` over:
+nothing reads it afterwards and no other array shares its memory (the graph executor grants it in inference
+for a fresh array that only the activation reads, ``layers.fusion.in_place``). Where the namespace's kernels
+write in place (torch's ``relu_``, ``hardswish_``, ...) the result is then ``x`` itself, overwritten, as
+torchvision's ``inplace=True`` activations do: no new array, one pass over memory that is already in cache.
+The generic path ignores it (it never writes in place) and the values are the same either way.
 """
 
 from __future__ import annotations
@@ -49,9 +56,14 @@ __all__ = [
 ]
 
 
-def relu(x: Any) -> Any:
-    """max(x, 0): one elementwise ``maximum`` (NaN propagates), no mask."""
+def relu(x: Any, *, overwrite: bool = False) -> Any:
+    """max(x, 0): one elementwise ``maximum`` (NaN propagates), no mask. On torch its ``relu`` kernel runs
+    instead: ``maximum`` with a Python scalar makes a 0-d tensor and broadcasts it, three times slower.
+    ``overwrite``: see the module's docstring."""
     xp = array_api_compat.array_namespace(x)
+    native = _native.kernel(xp, "relu")
+    if native is not None:
+        return native(x, overwrite)
     return xp.maximum(x, 0.0)
 
 
@@ -102,12 +114,12 @@ def tanh_backward(dy: Any, y: Any) -> Any:
     return dy * (1.0 - y * y)
 
 
-def relu6(x: Any) -> Any:
-    """min(max(x, 0), 6) (NaN propagates)."""
+def relu6(x: Any, *, overwrite: bool = False) -> Any:
+    """min(max(x, 0), 6) (NaN propagates); ``overwrite``: see the module's docstring."""
     xp = array_api_compat.array_namespace(x)
     native = _native.kernel(xp, "relu6")
     if native is not None:
-        return native(x)
+        return native(x, overwrite)
     return xp.minimum(xp.maximum(x, 0.0), 6.0)
 
 
@@ -116,10 +128,11 @@ def relu6_backward(dy: Any, y: Any) -> Any:
     return drop_where((y <= 0.0) | (y >= 6.0), dy)
 
 
-def hardsigmoid(x: Any) -> Any:
-    """relu6(x + 3) / 6: 0 below -3, 1 above 3, linear between (torch's and Keras 3's ``hard_sigmoid``)."""
+def hardsigmoid(x: Any, *, overwrite: bool = False) -> Any:
+    """relu6(x + 3) / 6: 0 below -3, 1 above 3, linear between (torch's and Keras 3's ``hard_sigmoid``);
+    ``overwrite``: see the module's docstring."""
     native = _native.kernel(array_api_compat.array_namespace(x), "hardsigmoid")
-    return native(x) if native is not None else relu6(x + 3.0) * (1.0 / 6.0)
+    return native(x, overwrite) if native is not None else relu6(x + 3.0) * (1.0 / 6.0)
 
 
 def hardsigmoid_backward(dy: Any, x: Any) -> Any:
@@ -127,10 +140,10 @@ def hardsigmoid_backward(dy: Any, x: Any) -> Any:
     return keep_where((x > -3.0) & (x < 3.0), dy * (1.0 / 6.0))
 
 
-def hardswish(x: Any) -> Any:
-    """x * relu6(x + 3) / 6 (MobileNetV3's h-swish)."""
+def hardswish(x: Any, *, overwrite: bool = False) -> Any:
+    """x * relu6(x + 3) / 6 (MobileNetV3's h-swish); ``overwrite``: see the module's docstring."""
     native = _native.kernel(array_api_compat.array_namespace(x), "hardswish")
-    return native(x) if native is not None else x * hardsigmoid(x)
+    return native(x, overwrite) if native is not None else x * hardsigmoid(x)
 
 
 def hardswish_backward(dy: Any, x: Any) -> Any:
