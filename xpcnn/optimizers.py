@@ -17,9 +17,11 @@ weights. ``use_ema`` may be switched on or off between steps: the average (re)st
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import array_api_compat
@@ -28,10 +30,12 @@ import array_api_extra as xpx
 from ._checks import check_flag
 from .backend import asarray, copy_array
 
-__all__ = ["OPTIMIZERS", "SGD", "Adam", "AdamW", "Optimizer", "RMSprop", "get"]
+__all__ = ["OPTIMIZERS", "SGD", "Adam", "AdamW", "LossScaleOptimizer", "Optimizer", "RMSprop", "get"]
 
 Array = Any
 _STATE_KEYS = {"config", "iterations", "state", "steps"}
+#: Within ``Optimizer.apply(..., update_if=ok)``: the 0-d boolean every write is masked with.
+_UPDATE_IF: contextvars.ContextVar[Array | None] = contextvars.ContextVar("update_if", default=None)
 
 
 def _require(ok: bool, message: str) -> None:
@@ -41,8 +45,21 @@ def _require(ok: bool, message: str) -> None:
 
 def _write(x: Array, value: Array) -> Array:
     """``value`` written into ``x`` where arrays are writeable (callers holding ``x`` see the update), else
-    ``value`` itself: on JAX a whole-array ``.at[...].set`` would only add a slow scatter."""
+    ``value`` itself: on JAX a whole-array ``.at[...].set`` would only add a slow scatter. Inside an
+    ``apply(..., update_if=ok)`` it writes ``where(ok, value, x)``: a skipped step changes nothing."""
+    ok = _UPDATE_IF.get()
+    if ok is not None:
+        value = array_api_compat.array_namespace(x, value).where(ok, value, x)
     return xpx.at(x)[...].set(value) if array_api_compat.is_writeable_array(x) else value
+
+
+@contextlib.contextmanager
+def _updates_only_if(ok: Array | None) -> Iterator[None]:
+    token = _UPDATE_IF.set(ok)
+    try:
+        yield
+    finally:
+        _UPDATE_IF.reset(token)
 
 
 def _set_slot(slots: dict[str, Array], name: str, value: Array) -> Array:
@@ -112,12 +129,24 @@ class Optimizer:
         return state
 
     def apply(self, params: Mapping[str, Array], grads: Mapping[str, Array],
-              state: Mapping[str, dict[str, Array]], steps: Mapping[str, Any], lr: Any
-              ) -> tuple[dict[str, Array], dict[str, dict[str, Array]]]:
+              state: Mapping[str, dict[str, Array]], steps: Mapping[str, Any], lr: Any,
+              update_if: Array | None = None) -> tuple[dict[str, Array], dict[str, dict[str, Array]]]:
         """One update as a function: the new parameters and the new state, from the current ones, the
         gradients, each parameter's step number (``next_steps``) and the learning rate. Step numbers and
         ``lr`` may be Python numbers or 0-d arrays (traced under ``jax.jit``). Buffers are still written in
-        place where the backend allows, as in ``step``; ``self`` is not changed."""
+        place where the backend allows, as in ``step``; ``self`` is not changed. With ``update_if`` (a 0-d
+        boolean array) every write keeps the old value where it is False: the step is skipped on the device,
+        without reading the flag back (what loss scaling does with a step whose gradients overflowed)."""
+        with _updates_only_if(update_if):
+            return self._apply(params, grads, state, steps, lr)
+
+    def loss_scale(self, state: Mapping[str, Any]) -> Any:
+        """What the loss gradient is multiplied by before the backward pass (``LossScaleOptimizer``)."""
+        return 1.0
+
+    def _apply(self, params: Mapping[str, Array], grads: Mapping[str, Array],
+               state: Mapping[str, dict[str, Array]], steps: Mapping[str, Any], lr: Any
+               ) -> tuple[dict[str, Array], dict[str, dict[str, Array]]]:
         updated, new_state = dict(params), dict(state)
         for key, p in params.items():
             grad = grads.get(key)
@@ -349,7 +378,145 @@ class RMSprop(Optimizer):
         return _write(p, p - lr * direction)
 
 
-OPTIMIZERS: dict[str, type[Optimizer]] = {cls.name: cls for cls in (SGD, Adam, AdamW, RMSprop)}
+_SCALING_KEY = "loss_scale"  # its entry in the state; parameter keys always hold a dot, so none is this
+_SCALING_SLOTS = ("scale", "good_steps", "skipped")
+
+
+class LossScaleOptimizer(Optimizer):
+    """Dynamic loss scaling around another optimizer (Keras's ``LossScaleOptimizer``, torch's ``GradScaler``).
+
+    float16 holds nothing below 6e-8, so small gradients would flush to zero: the loss gradient is
+    multiplied by the scale before the backward pass and the update divides it out, in float32. A step whose
+    gradients hold an inf or a NaN changes nothing (parameters, buffers and the inner optimizer's step count
+    stay, as ``GradScaler`` skips ``optimizer.step()``) and halves the scale; ``dynamic_growth_steps`` good
+    steps in a row double it. The decision stays on the device (masked writes: no host read, one trace under
+    ``jax.jit``). The scale, the count of good steps and of skipped ones are float32 0-d arrays in the
+    state's ``"loss_scale"`` entry, so model files and backups keep them. ``compile`` wraps the optimizer
+    in one by itself under a ``mixed_float16`` policy.
+    """
+
+    name = "loss_scale"
+
+    def __init__(self, inner_optimizer: Any, initial_scale: float = 2.0**15,
+                 dynamic_growth_steps: int = 2000) -> None:
+        inner = get(dict(inner_optimizer) if isinstance(inner_optimizer, Mapping) else inner_optimizer)
+        _require(not isinstance(inner, LossScaleOptimizer), "LossScaleOptimizer: the inner optimizer is "
+                 "already a LossScaleOptimizer")
+        _require(isinstance(initial_scale, (int, float)) and not isinstance(initial_scale, bool)
+                 and 1.0 <= initial_scale < float(2**127),
+                 f"LossScaleOptimizer: initial_scale must be a number in [1, 2**127), got {initial_scale!r}")
+        _require(isinstance(dynamic_growth_steps, int) and not isinstance(dynamic_growth_steps, bool)
+                 and dynamic_growth_steps >= 1,
+                 f"LossScaleOptimizer: dynamic_growth_steps must be an int >= 1, got {dynamic_growth_steps!r}")
+        self.inner_optimizer = inner
+        self.initial_scale = float(initial_scale)
+        self.dynamic_growth_steps = dynamic_growth_steps
+        self.iterations = 0
+        self.state: dict[str, dict[str, Array]] = {}
+        self._steps: dict[str, int] = {}
+
+    # the inner optimizer's hyper-parameters, read and set through the wrapper (schedules set ``lr``)
+    lr = property(lambda self: self.inner_optimizer.lr,
+                  lambda self, value: setattr(self.inner_optimizer, "lr", value))
+    use_ema = property(lambda self: self.inner_optimizer.use_ema)
+    ema_momentum = property(lambda self: self.inner_optimizer.ema_momentum)
+
+    @property
+    def dynamic_scale(self) -> Any:
+        """The current loss scale: a 0-d array after the first step, ``initial_scale`` before it."""
+        scaling = self.state.get(_SCALING_KEY)
+        return self.initial_scale if scaling is None else scaling["scale"]
+
+    def loss_scale(self, state: Mapping[str, Any]) -> Any:
+        scaling = state.get(_SCALING_KEY)
+        return self.initial_scale if scaling is None else scaling["scale"]
+
+    def _slot_names(self) -> tuple[str, ...]:
+        return self.inner_optimizer._slot_names()
+
+    def init_state(self, params: Mapping[str, Array]) -> dict[str, dict[str, Array]]:
+        state = super().init_state(params)
+        if _SCALING_KEY not in state and params:
+            state[_SCALING_KEY] = self._fresh_scaling(next(iter(params.values())))
+        return state
+
+    def _fresh_scaling(self, like: Array) -> dict[str, Array]:
+        xp = array_api_compat.array_namespace(like)
+        device = array_api_compat.device(like)
+        values = (self.initial_scale, 0.0, 0.0)
+        return {name: xp.asarray(v, dtype=xp.float32, device=device) for name, v in zip(_SCALING_SLOTS, values)}
+
+    def apply(self, params: Mapping[str, Array], grads: Mapping[str, Array],
+              state: Mapping[str, dict[str, Array]], steps: Mapping[str, Any], lr: Any,
+              update_if: Array | None = None) -> tuple[dict[str, Array], dict[str, dict[str, Array]]]:
+        """Unscale ``grads``, take the inner update where every gradient is finite (and ``update_if``), and
+        move the scale on (``GradScaler.update``'s rule)."""
+        grads = {k: g for k, g in grads.items() if g is not None}
+        if not grads:
+            return dict(params), dict(state)
+        like = next(iter(grads.values()))
+        xp = array_api_compat.array_namespace(like)
+        scaling = state.get(_SCALING_KEY) or self._fresh_scaling(like)
+        scale, good, skipped = (scaling[name] for name in _SCALING_SLOTS)
+        unscaled = {k: g * (1.0 / scale) for k, g in grads.items()}
+        finite = None
+        for g in unscaled.values():
+            ok = xp.all(xp.isfinite(g))
+            finite = ok if finite is None else xp.logical_and(finite, ok)
+        if update_if is not None:
+            finite = xp.logical_and(finite, update_if)
+        # the inner optimizer counts the steps it took: bias corrections as if skipped steps never happened
+        inner_steps = {k: steps[k] - skipped for k in grads}
+        inner_state = {k: v for k, v in state.items() if k != _SCALING_KEY}
+        params, new_state = self.inner_optimizer.apply(params, unscaled, inner_state, inner_steps, lr,
+                                                       update_if=finite)
+        zero = xp.zeros_like(good)
+        good = xp.where(finite, good + 1.0, zero)
+        grown = scale * 2.0
+        grow = xp.logical_and(good >= float(self.dynamic_growth_steps), xp.isfinite(grown))
+        new_scale = xp.where(finite, xp.where(grow, grown, scale), scale * 0.5)
+        new_state[_SCALING_KEY] = {"scale": new_scale, "good_steps": xp.where(grow, zero, good),
+                                   "skipped": skipped + xp.where(finite, zero, xp.ones_like(good))}
+        return params, new_state
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "inner_optimizer": self.inner_optimizer.get_config(),
+                "initial_scale": self.initial_scale, "dynamic_growth_steps": self.dynamic_growth_steps}
+
+    def load_state_dict(self, state: Mapping[str, Any], params: Mapping[str, Array] | None = None) -> None:
+        """As ``Optimizer.load_state_dict``; the ``"loss_scale"`` entry holds three 0-d arrays."""
+        owner = "LossScaleOptimizer.load_state_dict"
+        _require(isinstance(state, Mapping) and isinstance(state.get("config"), Mapping),
+                 f"{owner}: expected a state dict with a 'config'")
+        config = dict(state["config"])
+        _require(config.pop("name", None) == self.name,
+                 f"{owner}: the state is for optimizer {state['config'].get('name')!r}, not {self.name!r}")
+        try:
+            fresh = LossScaleOptimizer(**config)
+        except TypeError as exc:
+            raise ValueError(f"{owner}: bad hyper-parameters: {exc}") from exc
+        buffers = dict(state.get("state", {}))
+        scaling = buffers.pop(_SCALING_KEY, None)
+        if scaling is not None:
+            _require(isinstance(scaling, Mapping) and set(scaling) == set(_SCALING_SLOTS),
+                     f"{owner}: the 'loss_scale' entry must hold {list(_SCALING_SLOTS)}, got "
+                     f"{sorted(scaling) if isinstance(scaling, Mapping) else scaling!r}")
+            for name in _SCALING_SLOTS:
+                _require(tuple(getattr(scaling[name], "shape", (None,))) == (),
+                         f"{owner}: loss_scale[{name!r}] must be a 0-d array")
+        inner = fresh.inner_optimizer
+        inner.load_state_dict({"config": config["inner_optimizer"], "iterations": state["iterations"],
+                               "state": buffers, **({"steps": state["steps"]} if "steps" in state else {})}, params)
+        self.inner_optimizer, self.initial_scale = inner, fresh.initial_scale
+        self.dynamic_growth_steps = fresh.dynamic_growth_steps
+        self.iterations, self._steps = inner.iterations, dict(inner._steps)
+        self.state, inner.state = dict(inner.state), {}
+        if scaling is not None:
+            self.state[_SCALING_KEY] = {name: _owned_copy(scaling[name], "float32") for name in _SCALING_SLOTS}
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {cls.name: cls
+                                          for cls in (SGD, Adam, AdamW, RMSprop, LossScaleOptimizer)}
 
 
 def get(identifier: str | Mapping[str, Any] | Optimizer, **kwargs: Any) -> Optimizer:

@@ -44,15 +44,17 @@ class TrainState(NamedTuple):
 def gradient_step(model: Any, state: TrainState, x: Any, y: Any, scale: float = 1.0
                   ) -> tuple[dict[str, Array], dict[str, Array], dict[str, Array]]:
     """The first half of a training step: the gradients of the batch's loss at ``state`` (times ``scale``: a
-    rank's share of a global batch) for the parameters of the layers that are not frozen (the optimizer
-    updates those only), the buffers the forward pass moved (batch norm), and the batch's loss and metrics as
-    0-d arrays."""
+    rank's share of a global batch; times the optimizer's loss scale, which a ``LossScaleOptimizer`` divides
+    out) for the parameters of the layers that are not frozen (the optimizer updates those only), the buffers
+    the forward pass moved (batch norm), and the batch's loss and metrics as 0-d arrays."""
     model.set_params(state.params)
     model.set_buffers(state.buffers)
     pred = model.forward(x, training=True)
     logs, dpred = model.objectives(pred, y)
-    if scale != 1.0:
-        dpred = [d * scale for d in dpred] if isinstance(dpred, list) else dpred * scale
+    loss_scale = model.optimizer.loss_scale(state.slots)  # 1.0, or a 0-d array: never compared on the host
+    factors = [f for f in (scale, loss_scale) if not (isinstance(f, float) and f == 1.0)]
+    for factor in factors:
+        dpred = [d * factor for d in dpred] if isinstance(dpred, list) else dpred * factor
     model.backward(dpred, input_grad=False)
     trainable = model.trainable_params
     return {k: g for k, g in model.grads.items() if k in trainable}, model.buffers, logs
@@ -69,6 +71,11 @@ def train_step(model: Any, state: TrainState, x: Any, y: Any) -> tuple[TrainStat
 def test_step(model: Any, x: Any, y: Any) -> dict[str, Array]:
     """Loss and metrics of ``model`` on ``(x, y)`` in inference mode, as 0-d arrays."""
     return model.objectives.evaluate(model.forward(x, training=False), y)
+
+
+def _without_lr(config: dict[str, Any]) -> dict[str, Any]:
+    """An optimizer's config less its learning rate (an input of the compiled step), a wrapped one's too."""
+    return {k: _without_lr(v) if isinstance(v, dict) else v for k, v in config.items() if k != "lr"}
 
 
 def batch_size(x: Any) -> int:
@@ -203,7 +210,7 @@ class StepFunctions:
         """What a trace bakes in and must be traced again for when it changes: the random seed, the
         optimizer's hyper-parameters (all but the learning rate, which is an input) and the frozen layers."""
         optimizer = self.model.optimizer
-        config = None if optimizer is None else {k: v for k, v in optimizer.get_config().items() if k != "lr"}
+        config = None if optimizer is None else _without_lr(optimizer.get_config())
         frozen = [layer.name for layer in self.model.layers if not layer.trainable]
         return json.dumps([random.get_state()["seed"], config, frozen], sort_keys=True)
 

@@ -41,7 +41,7 @@ class ArrayTable:
 
     def add(self, value: Any) -> str:
         name = f"a{len(self.arrays)}"
-        self.arrays[name] = np.ascontiguousarray(to_numpy(value))
+        self.arrays[name] = np.asarray(to_numpy(value), order="C")  # ascontiguousarray would make 0-d arrays 1-d
         return name
 
 
