@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 import xpcnn
+from xpcnn import mixed_precision
 from xpcnn.layers import BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+from xpcnn.optimizers import LossScaleOptimizer
 
 HOST_READS = ("__bool__", "__float__", "__int__", "__index__", "__complex__", "__array__", "__dlpack__",
               "item", "tolist", "numpy")
@@ -56,12 +58,28 @@ def count_host_reads(backend: xpcnn.Backend) -> Iterator[list[str]]:
                 delattr(cls, name)  # inherited from a C base class (torch.Tensor)
 
 
-def _model() -> xpcnn.Sequential:
-    model = xpcnn.Sequential(
-        [Conv2D(4, 3, padding="same"), BatchNorm2D(), ReLU(), MaxPool2D(2), Dropout(0.25), Flatten(), Dense(3)],
-        input_shape=(1, 8, 8),
-    )
-    model.compile(loss="cross_entropy", optimizer="adam", metrics=["accuracy"])
+#: dtype policies (``xpcnn.mixed_precision``) the steps run under; "loss_scale": float32 with a
+#: LossScaleOptimizer, whose skip decision must stay on the device (every backend can run it)
+PRECISIONS = ["float32", "loss_scale", "mixed_bfloat16", "mixed_float16"]
+
+
+def _model(precision: str = "float32") -> xpcnn.Sequential:
+    policy = "float32" if precision == "loss_scale" else precision
+    if policy != "float32":
+        try:
+            xpcnn.backend.half_dtype(mixed_precision.Policy(policy).compute_dtype)
+        except ValueError as exc:
+            pytest.skip(str(exc))
+    mixed_precision.set_global_policy(policy)
+    try:
+        model = xpcnn.Sequential(
+            [Conv2D(4, 3, padding="same"), BatchNorm2D(), ReLU(), MaxPool2D(2), Dropout(0.25), Flatten(), Dense(3)],
+            input_shape=(1, 8, 8),
+        )
+    finally:
+        mixed_precision.set_global_policy("float32")
+    optimizer = LossScaleOptimizer("adam") if precision == "loss_scale" else "adam"
+    model.compile(loss="cross_entropy", optimizer=optimizer, metrics=["accuracy"])
     return model
 
 
@@ -82,8 +100,9 @@ def test_the_hook_sees_host_reads(backend):
     assert reads == []
 
 
-def test_train_steps_read_nothing_back(backend):
-    model = _model()
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_train_steps_read_nothing_back(backend, precision):
+    model = _model(precision)
     x, y = _data(16)
     xb, yb = xpcnn.asarray(x), xpcnn.asarray(y)
     model.train_on_batch(xb, yb)  # first step outside: optimizer state is created lazily
@@ -94,12 +113,13 @@ def test_train_steps_read_nothing_back(backend):
     assert np.isfinite(float(logs["loss"]))
 
 
-def test_fit_reads_per_epoch_not_per_batch(backend):
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_fit_reads_per_epoch_not_per_batch(backend, precision):
     """The same epochs over 4x more batches must not read more values back to the host."""
     x, y = _data(64)
     counts = []
     for batch_size in (32, 8):
-        model = _model()
+        model = _model(precision)
         with count_host_reads(backend) as reads:
             model.fit(x, y, batch_size=batch_size, epochs=2, validation_data=_data(16), verbose=0)
             model.evaluate(x, y, batch_size=batch_size)

@@ -12,7 +12,7 @@ import pytest
 
 import xpcnn
 from conftest import BACKEND
-from xpcnn import optimizers
+from xpcnn import mixed_precision, optimizers
 from xpcnn.callbacks import StepLR
 from xpcnn.layers import BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
 from xpcnn.step_functions import TrainState, train_step
@@ -82,6 +82,19 @@ def test_compiled_fit_traces_once_per_batch_shape(backend):
     model.evaluate(x, y, batch_size=16)
     model.predict(x[:32], batch_size=16)
     assert dict(model.step_functions.traces) == {"train": 2, "test": 3, "predict": 1}
+
+
+@jax_only
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_steps_trace_once_per_batch_shape(backend, policy):
+    """Under a mixed policy (and the loss scaling of float16, whose skips are decided inside the step)."""
+    mixed_precision.set_global_policy(policy)
+    try:
+        model = _model(True)
+    finally:
+        mixed_precision.set_global_policy("float32")
+    model.fit(*_data(70), batch_size=16, epochs=3, verbose=0, callbacks=[StepLR(1, 0.5)])
+    assert dict(model.step_functions.traces) == {"train": 2}  # batches of 16 and the last one of 6
 
 
 @jax_only

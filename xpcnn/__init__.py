@@ -3,7 +3,20 @@
 The same layers train on NumPy, CuPy, PyTorch, JAX and array-api-strict; ``set_backend`` switches.
 """
 
-from . import callbacks, data, datasets, distributed, layers, losses, metrics, ops, optimizers, random, transforms
+from . import (
+    callbacks,
+    data,
+    datasets,
+    distributed,
+    layers,
+    losses,
+    metrics,
+    mixed_precision,
+    ops,
+    optimizers,
+    random,
+    transforms,
+)
 from .backend import (
     Backend,
     BackendUnavailableError,
@@ -45,6 +58,7 @@ __all__ = [
     "losses",
     "manual_seed",
     "metrics",
+    "mixed_precision",
     "ops",
     "optimizers",
     "random",

@@ -11,6 +11,7 @@ import contextlib
 import contextvars
 import dataclasses
 import importlib
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,6 +26,7 @@ __all__ = [
     "available_backends",
     "copy_array",
     "get_backend",
+    "half_dtype",
     "set_backend",
     "to_device",
     "to_numpy",
@@ -228,6 +230,38 @@ def available_backends() -> list[str]:
             continue
         names.append(name)
     return names
+
+
+# --- half-precision dtypes for mixed precision ---------------------------------------------------------
+
+_HALF_REFUSED = {
+    ("array_api_strict", "float16"): "the Array API standard has no float16 (nor bfloat16)",
+    ("array_api_strict", "bfloat16"): "the Array API standard has no bfloat16 (nor float16)",
+    ("numpy", "bfloat16"): "NumPy has no bfloat16 dtype (ml_dtypes' bfloat16 is not an Array API dtype); use "
+                           "mixed_float16 on NumPy, or the torch or JAX backend",
+    ("cupy", "bfloat16"): "CuPy has no bfloat16 dtype; use mixed_float16 on CuPy, or the torch or JAX backend",
+}
+
+
+def half_dtype(kind: str, backend: Backend | None = None) -> Any:
+    """The namespace's ``float16`` or ``bfloat16`` (``kind``) that a mixed-precision policy computes in on
+    ``backend`` (the current one by default), or a ValueError saying why it has none. Mixed precision keeps
+    float32 master weights, so the backend's own dtype must be float32. NumPy's float16 works but has no
+    half-precision BLAS: a ``RuntimeWarning`` says so (once per call site, Python's default filter)."""
+    backend = get_backend() if backend is None else backend
+    if kind not in ("float16", "bfloat16"):
+        raise ValueError(f"a half-precision dtype is 'float16' or 'bfloat16', got {kind!r}")
+    if dtype_name(backend.dtype) != "float32":
+        raise ValueError(f"mixed precision keeps float32 master weights, but backend {backend.name!r} was set with "
+                         f"dtype={dtype_name(backend.dtype)!r}; use set_backend(..., dtype='float32')")
+    refused = _HALF_REFUSED.get((backend.name, kind))
+    if refused is not None:
+        raise ValueError(f"backend {backend.name!r} cannot compute in {kind}: {refused}")
+    if backend.name == "numpy":
+        warnings.warn("mixed_float16 on NumPy is correct but slow (NumPy has no half-precision matrix "
+                      "products); it is meant for checking a model, not for training speed", RuntimeWarning,
+                      stacklevel=3)
+    return getattr(backend.xp, kind)
 
 
 # --- moving data between the host and backends ------------------------------------------------------

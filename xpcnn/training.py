@@ -83,7 +83,7 @@ class Trainer(Inference):
 
     # --- compile -----------------------------------------------------------------------------------------
     def compile(self, loss: Any, optimizer: Any, metrics: Any = None, loss_weights: Any = None,
-                jit: bool | str = "auto") -> None:
+                jit: bool | str = "auto", auto_scale_loss: bool = True) -> None:
         """Choose the loss (object or name), the optimizer (object or name) and the metrics to report.
 
         Metrics: ``"accuracy"`` (binary accuracy with binary cross-entropy), ``"top_k_accuracy"`` (k=5,
@@ -92,7 +92,9 @@ class Trainer(Inference):
         logits otherwise. With several outputs ``loss``, ``metrics`` and ``loss_weights`` may be given per
         output, as lists or dicts by output name (``xpcnn.objectives``). ``jit``: ``"auto"`` compiles the train,
         test and predict steps with ``jax.jit`` on the JAX backend and runs them eagerly elsewhere; ``True``
-        insists on compiling (JAX only), ``False`` always runs eagerly.
+        insists on compiling (JAX only), ``False`` always runs eagerly. ``auto_scale_loss`` (Keras's name): when
+        a layer computes in float16 (``xpcnn.mixed_precision``), wrap the optimizer in a
+        ``LossScaleOptimizer`` unless it is one.
         """
         if jit not in JIT_CHOICES or isinstance(jit, int) and not isinstance(jit, bool):
             raise ValueError(f"jit must be True, False or 'auto', got {jit!r}")
@@ -108,6 +110,9 @@ class Trainer(Inference):
                               f"logits (from_logits=True): the {kind} is applied twice. Pass the loss by name, or "
                               "with from_logits=False", UserWarning, stacklevel=2)
         opt = optimizers_module.get(optimizer)
+        if (check_flag(auto_scale_loss, "auto_scale_loss", "compile") and self.computes_in_float16
+                and not isinstance(opt, optimizers_module.LossScaleOptimizer)):
+            opt = optimizers_module.LossScaleOptimizer(opt)
         self.objectives, self.optimizer, self.jit = objectives, opt, jit
         single = objectives.single
         self.loss = objectives.losses[0] if single else objectives.losses

@@ -160,6 +160,8 @@ class ELU(_Activation):
 class Sigmoid(_Activation):
     """1 / (1 + exp(-x))."""
 
+    computes_in_float32 = True
+
     def _activate(self, x: Any) -> Any:
         return act.sigmoid(x)
 
@@ -180,6 +182,8 @@ class Softmax(_Activation):
 
     For training a classifier prefer raw logits with ``CrossEntropy``, which is stabler and cheaper.
     """
+
+    computes_in_float32 = True
 
     def __init__(self, axis: int = 1, *, name: str | None = None) -> None:
         super().__init__(name)

@@ -9,6 +9,12 @@ What a backward needs from its forward travels one way: a training ``_forward`` 
 ``return_indices=True`` of ``max_pool2d``), and ``_backward`` hands it back to the op (``saved=``,
 ``indices=``). Ops keep nothing between calls. A layer that a graph model calls at several places has its
 ``_cache`` saved after each call and put back before that call's backward (``call_state``).
+
+Under a mixed dtype policy (``xpcnn.mixed_precision``) the base class casts: a floating input to the dtype
+the layer computes in (the policy's half dtype, or float32 for ``computes_in_float32`` layers), the output
+gradient likewise, each parameter gradient back to its parameter's dtype (float32), and the input gradient
+back to the input's dtype. A layer reads its parameters for computing through ``_param`` (cast to the
+compute dtype); everything else about it stays dtype-blind.
 """
 
 from __future__ import annotations
@@ -23,10 +29,11 @@ from typing import Any, ClassVar
 
 import array_api_compat
 
-from ..backend import dtype_name, get_backend
+from ..backend import dtype_name, get_backend, half_dtype
 from ..initializers import INITIALIZERS
+from ..mixed_precision import Policy, as_policy, global_policy
 
-__all__ = ["Layer", "check_layer_name", "get_layer_class", "layer_spec", "make_layer", "parameter_limit"]
+__all__ = ["Layer", "cast_floating", "check_layer_name", "get_layer_class", "layer_spec", "make_layer", "parameter_limit"]
 
 _REGISTRY: dict[str, type[Layer]] = {}
 _NAME_COUNTS: collections.Counter[str] = collections.Counter()  # per prefix, process-wide, as in Keras
@@ -39,6 +46,15 @@ def _default_name(class_name: str) -> str:
     count = _NAME_COUNTS[prefix]
     _NAME_COUNTS[prefix] += 1
     return prefix if count == 0 else f"{prefix}_{count}"
+
+
+def cast_floating(x: Any, dtype: Any) -> Any:
+    """``x`` in ``dtype`` when it is a floating array of another dtype; integer and boolean arrays (labels,
+    uint8 images) and arrays already in ``dtype`` come back as they are."""
+    if x.dtype == dtype:
+        return x
+    xp = array_api_compat.array_namespace(x)
+    return xp.astype(x, dtype) if xp.isdtype(x.dtype, "real floating") else x
 
 
 def check_layer_name(name: Any, owner: str) -> str:
@@ -69,16 +85,20 @@ def layer_spec(layer: Layer, named: bool) -> dict[str, Any]:
     spec["config"] = layer.get_config()
     if not layer.trainable:
         spec["trainable"] = False
+    if layer.dtype_policy.mixed:
+        spec["dtype_policy"] = layer.dtype_policy.name
     return spec
 
 
 def make_layer(spec: Mapping[str, Any], where: str) -> Layer:
-    """A layer from its saved ``{"class_name", "config", "name", "trainable"}`` (``trainable`` only when False);
-    a ValueError naming ``where`` when the class is unknown or its constructor refuses the config."""
+    """A layer from its saved ``{"class_name", "config", "name", "trainable", "dtype_policy"}`` (``trainable``
+    only when False, ``dtype_policy`` only when mixed); a ValueError naming ``where`` when the class is unknown
+    or its constructor refuses the config."""
     layer_cls = get_layer_class(spec["class_name"])
     try:
         layer = layer_cls(**spec.get("config", {}), name=spec.get("name"))
         layer.trainable = spec.get("trainable", True)
+        layer.dtype_policy = spec.get("dtype_policy", "float32")
     except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: float(10**400)
         raise ValueError(f"{where} ({spec['class_name']}): {exc}") from exc
     return layer
@@ -109,6 +129,9 @@ class Layer:
     """
 
     input_ndim: ClassVar[int | tuple[int, ...] | None] = None
+    #: Under a mixed policy, compute in float32 rather than the half dtype (batch norm's statistics, softmax,
+    #: sigmoid, preprocessing: what loses too much in half precision), as ``torch.autocast``'s float32 ops.
+    computes_in_float32: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -128,6 +151,10 @@ class Layer:
         self._activation: Layer | None = None  # applied after ``_forward`` (``activation=`` of Conv2D, Dense)
         self._nodes: list[Any] = []  # its calls in graph models (xpcnn.layers.node.Node)
         self.trainable = True  # False: frozen (no updates, no optimizer slots; batch norm in inference mode)
+        self._dtype_policy = global_policy()
+        self._computing: Any = None  # under a mixed policy, the dtype of the running forward
+        self._input_dtype: Any = None  # the latest training forward's input dtype, when it cast the input
+        self._resolved: tuple[Any, Any] | None = None  # (backend, its half dtype) for the policy
 
     # --- the public contract ------------------------------------------------------------------------
     @property
@@ -153,11 +180,16 @@ class Layer:
             self._check_input(sample_shape)
         else:
             self.build(sample_shape)
+        input_dtype = x.dtype
+        if self._dtype_policy.mixed:
+            self._computing = self._compute_dtype()
+            x = cast_floating(x, self._computing)
         y = self._forward(x, training)
         if self._activation is not None:
             y = self._activation.forward(y, training)
         if training:
             self._out_shape = tuple(y.shape)
+            self._input_dtype = input_dtype if self._dtype_policy.mixed else None
         return y
 
     def backward(self, dy: Any) -> Any:
@@ -171,7 +203,11 @@ class Layer:
             )
         if self._activation is not None:
             dy = self._activation.backward(dy)
-        return self._backward(dy)
+        if self._input_dtype is None:
+            return self._backward(dy)
+        dx = self._backward(cast_floating(dy, self._computing))
+        self.grads = {key: cast_floating(g, self.params[key].dtype) for key, g in self.grads.items()}
+        return None if dx is None else cast_floating(dx, self._input_dtype)
 
     def __call__(self, inputs: Any, training: bool = False) -> Any:
         """On arrays, ``forward``; on symbolic tensors (``xpcnn.Input``), a new node of a graph model."""
@@ -185,10 +221,10 @@ class Layer:
         """What ``backward`` needs from the latest training forward: saved per call when a graph model calls
         this layer at several places, and put back (``restore_call_state``) before each call's backward."""
         act = None if self._activation is None else self._activation.call_state()
-        return self._cache, self._out_shape, act
+        return self._cache, self._out_shape, self._input_dtype, self._computing, act
 
     def restore_call_state(self, state: Any) -> None:
-        self._cache, self._out_shape, act = state
+        self._cache, self._out_shape, self._input_dtype, self._computing, act = state
         if self._activation is not None:
             self._activation.restore_call_state(act)
 
@@ -208,6 +244,27 @@ class Layer:
         if not isinstance(value, bool):
             raise TypeError(f"{self._name()}: trainable must be True or False, got {value!r}")
         self._trainable = value
+
+    @property
+    def dtype_policy(self) -> Policy:
+        """The layer's dtype policy (``xpcnn.mixed_precision``; the global one when it was created). Set it
+        to a ``Policy`` or a name; the layers it runs inside itself (its activation) follow."""
+        return self._dtype_policy
+
+    @dtype_policy.setter
+    def dtype_policy(self, value: Policy | str) -> None:
+        policy = as_policy(value, f"{self._name()} {self.name!r}")
+        for layer in (self, *self._inner_layers()):
+            layer._dtype_policy, layer._resolved = policy, None
+
+    @property
+    def compute_dtype(self) -> str:
+        """The dtype it computes in: the policy's half dtype, float32 for ``computes_in_float32`` layers under a
+        mixed policy, else the backend's dtype."""
+        policy = self._dtype_policy
+        if not policy.mixed:
+            return dtype_name(get_backend().dtype)
+        return "float32" if self.computes_in_float32 else policy.compute_dtype
 
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments that rebuild this layer (JSON-friendly)."""
@@ -233,6 +290,27 @@ class Layer:
     # --- helpers for subclasses ---------------------------------------------------------------------
     def _name(self) -> str:
         return type(self).__name__
+
+    def _inner_layers(self) -> list[Layer]:
+        """The layers this one runs inside itself (its activation), which share its dtype policy."""
+        return [] if self._activation is None else [self._activation]
+
+    def _param(self, key: str) -> Any:
+        """Parameter ``key`` (None if the layer has none) as the running forward computes with it: under a
+        mixed policy a half-precision copy of the float32 master weight, cast anew at each forward."""
+        p = self.params.get(key)
+        if p is None or self._computing is None or not self._dtype_policy.mixed:
+            return p
+        return cast_floating(p, self._computing)
+
+    def _compute_dtype(self) -> Any:
+        """The namespace dtype of ``compute_dtype`` under a mixed policy (resolved once per backend: the
+        backend may refuse the half dtype, with a ValueError saying why)."""
+        backend = get_backend()
+        if self._resolved is None or self._resolved[0] is not backend:
+            half = half_dtype(self._dtype_policy.compute_dtype, backend)
+            self._resolved = (backend, backend.dtype if self.computes_in_float32 else half)
+        return self._resolved[1]
 
     def _check_ndim(self, ndim: int, what: str) -> None:
         allowed = self.input_ndim

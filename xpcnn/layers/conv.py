@@ -140,13 +140,13 @@ class Conv2D(_ConvBase):
     input_grad: bool = True
 
     def _forward(self, x: Any, training: bool) -> Any:
-        weight = self.params["weight"]
+        weight = self._param("weight")
         in_hw = (int(x.shape[2]), int(x.shape[3]))
         if self.padding_mode != "zeros":
             x = resize_ops.boundary_pad2d(x, self._pads(in_hw), self.padding_mode)
         if not training:
-            return conv_ops.conv2d(x, weight, self.params.get("bias"), **self._op_args())
-        y, saved = conv_ops.conv2d(x, weight, self.params.get("bias"), **self._op_args(), return_saved=True)
+            return conv_ops.conv2d(x, weight, self._param("bias"), **self._op_args())
+        y, saved = conv_ops.conv2d(x, weight, self._param("bias"), **self._op_args(), return_saved=True)
         self._cache = (x, weight, saved, in_hw)
         return y
 
@@ -211,10 +211,10 @@ class Conv2DTranspose(_ConvBase):
         }
 
     def _forward(self, x: Any, training: bool) -> Any:
-        weight = self.params["weight"]
+        weight = self._param("weight")
         if training:
             self._cache = (x, weight)
-        return conv_ops.conv2d_transpose(x, weight, self.params.get("bias"), **self._op_args())
+        return conv_ops.conv2d_transpose(x, weight, self._param("bias"), **self._op_args())
 
     def _backward(self, dy: Any) -> Any:
         x, weight = self._cache

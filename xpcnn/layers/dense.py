@@ -47,10 +47,10 @@ class Dense(Layer):
         return (self.out_features,)
 
     def _forward(self, x: Any, training: bool) -> Any:
-        weight = self.params["weight"]
+        weight = self._param("weight")
         if training:
             self._cache = (x, weight)
-        return dense(x, weight, self.params.get("bias"))
+        return dense(x, weight, self._param("bias"))
 
     def _backward(self, dy: Any) -> Any:
         x, weight = self._cache

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import array_api_compat
 
-from .base import Layer
+from .base import Layer, cast_floating
 
 __all__ = ["Add", "Average", "Concatenate", "Maximum", "Multiply", "Subtract"]
 
@@ -78,10 +78,15 @@ class _Merge(Layer):
             self.build(shapes)
         elif shapes != list(self.input_shape):
             raise ValueError(f"{self._name()}: built for per-sample inputs {list(self.input_shape)}, got {shapes}")
+        input_dtypes = [x.dtype for x in xs]
+        if self.dtype_policy.mixed:
+            self._computing = self._compute_dtype()
+            xs = [cast_floating(x, self._computing) for x in xs]
         y = self._merge(xs)
         if training:
             self._cache = (xs, y)
             self._out_shape = tuple(y.shape)
+            self._input_dtype = input_dtypes if self.dtype_policy.mixed else None
         return y
 
     def backward(self, dy: Any) -> list[Any]:
@@ -91,7 +96,10 @@ class _Merge(Layer):
         if tuple(dy.shape) != self._out_shape:
             raise ValueError(f"{self._name()}: output gradient has shape {tuple(dy.shape)}, but the last forward "
                              f"produced {self._out_shape}")
-        return self._unbroadcast(self._split(dy, *self._cache))
+        if self._input_dtype is None:
+            return self._unbroadcast(self._split(dy, *self._cache))
+        dxs = self._unbroadcast(self._split(cast_floating(dy, self._computing), *self._cache))
+        return [cast_floating(dx, dtype) for dx, dtype in zip(dxs, self._input_dtype)]
 
     def _merge(self, xs: list[Any]) -> Any:
         raise NotImplementedError

@@ -40,6 +40,8 @@ class Rescaling(Layer):
     """``x * scale + offset`` (Keras's ``Rescaling``): ``Rescaling(1 / 127.5, offset=-1)`` maps [0, 255] to
     [-1, 1]."""
 
+    computes_in_float32 = True
+
     def __init__(self, scale: float, offset: float = 0.0, *, name: str | None = None) -> None:
         super().__init__(name)
         self.scale = _number(scale, "scale", "Rescaling")
@@ -59,6 +61,8 @@ class Normalization(Layer):
     """``(x - mean) / sqrt(variance)`` per channel (axis 1 of ``(N, C, ...)``), with fixed ``mean`` and
     ``variance`` (Keras's ``Normalization`` given them; ``Normalization.imagenet()`` for torchvision's
     pretrained networks on inputs in [0, 1])."""
+
+    computes_in_float32 = True
 
     def __init__(self, mean: Any, variance: Any, *, name: str | None = None) -> None:
         super().__init__(name)

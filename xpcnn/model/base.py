@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import asarray, copy_array, dtype_name, to_numpy
+from ..backend import asarray, copy_array, dtype_name, get_backend, to_numpy
 from ..graph import Plan
-from ..layers.base import Layer
+from ..layers.base import Layer, cast_floating
+from ..mixed_precision import Policy, as_policy
 from ..training import Trainer
 
 __all__ = ["LayerGraph"]
@@ -83,6 +84,8 @@ class LayerGraph(Trainer):
         outputs, states = self._plan.forward(xs, training)
         if training:
             self._states = states
+        if self.dtype_policy.mixed:  # outputs, and so the loss and the metrics, in float32 (the backend's)
+            outputs = [cast_floating(y, get_backend().dtype) for y in outputs]
         return outputs[0] if self._single_output else outputs
 
     def backward(self, dy: Any, input_grad: bool = True) -> Any:
@@ -152,6 +155,23 @@ class LayerGraph(Trainer):
     def trainable(self, value: bool) -> None:
         for layer in self.layers:
             layer.trainable = value
+
+    @property
+    def dtype_policy(self) -> Policy:
+        """The mixed policy of its layers when one has one, else ``"float32"``; setting it sets every layer's
+        (``xpcnn.mixed_precision``)."""
+        return next((layer.dtype_policy for layer in self.layers if layer.dtype_policy.mixed), Policy("float32"))
+
+    @dtype_policy.setter
+    def dtype_policy(self, value: Policy | str) -> None:
+        policy = as_policy(value, f"{self.name}.dtype_policy")
+        for layer in self.layers:
+            layer.dtype_policy = policy
+
+    @property
+    def computes_in_float16(self) -> bool:
+        """Whether a layer computes in float16: what needs loss scaling (``compile(auto_scale_loss=True)``)."""
+        return any(layer.dtype_policy.compute_dtype == "float16" for layer in self.layers)
 
     def freeze(self, up_to: str | None = None) -> list[Layer]:
         """Freeze every layer (``up_to=None``), or every layer from the first to the one named ``up_to``
