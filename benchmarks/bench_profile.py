@@ -57,13 +57,14 @@ _OPTIMIZER_METHODS = ("step", "update", "apply_gradients", "apply", "_update", "
 
 
 class _DictSlot:
-    """Lets ``restore`` put a dict entry back with ``setattr`` like a module or class attribute."""
+    """Lets ``restore`` put a dict entry back as it puts back a module or class attribute (a registry's key may
+    be any hashable, a layer class for instance, which ``setattr`` would refuse)."""
 
     def __init__(self, d: dict) -> None:
-        self.__dict__["_d"] = d
+        self.d = d
 
-    def __setattr__(self, key: Any, value: Any) -> None:
-        self._d[key] = value
+    def put(self, key: Any, value: Any) -> None:
+        self.d[key] = value
 
 
 class OpProfiler:
@@ -160,7 +161,10 @@ class OpProfiler:
     def restore(self) -> None:
         while self._undo:
             owner, name, value = self._undo.pop()
-            setattr(owner, name, value)
+            if isinstance(owner, _DictSlot):
+                owner.put(name, value)
+            else:
+                setattr(owner, name, value)
 
     def install(self, xp: Any, optimizer: Any) -> list[str]:
         """Wrap everything listed in the module docstring; returns what was wrapped, for the report."""

@@ -8,6 +8,7 @@
     python benchmarks/bench_train.py --profile                     # where an xpcnn training step spends its time
     python benchmarks/bench_train.py --quick                       # tiny smoke run (numbers meaningless)
     python benchmarks/bench_train.py --threads 1                   # both sides single-threaded
+    python benchmarks/bench_train.py --backend torch --dtype-policies float32 mixed_bfloat16  # mixed precision
 
 References. A backend switch is worth it when xpcnn runs at the speed of the framework it switched to, so each
 backend is measured against that framework written as its users write it: numpy, array_api_strict and torch
@@ -31,6 +32,11 @@ usable core (``torch.set_num_threads(cores)``, the BLAS and XLA their defaults);
 to N. Results go to ``benchmarks/results/<date>-<machine>-<backends>[-profile|-quick].json`` unless
 ``--json`` names a file; the file is rewritten after every configuration, so a run stopped by a time limit
 keeps what it measured.
+
+``--dtype-policies`` measures each configuration under each ``xpcnn.mixed_precision`` policy: xpcnn with the
+global policy set before the model is built, PyTorch under ``torch.autocast`` with the policy's half dtype
+(and a ``GradScaler`` for float16, as xpcnn's ``compile`` adds a ``LossScaleOptimizer``); the plain-JAX
+reference has no mixed-precision variant, so jax runs float32 only.
 
 ``--profile`` instead times xpcnn training steps with every op wrapped (see ``bench_profile.py``) and prints
 ms/step and % of the step by category (matmul, im2col, col2im, padding, pooling, ..., other).
@@ -75,11 +81,11 @@ def torch_device_for(args: argparse.Namespace, backend: str) -> str:
 
 
 def spawn(args: argparse.Namespace, framework: str, backend: str, model: str, batch: int, *,
-          profile: bool = False, shuffle: bool = False) -> dict[str, Any]:
+          profile: bool = False, shuffle: bool = False, policy: str = "float32") -> dict[str, Any]:
     cmd = [
         sys.executable, str(pathlib.Path(__file__).resolve()), "--worker", framework,
         "--model", model, "--batch", str(batch), "--steps", str(args.steps), "--warmup", str(args.warmup),
-        "--backend", backend, "--torch-device", torch_device_for(args, backend),
+        "--backend", backend, "--torch-device", torch_device_for(args, backend), "--dtype-policy", policy,
     ]
     if args.device is not None:
         cmd += ["--device", args.device]
@@ -93,7 +99,7 @@ def spawn(args: argparse.Namespace, framework: str, backend: str, model: str, ba
     if args.threads:
         cmd += ["--threads", str(args.threads)]
         env.update({var: str(args.threads) for var in bench_env.THREAD_ENV_VARS})
-    what = f"{framework} worker ({backend}, {model}, batch {batch})"
+    what = f"{framework} worker ({backend}, {model}, batch {batch}, {policy})"
     return bench_env.run_worker(cmd, what, RESULT_MARKER, args.worker_timeout, ROOT, env, tail=4000)
 
 
@@ -158,15 +164,16 @@ def print_header(report: dict[str, Any]) -> None:
     print(f"  BLAS    : {bench_env.blas_summary(report['blas'])}; thread env {report['thread_env'] or 'unset'}; "
           f"allocator env {report.get('allocator_env') or 'unset'}")
     refs = ", ".join(f"{b} vs {REFERENCE_NAME[REFERENCE[b]]}" for b in s["backends"])
-    print(f"  run     : {refs}; float32, {s['rounds']} rounds x {s['steps']} timed steps (+{s['warmup']} warm-up), "
+    print(f"  run     : {refs}; {' then '.join(s['dtype_policies'])}, {s['rounds']} rounds x {s['steps']} timed steps (+{s['warmup']} warm-up), "
           f"threads {s['threads'] or 'default'}" + (" [QUICK: smoke test, numbers meaningless]" if s["quick"] else ""))
     print(flush=True)
 
 
 def print_summary(entry: dict[str, Any]) -> None:
     sm, ref = entry["summary"], entry["reference"]
-    print(f"== xpcnn on {entry['backend']} vs {REFERENCE_NAME[ref]} ({entry['reference_device']}): {entry['model']} "
-          f"batch {entry['batch_size']}: {bench_models.describe(entry['model'])}")
+    print(f"== xpcnn on {entry['backend']} vs {REFERENCE_NAME[ref]} ({entry['reference_device']}), "
+          f"{entry.get('dtype_policy', 'float32')}: {entry['model']} batch {entry['batch_size']}: "
+          f"{bench_models.describe(entry['model'])}")
     print(f"   {'':<6} {'xpcnn img/s':>12} {'reference':>12} {'ratio':>9} {'(min..max)':>14}")
     for mode in ("train", "infer"):
         if mode in sm:
@@ -183,15 +190,17 @@ def print_summary(entry: dict[str, Any]) -> None:
 
 
 def ratio_table(report: dict[str, Any]) -> list[str]:
-    """Markdown rows: one per backend, one column per configuration, the median training ratio in each."""
+    """Markdown rows: one per backend and dtype policy, one column per configuration, the median training
+    ratio in each."""
     cols = configs_in(report)
-    head = ["xpcnn on", "reference", *(f"{m} b{b}" for m, b in cols)]
+    head = ["xpcnn on", "policy", "reference", *(f"{m} b{b}" for m, b in cols)]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for backend in report["settings"]["backends"]:
-        cells = [backend, REFERENCE_NAME[REFERENCE[backend]]]
+    for backend, policy in _rows(report):
+        cells = [backend, policy, REFERENCE_NAME[REFERENCE[backend]] + _AUTOCAST.get(policy, "")]
         for model, batch in cols:
-            entry = next((e for e in report["results"] if (e["backend"], e["model"], e["batch_size"])
-                          == (backend, model, batch)), None)
+            entry = next((e for e in report["results"] if (e["backend"], e["model"], e["batch_size"],
+                                                           e.get("dtype_policy", "float32"))
+                          == (backend, model, batch, policy)), None)
             train = entry and entry["summary"].get("train")
             cells.append(f"{train['ratio']:.2f}x ({train['ratio_min']:.2f}..{train['ratio_max']:.2f})" if train
                          else "not run")
@@ -199,22 +208,30 @@ def ratio_table(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+_AUTOCAST = {"mixed_bfloat16": " (autocast bfloat16)", "mixed_float16": " (autocast float16 + GradScaler)"}
+
+
+def _rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    policies = report["settings"].get("dtype_policies", ["float32"])
+    return [(b, p) for b in report["settings"]["backends"] for p in policies if p == "float32" or b != "jax"]
+
+
 def configs_in(report: dict[str, Any]) -> list[tuple[str, int]]:
     return [tuple(c) for c in report["settings"]["configs"]]
 
 
 def run_compare(args: argparse.Namespace, report: dict[str, Any], save: Any) -> None:
-    for backend in args.backends:
+    for backend, policy in _rows(report):
         reference = REFERENCE[backend]
         probe_shuffle = None
         for model, batch in configs(args):
             rounds = []
             for r in range(args.rounds):
                 t0 = time.perf_counter()
-                xr = spawn(args, "xpcnn", backend, model, batch)
+                xr = spawn(args, "xpcnn", backend, model, batch, policy=policy)
                 if probe_shuffle is None:
                     probe_shuffle = bool(xr.get("fit_shuffles"))
-                rr = spawn(args, reference, backend, model, batch, shuffle=probe_shuffle)
+                rr = spawn(args, reference, backend, model, batch, shuffle=probe_shuffle, policy=policy)
                 ratio = {m: xr[f"{m}_images_per_s"] / rr[f"{m}_images_per_s"]
                          for m in ("train", "infer") if f"{m}_images_per_s" in xr and f"{m}_images_per_s" in rr}
                 rounds.append({"round": r, "xpcnn": xr, "reference": rr, "ratio": ratio})
@@ -223,7 +240,8 @@ def run_compare(args: argparse.Namespace, report: dict[str, Any], save: Any) -> 
                           f"img/s (ratio {ratio.get('train', float('nan')):.3f}), {time.perf_counter() - t0:.1f}s",
                           flush=True)
             entry = {"backend": backend, "reference": reference, "reference_device": rounds[0]["reference"]["device"],
-                     "model": model, "batch_size": batch, "layers": bench_models.describe(model),
+                     "model": model, "batch_size": batch, "dtype_policy": policy,
+                     "layers": bench_models.describe(model),
                      "rounds": rounds, "summary": summarise(rounds)}
             report["results"].append(entry)
             save()  # after every configuration: a run stopped by a time limit keeps what it measured
@@ -282,6 +300,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None,
                    help="threads for both sides: torch.set_num_threads and OMP/OPENBLAS/MKL_NUM_THREADS in the\n"
                         "workers (default: torch uses every usable core, the BLAS its own default)")
+    p.add_argument("--dtype-policies", nargs="+", default=["float32"], metavar="POLICY",
+                   choices=["float32", "mixed_bfloat16", "mixed_float16"],
+                   help="xpcnn.mixed_precision policies to measure, each against torch.autocast (default float32)")
     p.add_argument("--json", default=None, help="write results here (default: benchmarks/results/<date>-...json)")
     p.add_argument("--worker-timeout", type=float, default=1800.0, help="seconds before a worker is killed")
     p.add_argument("-v", "--verbose", action="store_true", help="print every round")
@@ -290,6 +311,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default=None, help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--shuffle", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--dtype-policy", default="float32", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     base = {**DEFAULTS, **(QUICK if args.quick else {})}
@@ -324,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         "mode": "profile" if args.profile else "compare",
         "settings": {
             "backends": args.backends, "device": args.device, "torch_device": args.torch_device, "dtype": "float32",
+            "dtype_policies": args.dtype_policies,
             "rounds": args.rounds, "steps": args.steps, "warmup": args.warmup, "models": args.models,
             "batch_sizes": args.batch_sizes, "configs": configs(args), "quick": args.quick, "seed": SEED,
             "threads": args.threads, "references": {b: REFERENCE_NAME[REFERENCE[b]] for b in args.backends},
@@ -352,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
             report["table"] = ratio_table(report)
         path = pathlib.Path(args.json) if args.json else HERE / "results" / (
             f"{started.date().isoformat()}-{machine_tag(report['machine'], device_name)}-{'-'.join(args.backends)}"
+            + "".join(f"-{p}" for p in args.dtype_policies if p != "float32")
             + ("-profile" if args.profile else "") + ("-quick" if args.quick else "") + ".json"
         )
         path.parent.mkdir(parents=True, exist_ok=True)

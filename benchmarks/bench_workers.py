@@ -107,6 +107,7 @@ def make_xpcnn_model(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
         torch.set_num_threads(args.threads or bench_env.usable_cores())
     xpcnn.manual_seed(SEED)
+    xpcnn.mixed_precision.set_global_policy(args.dtype_policy)  # before the layers are made: they take it
     model = bench_models.build_xpcnn(args.model)
     optimizer = Adam()
     model.compile(loss=CrossEntropy(), optimizer=optimizer, metrics=[])
@@ -131,7 +132,8 @@ def run_xpcnn(args: argparse.Namespace) -> dict[str, Any]:
     xt, yt = xpcnn.asarray(x_host), xpcnn.asarray(y_host)  # on the device before any timing
     fit_kwargs = _fit_kwargs(model)
     out: dict[str, Any] = {"framework": "xpcnn", "backend": backend.name, "device": str(backend.device),
-                           "fit_shuffles": _fit_shuffles(model)}
+                           "fit_shuffles": _fit_shuffles(model), "dtype_policy": model.dtype_policy.name,
+                           "optimizer": type(optimizer).__name__}
     out["rss_baseline_mb"] = bench_env.peak_rss_mb()
 
     def predict(xs: Any) -> None:
@@ -223,16 +225,22 @@ def run_torch(args: argparse.Namespace) -> dict[str, Any]:
     model = bench_models.build_torch(args.model).to(device=device, dtype=torch.float32)
     optimizer = torch.optim.Adam(model.parameters())
     criterion = torch.nn.CrossEntropyLoss()
+    half = {"mixed_bfloat16": torch.bfloat16, "mixed_float16": torch.float16}.get(args.dtype_policy)
+    scaler = torch.amp.GradScaler(device.type, enabled=half is torch.float16)
+
+    def autocast() -> Any:  # the mixed policy's counterpart: torch's own automatic mixed precision
+        return torch.autocast(device.type, dtype=half, enabled=half is not None)
 
     x_host, y_host = synthetic_data(args.model, steps * b)
     xt, yt = torch.from_numpy(x_host).to(device), torch.from_numpy(y_host).to(device)
     out: dict[str, Any] = {"framework": "torch", "device": str(device), "torch_threads": torch.get_num_threads(),
-                           "shuffle": args.shuffle}
+                           "shuffle": args.shuffle, "autocast": None if half is None else str(half),
+                           "grad_scaler": scaler.is_enabled()}
     out["rss_baseline_mb"] = bench_env.peak_rss_mb()
 
     def predict(xs: Any) -> None:
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             outs = [model(xs[i : i + b]) for i in range(0, xs.shape[0], b)]
             torch.cat(outs).cpu()
 
@@ -243,9 +251,12 @@ def run_torch(args: argparse.Namespace) -> dict[str, Any]:
                 idx = torch.from_numpy(idx).to(device)
             xb, yb = xs[idx], ys[idx]
             optimizer.zero_grad(set_to_none=True)
-            loss = criterion(model(xb), yb)
-            loss.backward()
-            optimizer.step()
+            with autocast():
+                logits = model(xb)
+            loss = criterion(logits.float(), yb)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
 
     if not args.skip_infer:
         if warmup:
@@ -268,6 +279,8 @@ def run_torch(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_jax(args: argparse.Namespace) -> dict[str, Any]:
+    if args.dtype_policy != "float32":
+        raise ValueError("the plain-JAX reference computes in float32 only")
     """The plain-JAX reference: the whole step (forward, cross-entropy, ``jax.grad``, Adam) under ``jax.jit``,
     the batches gathered on the device in the same shuffled order ``fit`` uses."""
     import jax

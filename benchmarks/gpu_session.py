@@ -11,7 +11,8 @@ GPU time comes in short windows, so this runs, in order, each step under its own
 3. ``torch-cuda`` and ``jax-gpu``: the fast subset of the suite (``-m "not slow and not serial"``) on
    PyTorch ``device="cuda"`` and on JAX's GPU;
 4. ``bench``: ``benchmarks/bench_train.py --backend cupy`` against PyTorch CUDA on the MNIST CNN at batch 256
-   and the CIFAR-shaped model at batch 128, with each side's device memory.
+   and the CIFAR-shaped model at batch 128, with each side's device memory, in float32 and under
+   ``mixed_float16`` (against PyTorch's ``torch.autocast`` with a ``GradScaler``).
 
 A step that finishes early leaves its time to the steps after it; one that runs out is interrupted (pytest
 still writes what ran) and reported as not finished. Everything lands in ``DIR`` as at most eight files:
@@ -218,8 +219,9 @@ def plan(args: argparse.Namespace, env: dict[str, str], out: pathlib.Path, tmp: 
         bench += ["--backend", "numpy", "--configs", "mnist:16", "--rounds", "1", "--steps", "2", "--warmup", "1"]
     else:
         bench += ["--backend", "cupy", "--configs", "mnist:256", "cifar:128", "--rounds", "3", "--steps", "30",
-                  "--warmup", "3"]
-    steps.append(Step("bench", "xpcnn on CuPy against PyTorch CUDA, MNIST b256 and CIFAR b128", 2.0,
+                  "--warmup", "3", "--dtype-policies", "float32", "mixed_float16"]
+    steps.append(Step("bench", "xpcnn on CuPy against PyTorch CUDA, MNIST b256 and CIFAR b128, float32 and "
+                               "mixed_float16 (against torch.autocast + GradScaler)", 2.0,
                       [Pass("bench", bench, env)]))
     for step in steps:
         if dry:
@@ -358,7 +360,8 @@ def bench_lines(path: pathlib.Path) -> list[str]:
                  f"{sm[mode]['reference_images_per_s']:.0f} img/s)" for mode in ("train", "infer") if mode in sm]
         memory = {k: v for k, v in sm["peak_rss_mb"].items() if "gpu" in k}
         lines.append(f"  {entry['backend']} vs {entry['reference']} on {entry['reference_device']}, "
-                     f"{entry['model']} b{entry['batch_size']}: " + ", ".join(parts)
+                     f"{entry['model']} b{entry['batch_size']} {entry.get('dtype_policy', 'float32')}: "
+                     + ", ".join(parts)
                      + (f"; device memory MB {memory}" if memory else ""))
     missing = [f"{m}:{b}" for m, b in s.get("configs") or [] if not any(
         e["model"] == m and e["batch_size"] == b for e in report["results"])]

@@ -14,6 +14,7 @@ Examples::
     python examples/train_mnist.py --epochs 5 --backend torch --device cuda:0
     python examples/train_mnist.py --quick                          # seconds: 2,000 training images
     python examples/train_mnist.py --backend torch --epochs 3 --one-cycle 4e-3 --target-accuracy 0.99
+    python examples/train_mnist.py --backend torch --dtype-policy mixed_bfloat16   # mixed precision
 
 The test set is evaluated after every epoch (the validation curves, of the weights being trained). At the
 end the script prints the test accuracy of the model ``fit`` returned and the wall time, saves the model to
@@ -86,6 +87,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help=f"a seconds-long run: {QUICK_TRAIN:,} training and {QUICK_TEST:,} test images")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--dtype-policy", default="float32", choices=xpcnn.mixed_precision.POLICY_NAMES,
+                   help="xpcnn.mixed_precision policy of the layers (default: float32)")
     p.add_argument("--one-cycle", type=float, default=None, metavar="MAX_LR",
                    help="1cycle schedule per step up to MAX_LR over --epochs (torch's OneCycleLR) instead of --lr")
     p.add_argument("--target-accuracy", type=float, default=None, metavar="A",
@@ -135,7 +138,8 @@ def main(argv: list[str] | None = None) -> float:
     device = int(args.device) if isinstance(args.device, str) and args.device.isdigit() else args.device
     backend = xpcnn.set_backend(args.backend, device=device)
     xpcnn.manual_seed(args.seed)
-    print(f"backend: {backend}")
+    xpcnn.mixed_precision.set_global_policy(args.dtype_policy)
+    print(f"backend: {backend}, dtype policy {args.dtype_policy}")
 
     (x_train, y_train), (x_test, y_test) = load(args.data)
     if args.quick:

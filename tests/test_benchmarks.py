@@ -38,7 +38,7 @@ def test_quick_run_prints_ratio_and_writes_json(tmp_path: pathlib.Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ratio" in proc.stdout
     assert "training throughput ratio xpcnn/reference" in proc.stdout
-    assert "| numpy | PyTorch eager | " in proc.stdout
+    assert "| numpy | float32 | PyTorch eager | " in proc.stdout
 
     report = json.loads(out.read_text())
     for key in ("schema", "date", "settings", "machine", "versions", "blas", "results"):
@@ -64,9 +64,23 @@ def test_quick_run_prints_ratio_and_writes_json(tmp_path: pathlib.Path) -> None:
         assert summary[mode]["ratio"] == pytest.approx(
             summary[mode]["xpcnn_images_per_s"] / summary[mode]["reference_images_per_s"]
         )
-    assert report["table"][2].startswith("| numpy | PyTorch eager | ")
+    assert report["table"][2].startswith("| numpy | float32 | PyTorch eager | ")
     for fw in ("xpcnn", "reference"):
         assert summary["peak_rss_mb"][f"{fw}_peak_train"] > 0
+
+
+@in_numpy_session
+def test_a_mixed_policy_runs_against_torch_autocast(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = _run("--quick", "--rounds", "1", "--backend", "torch", "--dtype-policies", "mixed_float16",
+                "--skip-infer", "--json", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (entry,) = json.loads(out.read_text())["results"]
+    assert entry["dtype_policy"] == "mixed_float16"
+    (one,) = entry["rounds"]
+    assert (one["xpcnn"]["dtype_policy"], one["xpcnn"]["optimizer"]) == ("mixed_float16", "LossScaleOptimizer")
+    assert (one["reference"]["autocast"], one["reference"]["grad_scaler"]) == ("torch.float16", True)
+    assert "| torch | mixed_float16 | PyTorch eager (autocast float16 + GradScaler) | " in proc.stdout
 
 
 @in_numpy_session

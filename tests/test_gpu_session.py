@@ -63,7 +63,7 @@ def test_dry_run_writes_the_promised_files(tmp_path: pathlib.Path) -> None:
     assert "DRY RUN" in summary and "failed: nothing" in summary and "did not finish: nothing" in summary
     for step in ("cupy", "no-host-sync", "torch-cuda", "jax-gpu", "bench"):
         assert re.search(rf"^{re.escape(step)}\s", summary, re.M), step
-    assert re.search(r"mnist b16: train \d+\.\d\dx", summary)
+    assert re.search(r"mnist b16 float32: train \d+\.\d\dx", summary)
     report = json.loads((out / "bench-train.json").read_text())
     assert [(e["model"], e["batch_size"]) for e in report["results"]] == [("mnist", 16)]
 
