@@ -90,15 +90,10 @@ def _write_if_changed(path: pathlib.Path, text: str) -> None:
 
 
 def _write_generated_api_pages() -> None:
-    """Two pages of the reference that follow the code (both git-ignored, rewritten when they change):
-
-    * ``api/xpcnn.rst``: the top-level namespace. Each name it re-exports links to its page in the module
-      that defines it (``xpcnn.Sequential`` is ``xpcnn.model.Sequential``), so no object is described twice;
-    * ``api/mixed_precision.rst``: ``xpcnn.mixed_precision`` (another issue adds it) when the module exists,
-      else a line saying this version has none.
-    """
+    """``api/xpcnn.rst`` (git-ignored, rewritten when it changes): the top-level namespace. Each name it
+    re-exports links to its page in the module that defines it (``xpcnn.Sequential`` is
+    ``xpcnn.model.Sequential``), so no object is described twice."""
     import importlib
-    import importlib.util
     import inspect
 
     from docstring_check import API_MODULES
@@ -121,13 +116,6 @@ def _write_generated_api_pages() -> None:
         lines += ["", ".. autosummary::", "   :toctree: generated", "   :nosignatures:", ""]
         lines += [f"   xpcnn.{name}" for name in own]
     _write_if_changed(DOCS / "api" / "xpcnn.rst", "\n".join(lines) + "\n")
-
-    if importlib.util.find_spec("xpcnn.mixed_precision") is not None:
-        text = ("Mixed precision\n===============\n\n.. autosummary::\n   :toctree: generated\n\n"
-                "   xpcnn.mixed_precision\n")
-    else:
-        text = "Mixed precision\n===============\n\nThis version of xpcnn has no ``xpcnn.mixed_precision``.\n"
-    _write_if_changed(DOCS / "api" / "mixed_precision.rst", text)
 
 
 _write_generated_api_pages()

@@ -37,10 +37,12 @@ class Policy:
 
     @property
     def compute_dtype(self) -> str | None:
+        """``"float16"``, ``"bfloat16"``, or None under ``"float32"`` (nothing is cast)."""
         return _COMPUTE[self.name]
 
     @property
     def variable_dtype(self) -> str:
+        """What the weights are kept in: float32 (the master weights)."""
         return "float32"
 
     @property

@@ -417,9 +417,11 @@ class LossScaleOptimizer(Optimizer):
 
     # the inner optimizer's hyper-parameters, read and set through the wrapper (schedules set ``lr``)
     lr = property(lambda self: self.inner_optimizer.lr,
-                  lambda self, value: setattr(self.inner_optimizer, "lr", value))
-    use_ema = property(lambda self: self.inner_optimizer.use_ema)
-    ema_momentum = property(lambda self: self.inner_optimizer.ema_momentum)
+                  lambda self, value: setattr(self.inner_optimizer, "lr", value),
+                  doc="The inner optimizer's learning rate (schedules set it through the wrapper).")
+    use_ema = property(lambda self: self.inner_optimizer.use_ema, doc="The inner optimizer's ``use_ema``.")
+    ema_momentum = property(lambda self: self.inner_optimizer.ema_momentum,
+                            doc="The inner optimizer's ``ema_momentum``.")
 
     @property
     def dynamic_scale(self) -> Any:

@@ -121,6 +121,7 @@ class Trainer(Inference):
 
     @property
     def compiled(self) -> bool:
+        """Whether ``compile`` gave the model a loss and an optimizer."""
         return self.loss is not None and self.optimizer is not None
 
     def _require_compiled(self, what: str) -> None:
@@ -129,6 +130,7 @@ class Trainer(Inference):
 
     @property
     def metrics_names(self) -> list[str]:
+        """The names of the logs a step reports: ``"loss"``, then the metrics'."""
         return self.objectives.log_names if self.objectives is not None else ["loss"]
 
     @property

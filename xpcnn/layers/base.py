@@ -159,6 +159,7 @@ class Layer:
     # --- the public contract ------------------------------------------------------------------------
     @property
     def built(self) -> bool:
+        """Whether the parameters exist (``build`` ran, or the first forward did)."""
         return self.input_shape is not None
 
     def build(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -224,12 +225,14 @@ class Layer:
         return self._cache, self._out_shape, self._input_dtype, self._computing, act
 
     def restore_call_state(self, state: Any) -> None:
+        """Put back what ``call_state`` returned, before that call's backward."""
         self._cache, self._out_shape, self._input_dtype, self._computing, act = state
         if self._activation is not None:
             self._activation.restore_call_state(act)
 
     @property
     def num_params(self) -> int:
+        """The number of parameter values (buffers not counted)."""
         return sum(math.prod(p.shape) for p in self.params.values())
 
     @property

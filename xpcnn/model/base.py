@@ -133,10 +133,12 @@ class LayerGraph(Trainer):
 
     @property
     def params(self) -> dict[str, Array]:
+        """Every layer's parameters keyed as the PyTorch module's (``"0.weight"``, ``"conv1.bias"``)."""
         return self._collect("params")
 
     @property
     def grads(self) -> dict[str, Array]:
+        """The gradients of the latest backward, keyed as ``params``."""
         return self._collect("grads")
 
     @property
@@ -184,6 +186,7 @@ class LayerGraph(Trainer):
 
     @property
     def buffers(self) -> dict[str, Array]:
+        """What layers keep besides parameters (batch norm's running statistics), keyed as ``params``."""
         return self._collect("buffers")
 
     def set_params(self, params: Mapping[str, Array]) -> None:
@@ -207,6 +210,7 @@ class LayerGraph(Trainer):
 
     @property
     def num_params(self) -> int:
+        """The number of parameter values of every layer (buffers not counted)."""
         return sum(math.prod(p.shape) for p in self.params.values())
 
     # --- state dicts -------------------------------------------------------------------------------------

@@ -82,6 +82,7 @@ class Model(LayerGraph):
 
     @property
     def input_names(self) -> list[str]:
+        """The name of each input (``Input(name=...)``), in the order ``forward`` takes them."""
         return [t.name for t in self.inputs]
 
     # --- what the shared executor needs -------------------------------------------------------------

@@ -79,6 +79,7 @@ class Sequential(LayerGraph):
     # --- building ----------------------------------------------------------------------------------------
     @property
     def built(self) -> bool:
+        """Whether the layers have their parameters (``input_shape=`` given, ``build`` or a first forward)."""
         return self.input_shape is not None
 
     def build(self, input_shape: Any) -> tuple[int, ...]:
