@@ -152,8 +152,11 @@ def compile_jit(request: pytest.FixtureRequest) -> Iterator[str]:
     mode = getattr(request, "param", "auto")
     original = Trainer.compile
     defaults = original.__defaults__
-    if mode == "eager":
-        Trainer.compile.__defaults__ = (*defaults[:-1], False)
+    if mode == "eager":  # the default of ``jit`` by its position among the parameters that have defaults
+        with_defaults = [p.name for p in inspect.signature(original).parameters.values()
+                         if p.default is not inspect.Parameter.empty]
+        at = with_defaults.index("jit")
+        Trainer.compile.__defaults__ = (*defaults[:at], False, *defaults[at + 1:])
     elif mode == "auto" and BACKEND == "jax" and request.module.__name__ in MODEL_LEVEL_MODULES:
         signature = inspect.signature(original)
 

@@ -141,3 +141,10 @@ def test_cupy_training_step_without_synchronisation(backend):
         for _ in range(3):
             logs = model.train_on_batch(xb, yb)
     assert np.isfinite(float(logs["loss"]))
+
+
+def test_the_model_level_variants_run_as_named(backend, compile_jit):
+    """conftest's ``[eager]`` variant must really turn ``compile``'s default to eager steps on JAX (it sets the
+    default by the parameter's name, whatever arguments ``compile`` gains after ``jit``)."""
+    model = _model()
+    assert model.step_functions.jit is (backend.name == "jax" and compile_jit != "eager")

@@ -14,6 +14,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+import warnings
 import zipfile
 
 import numpy as np
@@ -21,6 +22,7 @@ import pytest
 
 import xpcnn
 from conftest import BACKEND, DEVICE, REPO_ROOT
+from xpcnn import mixed_precision
 from xpcnn.callbacks import BackupAndRestore, Callback, EarlyStopping, ReduceLROnPlateau
 from xpcnn.layers import Dense, Dropout
 
@@ -250,6 +252,41 @@ def test_callbacks_go_on_with_their_state(backend, tmp_path):
     assert (resumed[0].best, resumed[0].wait) == (ref_callbacks[0].best, ref_callbacks[0].wait)
     assert resumed[1].best == ref_callbacks[1].best
     assert float(model.optimizer.lr) == float(reference.optimizer.lr) < 1e-3  # reduced, kept through the resume
+
+
+def test_a_mixed_float16_run_resumes_with_its_loss_scale(backend, tmp_path):
+    """Under mixed_float16 the loss scale and the count of skipped steps are state like the optimizer's
+    slots: rows of huge values overflow float16 in some batches (those steps are skipped, the scale halved),
+    and the resumed run ends with the bytes and the scale of the run never stopped."""
+    try:
+        xpcnn.backend.half_dtype("float16")
+    except ValueError as exc:
+        pytest.skip(str(exc))
+    x, y = _data()
+    x[::13] *= 1e5  # float16 holds up to 65504: three batches of each epoch overflow
+
+    def run(folder, *extra):
+        mixed_precision.set_global_policy("mixed_float16")
+        try:
+            model = _model()
+        finally:
+            mixed_precision.set_global_policy("float32")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's float16 warning, overflow in casts
+            model.fit(x, y, batch_size=8, epochs=3, verbose=0,
+                      callbacks=[*extra, BackupAndRestore(folder, save_freq=2)])
+        return model
+
+    reference = run(tmp_path / "ref")
+    skipped = float(xpcnn.to_numpy(reference.optimizer.state["loss_scale"]["skipped"]))
+    assert skipped > 0
+    with pytest.raises(Stop):
+        run(tmp_path / "b", StopAt(8))
+    model = run(tmp_path / "b")
+    assert _weights(model) == _weights(reference)
+    for name in ("scale", "good_steps", "skipped"):
+        assert (xpcnn.to_numpy(model.optimizer.state["loss_scale"][name])
+                == xpcnn.to_numpy(reference.optimizer.state["loss_scale"][name])), name
 
 
 def test_backups_are_kept_or_deleted_at_the_end(backend, tmp_path):
