@@ -32,7 +32,11 @@ from xpcnn.callbacks import ModelCheckpoint
 from xpcnn.layers import BatchNorm2D, Conv2D, Dense, Flatten, ReLU
 
 backend, out, mode = sys.argv[1], sys.argv[2], sys.argv[3]
-xpcnn.set_backend(backend, dtype="float64")
+xpcnn.set_backend(backend, dtype="float32" if mode == "mixed" else "float64")
+if mode == "mixed":  # float16 arithmetic on float32 weights, the loss scaled (a LossScaleOptimizer)
+    import warnings
+    warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's float16 warning
+    xpcnn.mixed_precision.set_global_policy("mixed_float16")
 comm = xpcnn.distributed.init()
 xpcnn.manual_seed(0)
 rng = np.random.default_rng(0)
@@ -149,6 +153,23 @@ def test_ranks_train_as_one_process(tmp_path, ranks):
     out = tmp_path / f"ok{ranks}"
     assert (out / "checkpoint.xpcnn").is_file()  # written by rank 0 only: one file, whole
     assert (several.stdout + several.stderr).count("Epoch 2/2") == 1  # only rank 0 prints
+
+
+def test_mixed_float16_ranks_stay_identical_and_train_as_one_process(tmp_path):
+    """Under mixed_float16 each rank's share of a batch goes through float16 with the loss scaled; the summed
+    float32 gradients are the same on every rank, so the ranks take the same steps (bit-identical weights and
+    loss scale) and end where one process ends, to float16 rounding (the shares are rounded separately)."""
+    single = _run(tmp_path, 1, "mixed")
+    assert single.returncode == 0, single.stderr[-3000:]
+    several = _run(tmp_path, 2, "mixed")
+    assert several.returncode == 0, several.stderr[-3000:]
+    reference, reference_logs = _results(tmp_path, 1, 0, "mixed")
+    first, _ = _results(tmp_path, 2, 0, "mixed")
+    second, logs = _results(tmp_path, 2, 1, "mixed")
+    for key, value in reference.items():
+        np.testing.assert_array_equal(first[key], second[key], err_msg=key)
+        np.testing.assert_allclose(first[key], value, rtol=0, atol=2e-2 * np.abs(value).max() + 1e-6, err_msg=key)
+    np.testing.assert_allclose(logs["history"]["loss"], reference_logs["history"]["loss"], rtol=1e-2)
 
 
 def test_an_error_on_one_rank_ends_every_rank(tmp_path):
