@@ -2,9 +2,10 @@
 
 Under ``"mixed_float16"`` or ``"mixed_bfloat16"`` convolutions, dense layers, pooling and the layers between
 them compute in the half dtype, on half-precision copies of float32 weights cast at each forward (the master
-weights stay float32, and so do their gradients and the optimizer's update). Batch norm normalises in float32
-and hands the half dtype on; softmax, sigmoid and the preprocessing layers compute in float32; a model's
-outputs, and so its loss and metrics, are float32. ``"float32"``, the default, casts nothing: every array
+weights stay float32, and so do their gradients and the optimizer's update). Batch norm takes and hands on
+the half dtype but computes its statistics and normalisation in float32 (its parameters' dtype, as PyTorch's
+kernels do); softmax, sigmoid and the preprocessing layers compute in float32; a model's outputs, and so its
+loss and metrics, are float32. ``"float32"``, the default, casts nothing: every array
 keeps the backend's dtype (float64 too, under ``set_backend(..., dtype="float64")``).
 
 A layer takes the global policy when it is created (as in Keras); ``layer.dtype_policy`` and

@@ -129,8 +129,9 @@ class Layer:
     """
 
     input_ndim: ClassVar[int | tuple[int, ...] | None] = None
-    #: Under a mixed policy, compute in float32 rather than the half dtype (batch norm's statistics, softmax,
-    #: sigmoid, preprocessing: what loses too much in half precision), as ``torch.autocast``'s float32 ops.
+    #: Under a mixed policy, compute in float32 rather than the half dtype (softmax, sigmoid, preprocessing:
+    #: what loses too much in half precision), as ``torch.autocast``'s float32 ops. Batch norm needs no flag:
+    #: its op normalises a half-precision input in its float32 parameters' dtype.
     computes_in_float32: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -29,8 +29,6 @@ _FROZEN = object()  # in place of the cache's sync: the forward ran in inference
 class _BatchNorm(Layer):
     """Batch statistics when training (and a momentum update of the running ones), running ones otherwise."""
 
-    computes_in_float32 = True
-
     def __init__(self, momentum: float = 0.1, eps: float = 1e-5, affine: bool = True,
                  track_running_stats: bool = True, *, name: str | None = None) -> None:
         super().__init__(name)

@@ -42,6 +42,19 @@ def check_training_batch(shape: tuple[int, ...], owner: str = "batch_norm") -> N
         )
 
 
+def _widened(x: Any, like: Any) -> Any:
+    """``x`` in the dtype of ``like`` (a parameter or statistic) when that is another floating dtype: under
+    mixed precision a half-precision input is normalised in its float32 parameters' dtype, as PyTorch's
+    kernels do (a batch's statistics summed in 16 bits would lose too much)."""
+    if like is None or x.dtype == like.dtype:
+        return x
+    return array_api_compat.array_namespace(x).astype(x, like.dtype)
+
+
+def _narrowed(y: Any, dtype: Any) -> Any:
+    return y if y.dtype == dtype else array_api_compat.array_namespace(y).astype(y, dtype)
+
+
 def _batch_moments(x: Any) -> tuple[Any, Any]:
     """Per-channel mean ``(C,)`` and ``x`` centred on it."""
     xp = array_api_compat.array_namespace(x)
@@ -60,7 +73,8 @@ def batch_norm(
     part) count as ones/zeros; ``running_mean``/``running_var`` None (no running statistics, then
     ``training`` must be True: the batch's are the only ones) come back None. With ``return_saved`` a fourth item
     follows: what ``batch_norm_backward(..., saved=saved)`` reuses for this ``x`` (the batch mean and 1/std
-    per channel, as PyTorch saves them; None outside training).
+    per channel, as PyTorch saves them; None outside training). An ``x`` in a half dtype with float32
+    parameters or statistics (mixed precision) is normalised in float32, and ``y`` comes back in ``x``'s dtype.
     """
     xp = array_api_compat.array_namespace(*(a for a in (x, weight, bias, running_mean, running_var) if a is not None))
     if not training and running_mean is None:
@@ -71,7 +85,8 @@ def batch_norm(
     if native is not None:
         *result, saved = native(x, weight, bias, running_mean, running_var, training, momentum, eps)
         return (*result, saved) if return_saved else tuple(result)
-    saved = None
+    saved, out_dtype = None, x.dtype
+    x = _widened(x, weight if weight is not None else running_mean)
     if training:
         mean, centered = _batch_moments(x)
         var = xp.mean(centered * centered, axis=_reduced_axes(x.ndim))
@@ -89,6 +104,7 @@ def batch_norm(
     y *= _per_channel(scale if weight is None else weight * scale, x.ndim)
     if bias is not None:
         y += _per_channel(bias, x.ndim)
+    y = _narrowed(y, out_dtype)
     return (y, running_mean, running_var, saved) if return_saved else (y, running_mean, running_var)
 
 
@@ -101,13 +117,16 @@ def batch_norm_backward(
 
     With x_hat = (x - mean) / std and k = weight / std per channel:
     dx = k * (dy - mean(dy) - x_hat * mean(dy * x_hat)), written as ``dy * k - (centered * a + b)`` with
-    per-channel a, b, so that the full-size passes are few.
+    per-channel a, b, so that the full-size passes are few. Half-precision ``dy`` and ``x`` with float32
+    ``weight`` or ``saved`` statistics are computed in float32; ``dx`` comes back in ``dy``'s dtype.
     """
     xp = array_api_compat.array_namespace(*(a for a in (dy, x, weight) if a is not None))
     native = _native.kernel(xp, "batch_norm_backward")
     if native is not None:
         return native(dy, x, weight, eps, saved)
-    axes, ndim = _reduced_axes(x.ndim), x.ndim
+    axes, ndim, out_dtype = _reduced_axes(x.ndim), x.ndim, dy.dtype
+    like = weight if weight is not None else (saved[0] if saved is not None else None)
+    dy, x = _widened(dy, like), _widened(x, like)
     if saved is not None:
         mean, inv_std = saved
         centered = x - _per_channel(mean, ndim)
@@ -123,6 +142,7 @@ def batch_norm_backward(
     correction *= _per_channel(k * inv_std * dweight / count, ndim)
     correction += _per_channel(k * dbias / count, ndim)
     dx -= correction
+    dx = _narrowed(dx, out_dtype)
     return (dx, None, None) if weight is None else (dx, dweight, dbias)
 
 
@@ -132,11 +152,12 @@ def batch_norm_inference_backward(
     """Gradients ``(dx, dweight, dbias)`` of inference-mode ``batch_norm``, whose statistics are constants (the
     running ones): dx = dy * weight / sqrt(var + eps), dweight = sum(dy * x_hat), dbias = sum(dy) per channel.
     What a frozen batch norm back-propagates while the network around it trains; ``weight`` None (no affine
-    part): ones, and dweight and dbias come back None."""
+    part): ones, and dweight and dbias come back None. Mixed dtypes: as ``batch_norm_backward``."""
     xp = array_api_compat.array_namespace(*(a for a in (dy, x, weight, running_mean, running_var) if a is not None))
-    axes, ndim = _reduced_axes(x.ndim), x.ndim
+    axes, ndim, out_dtype = _reduced_axes(x.ndim), x.ndim, dy.dtype
+    dy, x = _widened(dy, running_var), _widened(x, running_var)
     inv_std = 1.0 / xp.sqrt(running_var + eps)
-    dx = dy * _per_channel(inv_std if weight is None else weight * inv_std, ndim)
+    dx = _narrowed(dy * _per_channel(inv_std if weight is None else weight * inv_std, ndim), out_dtype)
     if weight is None:
         return dx, None, None
     dweight = xp.sum(dy * (x - _per_channel(running_mean, ndim)), axis=axes) * inv_std
@@ -150,8 +171,10 @@ def sync_batch_norm(
     """Training-mode ``batch_norm`` over a batch split between processes: ``reduce`` sums a list of arrays over
     them (``Communicator.allreduce_sum``), so the statistics are those of the whole batch. Returns ``(y,
     running_mean, running_var, saved)``; ``saved`` goes to ``sync_batch_norm_backward``. ``x`` may hold no
-    sample (a process with an empty share still takes part in the sums)."""
+    sample (a process with an empty share still takes part in the sums). Mixed dtypes: as ``batch_norm``."""
     xp = array_api_compat.array_namespace(*(a for a in (x, weight, running_mean) if a is not None))
+    out_dtype = x.dtype
+    x = _widened(x, weight if weight is not None else running_mean)
     axes, ndim = _reduced_axes(x.ndim), x.ndim
     local = xp.asarray([_values_per_channel(tuple(x.shape))], dtype=x.dtype, device=array_api_compat.device(x))
     total, sq, count = reduce([xp.sum(x, axis=axes), xp.sum(x * x, axis=axes), local])
@@ -166,15 +189,17 @@ def sync_batch_norm(
     y = (x - _per_channel(mean, ndim)) * _per_channel(scale, ndim)
     if bias is not None:
         y += _per_channel(bias, ndim)
-    return y, running_mean, running_var, (mean, inv_std, count)
+    return _narrowed(y, out_dtype), running_mean, running_var, (mean, inv_std, count)
 
 
 def sync_batch_norm_backward(dy: Any, x: Any, weight: Any, saved: Any, reduce: Any) -> tuple[Any, Any, Any]:
     """Gradients of ``sync_batch_norm``: ``dx`` with the whole batch's sums of ``dy`` and ``dy * x_hat``, and
-    this process's share of ``dweight``/``dbias`` (their sum over the processes is the whole gradient)."""
+    this process's share of ``dweight``/``dbias`` (their sum over the processes is the whole gradient).
+    Mixed dtypes: as ``batch_norm_backward``."""
     xp = array_api_compat.array_namespace(*(a for a in (dy, x, weight) if a is not None))
-    axes, ndim = _reduced_axes(x.ndim), x.ndim
+    axes, ndim, out_dtype = _reduced_axes(x.ndim), x.ndim, dy.dtype
     mean, inv_std, count = saved
+    dy, x = _widened(dy, mean), _widened(x, mean)
     centered = x - _per_channel(mean, ndim)
     dbias = xp.sum(dy, axis=axes)
     dweight = xp.sum(dy * centered, axis=axes) * inv_std
@@ -182,4 +207,5 @@ def sync_batch_norm_backward(dy: Any, x: Any, weight: Any, saved: Any, reduce: A
     k = inv_std if weight is None else weight * inv_std
     dx = (dy - _per_channel(total_dbias / count, ndim)
           - centered * _per_channel(inv_std * total_dweight / count, ndim)) * _per_channel(k, ndim)
+    dx = _narrowed(dx, out_dtype)
     return (dx, None, None) if weight is None else (dx, dweight, dbias)
