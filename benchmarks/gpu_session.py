@@ -21,8 +21,8 @@ which is also printed last. The exit code is 0 when every step finished green, 1
 session cannot start (no GPU, missing packages).
 
 No network is needed. Wheels found in ``--wheels`` (default ``.wheels/``: array-api-compat,
-array-api-extra, array-api-strict; the README's GPU section says how to download them) are installed into
-a private folder put first on ``PYTHONPATH`` with the checkout itself, so the machine's own CuPy, PyTorch
+array-api-extra, array-api-strict; docs/guides/gpu.md says how to download them) are installed into a
+private folder put first on ``PYTHONPATH`` with the checkout itself, so the machine's own CuPy, PyTorch
 and JAX are never touched and xpcnn needs no build. ``--dry-run`` runs the same harness on a CPU machine with
 the numpy backend in place of every GPU step, a few test files and a tiny benchmark, so that the test suite
 can run it and it cannot rot.
@@ -441,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
             info = probe_environment(env)
             if info["missing"]:
                 raise SetupError(f"cannot import {', '.join(info['missing'])}. Put their wheels in {args.wheels} "
-                                 "(README, section GPU, has the pip download command).")
+                                 "(docs/guides/gpu.md has the pip download command).")
         except SetupError as exc:
             print(f"gpu_session: {exc}", file=sys.stderr)
             log.write(f"setup failed: {exc}\n")

@@ -5,7 +5,7 @@ variant and seed and prints the test accuracy of each run and the mean per varia
 is judged on its spread, not on a lucky seed. The optimizer is Adam at ``--lr`` (default 1e-3, the recipe of
 issue 4), batch 64, with a moving average of the weights when ``--ema`` gives its momentum (the example's
 defaults are ``--lr 2e-3 --ema 0.99``). The accuracy is that of the model ``fit`` returns (the averaged
-weights with ``--ema``). The README's MNIST tables come from::
+weights with ``--ema``). The MNIST tables of docs/guides/results.md come from::
 
     OMP_NUM_THREADS=1 python benchmarks/mnist_seeds.py --seeds 0 1 2
     OMP_NUM_THREADS=1 python benchmarks/mnist_seeds.py --variants he --seeds 0 1 2 3 4 [--lr 2e-3] [--ema 0.99]

@@ -6,7 +6,7 @@
 Adam at lr 2e-3 keeping a moving average of the weights (momentum 0.99, Keras's ``use_ema``); ``fit`` ends
 with the averaged weights, and they are what is tested and saved. Issue 4 first named Adam at 1e-3 without
 the average (``--lr 1e-3 --ema 0``): over five seeds that recipe averages about 98.4% after one epoch, short
-of the 98.5% target, while this one averages about 98.9% (README, "MNIST results").
+of the 98.5% target, while this one averages about 98.9% (docs/guides/results.md, "MNIST").
 
 Examples::
 
