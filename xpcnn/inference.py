@@ -81,9 +81,46 @@ class Inference(TrainerInputs):
                  steps: int | None = None) -> dict[str, float]:
         """Loss and metrics over ``(x, y)`` in inference mode: ``{"loss": float, "accuracy": float, ...}``.
 
-        ``x`` takes what ``fit`` takes (arrays with ``y``, or a stream of ``(x, y)`` batches, ``steps`` of
-        them). The batch values are summed on the device and read back once. With ``distributed`` (several
-        ranks) each rank evaluates its share of every batch and every rank returns the sums over all of them.
+        The batch values are summed on the device and read back once.
+
+        Parameters
+        ----------
+        x : array, list of arrays, or a stream
+            What ``fit`` takes: arrays with ``y``, or a stream of ``(x, y)`` batches.
+        y : array or list of arrays, optional
+            The targets of array inputs.
+        batch_size : int, optional
+            Samples per batch for array inputs; 32 by default.
+        verbose : {0, 1, 2}, default 0
+            0 silent, else a progress bar.
+        callbacks : list of Callback, optional
+            They get ``on_test_begin``/``_end`` and the ``on_test_batch_*`` hooks.
+        distributed : optional
+            A communicator from ``xpcnn.distributed.init()``: with several ranks each rank evaluates its share
+            of every batch and every rank returns the sums over all of them.
+        steps : int, optional
+            Batches of a stream to read (default: all).
+
+        Returns
+        -------
+        dict of str to float
+            The mean loss and metrics over the samples.
+
+        Raises
+        ------
+        RuntimeError
+            If the model is not compiled.
+        ValueError
+            If the inputs do not fit the model, or ``verbose`` is not 0, 1 or 2.
+
+        Examples
+        --------
+        >>> from xpcnn.layers import Dense, Flatten
+        >>> model = xpcnn.Sequential([Flatten(), Dense(10)], input_shape=(1, 28, 28))
+        >>> model.compile(loss="cross_entropy", optimizer="sgd", metrics=["accuracy"])
+        >>> scores = model.evaluate(np.zeros((20, 1, 28, 28), dtype="float32"), np.arange(20) % 10)
+        >>> sorted(scores)
+        ['accuracy', 'loss']
         """
         self._require_compiled("evaluate")
         batch_size, steps, verbose = _checked_sizes(batch_size, steps, verbose, "evaluate")
@@ -111,11 +148,39 @@ class Inference(TrainerInputs):
                 callbacks: Sequence[Any] | None = None, distributed: Any = None, steps: int | None = None) -> Array:
         """The outputs for every sample of ``x``, concatenated on the device (an array of the current backend).
 
-        ``x``: arrays, or a stream of batches (``x`` alone or ``(x, y)``, whose ``y`` is ignored), ``steps``
-        of them. ``callbacks`` get ``on_predict_begin``/``_end`` and, per batch,
-        ``on_predict_batch_begin``/``_end`` with ``{"outputs": <the batch's outputs on the device>, "size":
-        n}``. With ``distributed`` (several ranks) each rank computes its share of every batch and every rank
-        returns all the outputs.
+        Parameters
+        ----------
+        x : array, list of arrays, or a stream
+            Arrays, or a stream of batches (``x`` alone or ``(x, y)``, whose ``y`` is ignored).
+        batch_size : int, optional
+            Samples per batch for array inputs; 32 by default.
+        verbose : {0, 1, 2}, default 0
+            0 silent, else a progress bar (when ``tqdm`` is installed).
+        callbacks : list of Callback, optional
+            They get ``on_predict_begin``/``_end`` and, per batch, ``on_predict_batch_begin``/``_end`` with
+            ``{"outputs": <the batch's outputs on the device>, "size": n}``.
+        distributed : optional
+            A communicator from ``xpcnn.distributed.init()``: with several ranks each rank computes its share
+            of every batch and every rank returns all the outputs.
+        steps : int, optional
+            Batches of a stream to read (default: all).
+
+        Returns
+        -------
+        array or list of arrays
+            The outputs, samples in the order of ``x``; a list of one array per output for several outputs.
+
+        Raises
+        ------
+        ValueError
+            If the input's per-sample shape does not fit the model, or ``verbose`` is not 0, 1 or 2.
+
+        Examples
+        --------
+        >>> from xpcnn.layers import Dense, Flatten
+        >>> model = xpcnn.Sequential([Flatten(), Dense(10)], input_shape=(1, 28, 28))
+        >>> model.predict(np.zeros((100, 1, 28, 28), dtype="float32"), batch_size=32).shape
+        (100, 10)
         """
         batch_size, steps, verbose = _checked_sizes(batch_size, steps, verbose, "predict")
         parallel = data_parallel(distributed)

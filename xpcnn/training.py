@@ -7,10 +7,10 @@ only the layer-graph protocol: ``name``, ``built``, ``build(shape)``, ``compute_
 ``set_buffers``, so that ``Sequential`` and graph models train with the same code. The steps themselves are
 functions of explicit state (``xpcnn.step_functions``), eager or compiled with ``jax.jit``.
 
-Training never waits for the host between batches: the data are checked once (``xpcnn.trainer_inputs``) and moved to the device once,
-the loss and the metrics of a batch stay 0-d device arrays, and the epoch totals are device sums weighted by
-the batch size, read back once at the end of the epoch. Everything that reads values on the host (label
-ranges, shapes) happens before training starts, and before any state changes.
+Training never waits for the host between batches: the data are checked once (``xpcnn.trainer_inputs``) and
+moved to the device once, the loss and the metrics of a batch stay 0-d device arrays, and the epoch totals are
+device sums weighted by the batch size, read back once at the end of the epoch. Everything that reads values on
+the host (label ranges, shapes) happens before training starts, and before any state changes.
 """
 
 from __future__ import annotations
@@ -86,15 +86,42 @@ class Trainer(Inference):
                 jit: bool | str = "auto", auto_scale_loss: bool = True) -> None:
         """Choose the loss (object or name), the optimizer (object or name) and the metrics to report.
 
-        Metrics: ``"accuracy"`` (binary accuracy with binary cross-entropy), ``"top_k_accuracy"`` (k=5,
-        reported as ``"top_5_accuracy"``) or ``xpcnn.metrics.TopKAccuracy(k)``. A cross-entropy given by name
-        takes probabilities when the model's output comes out of a softmax (a sigmoid for the binary one),
-        logits otherwise. With several outputs ``loss``, ``metrics`` and ``loss_weights`` may be given per
-        output, as lists or dicts by output name (``xpcnn.objectives``). ``jit``: ``"auto"`` compiles the train,
-        test and predict steps with ``jax.jit`` on the JAX backend and runs them eagerly elsewhere; ``True``
-        insists on compiling (JAX only), ``False`` always runs eagerly. ``auto_scale_loss`` (Keras's name): when
-        a layer computes in float16 (``xpcnn.mixed_precision``), wrap the optimizer in a
-        ``LossScaleOptimizer`` unless it is one.
+        A cross-entropy given by name takes probabilities when the model's output comes out of a softmax (a
+        sigmoid for the binary one), logits otherwise. With several outputs ``loss``, ``metrics`` and
+        ``loss_weights`` may be given per output, as lists or dicts by output name (``xpcnn.objectives``).
+
+        Parameters
+        ----------
+        loss : str or Loss
+            ``"cross_entropy"``, ``"binary_cross_entropy"``, ``"mse"``, Keras's spellings of them, or a loss
+            object (``xpcnn.losses.get``).
+        optimizer : str or Optimizer
+            ``"sgd"``, ``"adam"``, ... or an optimizer object (``xpcnn.optimizers.get``).
+        metrics : list, optional
+            ``"accuracy"`` (binary accuracy with binary cross-entropy), ``"top_k_accuracy"`` (k=5, reported
+            as ``"top_5_accuracy"``) or metric objects such as ``xpcnn.metrics.TopKAccuracy(k)``.
+        loss_weights : list or dict, optional
+            The weight of each output's loss in the total (several outputs only).
+        jit : {"auto", True, False}, default "auto"
+            ``"auto"`` compiles the train, test and predict steps with ``jax.jit`` on the JAX backend and runs
+            them eagerly elsewhere; ``True`` insists on compiling (JAX only), ``False`` always runs eagerly.
+        auto_scale_loss : bool, default True
+            Keras's name: when a layer computes in float16 (``xpcnn.mixed_precision``), wrap the optimizer in
+            a ``LossScaleOptimizer`` unless it is one.
+
+        Raises
+        ------
+        ValueError
+            If a name is unknown, per-output arguments do not match the outputs, or ``jit`` is invalid
+            (``True`` off the JAX backend).
+
+        Examples
+        --------
+        >>> from xpcnn.layers import Dense, Flatten
+        >>> model = xpcnn.Sequential([Flatten(), Dense(10)], input_shape=(1, 28, 28))
+        >>> model.compile(loss="cross_entropy", optimizer="adam", metrics=["accuracy"])
+        >>> model.metrics_names
+        ['loss', 'accuracy']
         """
         if jit not in JIT_CHOICES or isinstance(jit, int) and not isinstance(jit, bool):
             raise ValueError(f"jit must be True, False or 'auto', got {jit!r}")
@@ -154,12 +181,56 @@ class Trainer(Inference):
 
         Nothing is read back: call ``float()`` on the values only when you log them. Host-side label
         checks run only for NumPy/list targets (free there); device targets are not inspected.
+
+        Parameters
+        ----------
+        x : array or list of arrays
+            One batch of inputs, batch axis first.
+        y : array or list of arrays
+            Its targets (class indices for a cross-entropy).
+
+        Returns
+        -------
+        dict of str to array
+            The batch's loss and metrics, 0-d arrays on the device.
+
+        Raises
+        ------
+        RuntimeError
+            If the model is not compiled.
+
+        Examples
+        --------
+        >>> from xpcnn.layers import Dense, Flatten
+        >>> model = xpcnn.Sequential([Flatten(), Dense(10)], input_shape=(1, 28, 28))
+        >>> model.compile(loss="cross_entropy", optimizer="sgd", metrics=["accuracy"])
+        >>> logs = model.train_on_batch(np.zeros((8, 1, 28, 28), dtype="float32"), np.arange(8))
+        >>> sorted(logs), logs["loss"].shape
+        (['accuracy', 'loss'], ())
         """
         self._require_compiled("train_on_batch")
         return self.step_functions.train(*self._batch(x, y), None)[0]
 
     def test_on_batch(self, x: Any, y: Any) -> dict[str, Array]:
-        """Loss and metrics of one batch in inference mode, as 0-d device arrays (no update)."""
+        """Loss and metrics of one batch in inference mode, as 0-d device arrays (no update).
+
+        Parameters
+        ----------
+        x : array or list of arrays
+            One batch of inputs, batch axis first.
+        y : array or list of arrays
+            Its targets.
+
+        Returns
+        -------
+        dict of str to array
+            As ``train_on_batch``.
+
+        Raises
+        ------
+        RuntimeError
+            If the model is not compiled.
+        """
         self._require_compiled("test_on_batch")
         return self.step_functions.test(*self._batch(x, y), None)[0]
 
@@ -185,33 +256,87 @@ class Trainer(Inference):
     ) -> Any:
         """Train for ``epochs - initial_epoch`` epochs; return a ``History`` (``history.history["loss"]`` ...).
 
-        ``x``: arrays (NumPy, lists, or arrays of the current backend; ``y`` the targets, ``batch_size``
-        default 32, moved to the device once), or a stream of ``(x, y)`` batches with ``y=None`` and no
-        ``batch_size``: an ``xpcnn.DataLoader`` (arrays, or a dataset read by workers), a Keras
-        ``PyDataset``-style object (``len()`` batches, ``[i]`` the i-th), or any iterable (a generator, a
-        PyTorch ``DataLoader``). ``steps_per_epoch`` batches make an epoch (default: one pass; with it, a
-        stream goes on across epochs). ``shuffle`` applies to arrays only, as in Keras.
-        ``validation_split`` holds out the LAST fraction of the array samples (before shuffling), like Keras;
-        ``validation_data`` (a pair of arrays, or a stream, ``validation_steps`` batches of it) takes
-        precedence. ``verbose``: 0 silent, 1 progress bar, 2 one line per epoch.
         With an optimizer that averages the weights (``use_ema=True``) the epochs train and validate the
         raw weights, and the model holds the averaged ones when a ``fit`` that took a step returns (Keras's
         behaviour), with batch-norm running statistics re-estimated for them by one forward pass over the
         training data (``xpcnn.batch_norm_stats.update_bn``, as ``torch.optim.swa_utils.update_bn``).
-        Raises ValueError before anything changes when x and y differ in length, labels are out of range, or
-        (unless ``check_finite=False``) x, a floating y or the validation data hold NaN or infinity; a stream
-        is checked by its first batch before training, and for NaN batch by batch as it is read.
 
-        ``distributed``: a communicator from ``xpcnn.distributed.init()``. On several ranks (``mpiexec``) the
-        model trains data-parallel: rank 0's weights, buffers and random stream everywhere at the start, the
-        same data order on every rank, each rank a contiguous share of every global batch of ``batch_size``
-        (read only by that rank, for a ``DataLoader``), gradients averaged over the global batch (by sample
-        count), the same update on every rank; the logs and validation summed over the ranks, batch-norm
-        running statistics averaged at each epoch's end; only rank 0 prints and writes files. An error on one
-        rank ends every rank. Steps run eagerly.
-        ``sync_batch_norm=True``: batch norm's training statistics over the global batch instead of each rank's.
-        ``transform``: data augmentation applied on the device to each training batch's inputs (for example
-        ``xpcnn.transforms.Compose([RandomFlip(), RandomRotation(10)])``), never to validation data.
+        Parameters
+        ----------
+        x : array, list of arrays, or a stream
+            Arrays (NumPy, lists, or arrays of the current backend; moved to the device once), or a stream of
+            ``(x, y)`` batches with ``y=None`` and no ``batch_size``: an ``xpcnn.DataLoader`` (arrays, or a
+            dataset read by workers), a Keras ``PyDataset``-style object (``len()`` batches, ``[i]`` the
+            i-th), or any iterable (a generator, a PyTorch ``DataLoader``).
+        y : array or list of arrays, optional
+            The targets of array inputs.
+        batch_size : int, optional
+            Samples per batch for array inputs; 32 by default.
+        epochs : int, default 1
+            The epoch to end at: the run trains epochs ``initial_epoch`` to ``epochs - 1``.
+        validation_data : tuple or stream, optional
+            A pair ``(x_val, y_val)`` of arrays, or a stream (``validation_steps`` batches of it); evaluated
+            at the end of every epoch as ``val_<name>`` logs. Takes precedence over ``validation_split``.
+        validation_split : float, default 0.0
+            Holds out the LAST fraction of the array samples (before shuffling), like Keras.
+        shuffle : bool, default True
+            Shuffle array inputs each epoch (arrays only, as in Keras).
+        callbacks : list of Callback, optional
+            ``xpcnn.callbacks`` objects.
+        verbose : {0, 1, 2}, default 1
+            0 silent, 1 progress bar, 2 one line per epoch.
+        initial_epoch : int, default 0
+            The epoch to start from (resuming a run).
+        check_finite : bool, default True
+            Check x, a floating y and the validation data for NaN and infinity.
+        distributed : optional
+            A communicator from ``xpcnn.distributed.init()``. On several ranks (``mpiexec``) the model trains
+            data-parallel: rank 0's weights, buffers and random stream everywhere at the start, the same data
+            order on every rank, each rank a contiguous share of every global batch of ``batch_size`` (read
+            only by that rank, for a ``DataLoader``), gradients averaged over the global batch (by sample
+            count), the same update on every rank; the logs and validation summed over the ranks, batch-norm
+            running statistics averaged at each epoch's end; only rank 0 prints and writes files. An error on
+            one rank ends every rank. Steps run eagerly.
+        sync_batch_norm : bool, default False
+            Batch norm's training statistics over the global batch instead of each rank's.
+        transform : callable, optional
+            Data augmentation applied on the device to each training batch's inputs (for example
+            ``xpcnn.transforms.Compose([RandomFlip(), RandomRotation(10)])``), never to validation data.
+        steps_per_epoch : int, optional
+            Batches per epoch (default: one pass; with it, a stream goes on across epochs).
+        validation_steps : int, optional
+            Batches of ``validation_data`` per validation.
+
+        Returns
+        -------
+        History
+            ``history.history`` maps each log name (``"loss"``, the metrics, ``"val_..."``, ``"lr"``) to its
+            value at each epoch's end; ``history.epoch`` lists the epochs.
+
+        Raises
+        ------
+        RuntimeError
+            If the model is not compiled.
+        ValueError
+            Before anything changes, when x and y differ in length, labels are out of range, or (unless
+            ``check_finite=False``) x, a floating y or the validation data hold NaN or infinity; a stream is
+            checked by its first batch before training, and for NaN batch by batch as it is read. Also for an
+            argument out of its range (``validation_split`` outside ``[0, 1)``, ``verbose`` not 0, 1 or 2).
+        TypeError
+            If an argument has the wrong type (a count that is no int, a callback that is no ``Callback``).
+        xpcnn.TrainingPreempted
+            When a SIGTERM stops the run (``xpcnn.preemption``).
+
+        Examples
+        --------
+        >>> from xpcnn.layers import Dense, Flatten
+        >>> model = xpcnn.Sequential([Flatten(), Dense(10)], input_shape=(1, 28, 28))
+        >>> model.compile(loss="cross_entropy", optimizer="adam", metrics=["accuracy"])
+        >>> x = np.random.default_rng(0).random((64, 1, 28, 28), dtype=np.float32)
+        >>> y = np.arange(64) % 10
+        >>> history = model.fit(x, y, batch_size=16, epochs=2, validation_split=0.25, verbose=0)
+        >>> sorted(history.history), history.epoch
+        (['accuracy', 'loss', 'lr', 'val_accuracy', 'val_loss'], [0, 1])
         """
         parallel = data_parallel(distributed)
         train, val, callback_list, epochs, initial_epoch, verbose = _agreed(parallel, lambda: self._fit_inputs(
@@ -401,14 +526,36 @@ class Trainer(Inference):
     # --- a running fit's state (BackupAndRestore) -----------------------------------------------------------
     def training_state(self) -> dict[str, Any]:
         """Everything a backup of the running ``fit`` holds (``xpcnn.run_state``): for callbacks, at the end
-        of a training batch or of an epoch."""
+        of a training batch or of an epoch.
+
+        Returns
+        -------
+        dict
+            What ``load_training_state`` takes.
+
+        Raises
+        ------
+        RuntimeError
+            Outside a running ``fit``.
+        """
         if self._fit_run is None:
             raise RuntimeError(f"{self.name}: training_state() is for callbacks while fit runs")
         return self._fit_run.state()
 
     def load_training_state(self, state: dict[str, Any]) -> None:
         """Go on from ``state`` (what ``training_state()`` gave, or a backup read back): for a callback's
-        ``on_train_begin``."""
+        ``on_train_begin``.
+
+        Parameters
+        ----------
+        state : dict
+            What ``training_state()`` returned.
+
+        Raises
+        ------
+        RuntimeError
+            Outside a running ``fit``.
+        """
         if self._fit_run is None:
             raise RuntimeError(f"{self.name}: load_training_state() is for callbacks in on_train_begin of a fit")
         self._fit_run.load_state(state)

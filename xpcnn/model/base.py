@@ -79,7 +79,34 @@ class LayerGraph(Trainer):
     # --- forward and backward ----------------------------------------------------------------------------
     def forward(self, x: Any, training: bool = False) -> Any:
         """The model's output(s) for a batch ``x`` (batch axis first; a list for several inputs), on the
-        current backend's device."""
+        current backend's device.
+
+        Parameters
+        ----------
+        x : array or list of arrays
+            A batch, batch axis first: NumPy, a list, or an array of the current backend. A model with
+            several inputs takes a list (a ``Model`` also a dict by input name).
+        training : bool, default False
+            Training mode (dropout active, batch norm on the batch's statistics); it also keeps what
+            ``backward`` needs.
+
+        Returns
+        -------
+        array or list of arrays
+            The output, or a list of one per output.
+
+        Raises
+        ------
+        ValueError
+            If the input's per-sample shape is not the model's.
+
+        Examples
+        --------
+        >>> from xpcnn.layers import Dense, Flatten
+        >>> model = xpcnn.Sequential([Flatten(), Dense(10)], input_shape=(1, 28, 28))
+        >>> model.forward(np.zeros((4, 1, 28, 28), dtype="float32")).shape
+        (4, 10)
+        """
         xs = self._inputs_of(x)
         outputs, states = self._plan.forward(xs, training)
         if training:
@@ -92,10 +119,20 @@ class LayerGraph(Trainer):
         """Back-propagate the output gradient(s) ``dy`` of the latest training forward; sets every layer's
         grads and returns the gradient of the model's input(s).
 
-        ``input_grad=False`` (what training does: nobody differentiates the data) returns None and skips the
-        work only that gradient needs: the layers before the first one with parameters, and that layer's own
-        input gradient where it can leave it out (``Conv2D.input_grad``), as PyTorch does for inputs without
-        ``requires_grad``. The parameters' gradients are the same either way.
+        Parameters
+        ----------
+        dy : array or list of arrays
+            The gradient of the loss with respect to the output (one per output), the output's shape.
+        input_grad : bool, default True
+            ``False`` (what training does: nobody differentiates the data) returns None and skips the work only
+            that gradient needs: the layers before the first one with parameters, and that layer's own input
+            gradient where it can leave it out (``Conv2D.input_grad``), as PyTorch does for inputs without
+            ``requires_grad``. The parameters' gradients are the same either way.
+
+        Returns
+        -------
+        array or list of arrays or None
+            The gradient with respect to the input(s), None when ``input_grad=False``.
         """
         dys = [dy] if self._single_output else list(dy)
         states = self._states if self._states is not None else [None] * len(self._plan.steps)
@@ -110,12 +147,49 @@ class LayerGraph(Trainer):
         return self._plan
 
     def values_of(self, x: Any, tensors: Sequence[int]) -> list[Array]:
-        """The inference values of the plan's ``tensors`` for a batch ``x`` (e.g. a layer's feature maps)."""
+        """The inference values of the plan's ``tensors`` for a batch ``x`` (e.g. a layer's feature maps).
+
+        Parameters
+        ----------
+        x : array or list of arrays
+            A batch, as ``forward`` takes it.
+        tensors : sequence of int
+            Numbers of the plan's tensors (``plan``).
+
+        Returns
+        -------
+        list of arrays
+            One value per entry of ``tensors``.
+        """
         xs = self._inputs_of(x)  # builds a model that is not yet built, checks the shapes of one that is
         return self._plan.values_of(xs, tensors)
 
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
-        """The layer called ``name``, or at position ``index`` of ``layers`` (Keras's ``get_layer``)."""
+        """The layer called ``name``, or at position ``index`` of ``layers`` (Keras's ``get_layer``).
+
+        Parameters
+        ----------
+        name : str, optional
+            The layer's name.
+        index : int, optional
+            Its position in ``layers`` (negative counts from the end).
+
+        Returns
+        -------
+        Layer
+
+        Raises
+        ------
+        ValueError
+            If neither or both are given, the index is out of range or no layer has the name.
+
+        Examples
+        --------
+        >>> from xpcnn.layers import Dense, Flatten
+        >>> model = xpcnn.Sequential([Flatten(), Dense(10)], input_shape=(1, 28, 28))
+        >>> type(model.get_layer(index=-1)).__name__
+        'Dense'
+        """
         if (name is None) == (index is None):
             raise ValueError(f"{self.name}: get_layer takes a name or an index, exactly one of them")
         if index is not None:
@@ -177,8 +251,24 @@ class LayerGraph(Trainer):
 
     def freeze(self, up_to: str | None = None) -> list[Layer]:
         """Freeze every layer (``up_to=None``), or every layer from the first to the one named ``up_to``
-        included, in the order of ``layers``: a pretrained backbone, before fine-tuning its head. Returns the
-        layers frozen; ``model.trainable = True`` (or a layer's ``trainable = True``) undoes it."""
+        included, in the order of ``layers``: a pretrained backbone, before fine-tuning its head.
+        ``model.trainable = True`` (or a layer's ``trainable = True``) undoes it.
+
+        Parameters
+        ----------
+        up_to : str, optional
+            The name of the last layer to freeze.
+
+        Returns
+        -------
+        list of Layer
+            The layers frozen.
+
+        Raises
+        ------
+        ValueError
+            If no layer is named ``up_to``.
+        """
         end = len(self.layers) if up_to is None else self.layers.index(self.get_layer(up_to)) + 1
         for layer in self.layers[:end]:
             layer.trainable = False
@@ -190,13 +280,30 @@ class LayerGraph(Trainer):
         return self._collect("buffers")
 
     def set_params(self, params: Mapping[str, Array]) -> None:
-        """Assign parameters by key (the arrays are used as given: the optimizer's output, for instance)."""
+        """Assign parameters by key (the arrays are used as given: the optimizer's output, for instance).
+
+        Parameters
+        ----------
+        params : mapping of str to array
+            Arrays of the current backend keyed as ``params`` (a subset is fine).
+
+        Raises
+        ------
+        KeyError
+            If a key names no parameter's layer.
+        """
         for key, value in params.items():
             layer, name = self._split_key(key)
             layer.params[name] = value
 
     def set_buffers(self, buffers: Mapping[str, Array]) -> None:
-        """Assign buffers (batch-norm statistics) by key, as ``set_params`` does parameters."""
+        """Assign buffers (batch-norm statistics) by key, as ``set_params`` does parameters.
+
+        Parameters
+        ----------
+        buffers : mapping of str to array
+            Arrays of the current backend keyed as ``buffers``.
+        """
         for key, value in buffers.items():
             layer, name = self._split_key(key)
             layer.buffers[name] = value
@@ -220,7 +327,20 @@ class LayerGraph(Trainer):
                 for k, v in (*layer.params.items(), *layer.buffers.items())}
 
     def state_dict(self) -> dict[str, Array]:
-        """Parameters and buffers (copies, on the device) keyed like the equivalent PyTorch module's."""
+        """Parameters and buffers (copies, on the device) keyed like the equivalent PyTorch module's.
+
+        Returns
+        -------
+        dict of str to array
+            Each layer's parameters, then its buffers, in layer order.
+
+        Examples
+        --------
+        >>> from xpcnn.layers import Dense, Flatten
+        >>> model = xpcnn.Sequential([Flatten(), Dense(10)], input_shape=(1, 28, 28))
+        >>> {key: value.shape for key, value in model.state_dict().items()}
+        {'1.weight': (10, 784), '1.bias': (10,)}
+        """
         return {key: copy_array(value) for key, value in self._entries().items()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -228,6 +348,20 @@ class LayerGraph(Trainer):
 
         Keys and shapes must match exactly (torch's ``num_batches_tracked`` is ignored); otherwise a
         ValueError lists every missing, unexpected or mis-shaped entry and the model is left untouched.
+
+        Parameters
+        ----------
+        state : mapping of str to array
+            Keyed as ``state_dict()`` (a PyTorch module's ``state_dict()`` for the same architecture). The
+            values are copied and cast to each parameter's dtype.
+
+        Raises
+        ------
+        TypeError
+            If ``state`` is not a mapping.
+        ValueError
+            If the model is not built, or a key is missing or unexpected, a shape differs or a value is no
+            array.
         """
         if not isinstance(state, Mapping):
             raise TypeError(f"load_state_dict takes a mapping of arrays, got {type(state).__name__}")
@@ -278,7 +412,35 @@ class LayerGraph(Trainer):
         raise NotImplementedError
 
     def summary(self, print_fn: Any = None) -> str:
-        """Print (with ``print_fn``, default ``print``) and return a table of layers, output shapes and counts."""
+        """Print (with ``print_fn``, default ``print``) and return a table of layers, output shapes and counts.
+
+        Parameters
+        ----------
+        print_fn : callable, optional
+            Called once with the whole table; ``print`` by default.
+
+        Returns
+        -------
+        str
+            The table.
+
+        Raises
+        ------
+        ValueError
+            If the model is not built.
+
+        Examples
+        --------
+        >>> from xpcnn.layers import Dense, Flatten
+        >>> model = xpcnn.Sequential([Flatten(), Dense(10)], input_shape=(1, 28, 28))
+        >>> text = model.summary()
+        Model: "sequential"  input shape (None, 1, 28, 28)
+        ...
+        Total params: 7,850
+        Trainable params: 7,850
+        Non-trainable params: 0
+        ...
+        """
         if not self.built:
             raise ValueError(
                 f"{self.name}: summary() needs a built model: pass input_shape=... to Sequential, call "
@@ -320,19 +482,54 @@ class LayerGraph(Trainer):
     # --- saving (see xpcnn.io) -----------------------------------------------------------------------
     def save(self, path: Any) -> None:
         """Write architecture, weights, buffers, compile config, optimizer state, epoch and random state to
-        ONE file at exactly ``path`` (atomically; see ``xpcnn.load_model``)."""
+        ONE file at exactly ``path`` (atomically; see ``xpcnn.load_model``).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write (replaced if it exists).
+
+        Raises
+        ------
+        ValueError
+            If the model is not built.
+        """
         from ..io import save_model  # io rebuilds models: it imports this package, so import it here
 
         save_model(self, path)
 
     def save_weights(self, path: Any) -> None:
-        """Write parameters and buffers only (atomically) to ``path``."""
+        """Write parameters and buffers only (atomically) to ``path``.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write (replaced if it exists).
+
+        Raises
+        ------
+        ValueError
+            If the model is not built.
+        """
         from ..io import save_weights
 
         save_weights(self, path)
 
     def load_weights(self, path: Any) -> None:
-        """Load parameters and buffers from a file written by ``save_weights`` or ``save``."""
+        """Load parameters and buffers from a file written by ``save_weights`` or ``save``.
+
+        Also a ``.safetensors`` file or a PyTorch checkpoint (``xpcnn.io.load_weights``).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to read.
+
+        Raises
+        ------
+        ValueError
+            If the file comes from another architecture (keys, shapes); the model is then left untouched.
+        """
         from ..io import load_weights
 
         load_weights(self, path)

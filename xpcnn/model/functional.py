@@ -40,7 +40,35 @@ def _as_tensor_list(value: Any, what: str) -> list[SymbolicTensor]:
 
 
 class Model(LayerGraph):
-    """A graph of layers from ``inputs`` (``xpcnn.Input`` tensors, one or a list) to ``outputs``."""
+    """A graph of layers from ``inputs`` (``xpcnn.Input`` tensors, one or a list) to ``outputs``.
+
+    Parameters
+    ----------
+    inputs : SymbolicTensor or list of SymbolicTensor
+        ``xpcnn.Input`` tensors; a list makes ``forward`` take a list (or a dict by input name).
+    outputs : SymbolicTensor or list of SymbolicTensor
+        Tensors made by calling layers on the inputs; a list makes ``forward`` return a list.
+    name : str, default "model"
+        The model's name.
+
+    Raises
+    ------
+    TypeError
+        If an input or output is not a symbolic tensor.
+    ValueError
+        If an input is not an ``xpcnn.Input`` tensor or is listed twice, an input reaches no output, or two
+        layers share a name.
+
+    Examples
+    --------
+    >>> from xpcnn.layers import Add, Conv2D, Dense, Flatten
+    >>> x = xpcnn.Input(shape=(3, 32, 32))
+    >>> h = Conv2D(16, 3, padding="same", activation="relu")(x)
+    >>> y = Add()([h, Conv2D(16, 3, padding="same")(h)])
+    >>> model = xpcnn.Model(inputs=x, outputs=Dense(10)(Flatten()(y)))
+    >>> model.forward(np.zeros((2, 3, 32, 32), dtype="float32")).shape
+    (2, 10)
+    """
 
     def __init__(self, inputs: Any, outputs: Any, name: str = "model") -> None:
         super().__init__(name)
@@ -119,7 +147,18 @@ class Model(LayerGraph):
 
     def compute_output_shape(self, sample_shape: Any) -> Any:
         """The per-sample output shape(s) for input(s) of ``sample_shape``; a ValueError when they differ
-        from the model's inputs."""
+        from the model's inputs.
+
+        Parameters
+        ----------
+        sample_shape : tuple of int or list of tuple of int
+            The shape of one sample of each input, no batch axis.
+
+        Returns
+        -------
+        tuple of int or list of tuple of int
+            ``output_shape``.
+        """
         given = [tuple(s) for s in sample_shape] if self._several_inputs else tuple(sample_shape)
         wanted = [t.shape for t in self.inputs] if self._several_inputs else self.inputs[0].shape
         if given != wanted:
@@ -128,7 +167,22 @@ class Model(LayerGraph):
         return self.output_shape
 
     def build(self, input_shape: Any) -> Any:
-        """A graph model is built when it is made; this checks ``input_shape`` and returns the output shape."""
+        """A graph model is built when it is made; this checks ``input_shape`` and returns the output shape.
+
+        Parameters
+        ----------
+        input_shape : tuple of int or list of tuple of int
+            The per-sample shape of each input.
+
+        Returns
+        -------
+        tuple of int or list of tuple of int
+
+        Raises
+        ------
+        ValueError
+            If ``input_shape`` is not the model's.
+        """
         return self.compute_output_shape(input_shape)
 
     # --- description ----------------------------------------------------------------------------------
@@ -170,7 +224,13 @@ class Model(LayerGraph):
 
     def get_config(self) -> dict[str, Any]:
         """The graph as JSON-friendly data: each layer (class, name, config) and each node with the
-        ``[layer name, node index]`` of the tensors it reads, in topological order."""
+        ``[layer name, node index]`` of the tensors it reads, in topological order.
+
+        Returns
+        -------
+        dict
+            What ``from_config`` takes.
+        """
         layers = list(dict.fromkeys(node.layer for node in self._nodes))
         ref = self._node_refs()
         return {
@@ -186,7 +246,17 @@ class Model(LayerGraph):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Model:
-        """Rebuild the graph (fresh weights) on the current backend from ``get_config()``'s output."""
+        """Rebuild the graph (fresh weights) on the current backend from ``get_config()``'s output.
+
+        Parameters
+        ----------
+        config : mapping
+            What ``get_config()`` returned.
+
+        Returns
+        -------
+        Model
+        """
         layers: dict[str, Layer] = {}
         for i, spec in enumerate(config["layers"]):
             layers[spec["name"]] = make_layer(spec, f"layers[{i}]")

@@ -44,6 +44,34 @@ class Sequential(LayerGraph):
     ``input_shape`` is per sample (no batch axis), e.g. ``(1, 28, 28)``; when given every layer is built at
     once (so ``summary`` works), else on the first forward. ``params``, ``grads`` and ``buffers`` are dicts
     over all layers keyed like ``torch.nn.Sequential`` (``"0.weight"``).
+
+    Parameters
+    ----------
+    layers : iterable of Layer, optional
+        The layers in order; each instance at one position only (a layer keeps its own state for backward).
+    input_shape : int or tuple of int, optional
+        The per-sample input shape; builds the model at once.
+    name : str, default "sequential"
+        The model's name (in the summary and in error messages).
+
+    Raises
+    ------
+    TypeError
+        If an item is not a ``Layer``, or ``input_shape`` is neither an int nor a sequence.
+    ValueError
+        If a layer object is listed twice, ``input_shape`` holds anything but positive ints, or a layer
+        refuses it.
+
+    Examples
+    --------
+    >>> from xpcnn.layers import Conv2D, Dense, Flatten, MaxPool2D
+    >>> model = xpcnn.Sequential([
+    ...     Conv2D(8, 3, padding="same", activation="relu"), MaxPool2D(2), Flatten(), Dense(10),
+    ... ], input_shape=(1, 28, 28))
+    >>> model.output_shape
+    (10,)
+    >>> list(model.params)
+    ['0.weight', '0.bias', '3.weight', '3.bias']
     """
 
     def __init__(self, layers: Iterable[Layer] | None = None, input_shape: Any = None, name: str = "sequential"):
@@ -67,7 +95,20 @@ class Sequential(LayerGraph):
                 )
 
     def add(self, layer: Layer) -> None:
-        """Append a layer (built at once when the model already is)."""
+        """Append a layer (built at once when the model already is).
+
+        Parameters
+        ----------
+        layer : Layer
+            A layer not yet in the model.
+
+        Raises
+        ------
+        TypeError
+            If ``layer`` is not a ``Layer``.
+        ValueError
+            If the same object is already in the model, or (built model) it refuses the last output shape.
+        """
         self._check_layer(layer, len(self.layers))
         if self.built:
             self._build_layers([*self.layers, layer], self.input_shape)
@@ -86,6 +127,21 @@ class Sequential(LayerGraph):
         """Build every layer for per-sample ``input_shape``; return the per-sample output shape.
 
         On error (a layer refuses the shape) the layers and the random stream are left as they were.
+
+        Parameters
+        ----------
+        input_shape : int or tuple of int
+            The shape of one sample, no batch axis, e.g. ``(1, 28, 28)``.
+
+        Returns
+        -------
+        tuple of int
+            The per-sample output shape.
+
+        Raises
+        ------
+        ValueError
+            If the model has no layers, a layer refuses the shape, or the model was built for another shape.
         """
         shape = _plain_shape(input_shape, "input_shape")
         if self.built:
@@ -128,7 +184,22 @@ class Sequential(LayerGraph):
         return shape
 
     def compute_output_shape(self, sample_shape: tuple[int, ...]) -> tuple[int, ...]:
-        """The per-sample output shape for ``sample_shape`` without changing the model or the random stream."""
+        """The per-sample output shape for ``sample_shape`` without changing the model or the random stream.
+
+        Parameters
+        ----------
+        sample_shape : tuple of int
+            The shape of one input sample, no batch axis.
+
+        Returns
+        -------
+        tuple of int
+
+        Raises
+        ------
+        ValueError
+            If a layer refuses the shape, or the model was built for another one.
+        """
         if self.built:
             if tuple(sample_shape) != self.input_shape:
                 raise ValueError(
@@ -180,7 +251,13 @@ class Sequential(LayerGraph):
         return self._shape_text(self.input_shape)
 
     def get_config(self) -> dict[str, Any]:
-        """The architecture as JSON-friendly data: layer class names, their configs and the input shape."""
+        """The architecture as JSON-friendly data: layer class names, their configs and the input shape.
+
+        Returns
+        -------
+        dict
+            ``{"name": ..., "input_shape": ..., "layers": [...]}``, what ``from_config`` takes.
+        """
         return {
             "name": self.name,
             "input_shape": None if self.input_shape is None else list(self.input_shape),
@@ -189,7 +266,17 @@ class Sequential(LayerGraph):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Sequential:
-        """Rebuild (fresh weights) on the current backend from ``get_config()``'s output."""
+        """Rebuild (fresh weights) on the current backend from ``get_config()``'s output.
+
+        Parameters
+        ----------
+        config : mapping
+            What ``get_config()`` returned.
+
+        Returns
+        -------
+        Sequential
+        """
         layers = [make_layer(spec, f"layers[{i}]") for i, spec in enumerate(config["layers"])]
         return cls(layers, input_shape=config.get("input_shape"), name=config.get("name", "sequential"))
 
