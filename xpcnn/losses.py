@@ -26,7 +26,28 @@ class Loss:
         self._cache: tuple[Any, Any] | None = None
 
     def forward(self, pred: Any, target: Any) -> Any:
-        """The mean loss as a 0-d array on ``pred``'s device; ``backward`` then differentiates it."""
+        """The mean loss as a 0-d array on ``pred``'s device; ``backward`` then differentiates it.
+
+        Parameters
+        ----------
+        pred : array
+            The model's output, batch axis first, floating.
+        target : array
+            The targets, of the same namespace and device (the shapes each loss takes are in its class).
+
+        Returns
+        -------
+        array
+            A 0-d array; nothing is read back to the host.
+
+        Raises
+        ------
+        TypeError
+            If an argument is not an array, the two come from different array libraries, ``pred`` is not
+            floating, or the target's dtype does not fit.
+        ValueError
+            If the devices, the batch sizes or the shapes differ.
+        """
         target = self._validated_target(pred, target)
         self._cache = (pred, target)
         return self._loss(pred, target)
@@ -34,7 +55,17 @@ class Loss:
     __call__ = forward
 
     def backward(self) -> Any:
-        """``d loss / d pred`` for the latest ``forward``, with ``pred``'s shape and dtype."""
+        """``d loss / d pred`` for the latest ``forward``, with ``pred``'s shape and dtype.
+
+        Returns
+        -------
+        array
+
+        Raises
+        ------
+        RuntimeError
+            If ``forward`` has not run.
+        """
         if self._cache is None:
             raise RuntimeError(f"{self._owner()}: backward() needs a forward(pred, target) first")
         return self._gradient(*self._cache)
@@ -105,6 +136,27 @@ class CrossEntropy(Loss):
     ``from_logits=False``, from probabilities (clipped to [1e-7, 1] before the logarithm).
 
     ``target``: integer class indices ``(N,)``, or one-hot / class probabilities ``(N, C)``.
+
+    Parameters
+    ----------
+    from_logits : bool, default True
+        Whether ``pred`` holds raw logits (else probabilities, such as a softmax's output).
+
+    Raises
+    ------
+    TypeError
+        If ``from_logits`` is not a bool.
+
+    Examples
+    --------
+    >>> from xpcnn.losses import CrossEntropy
+    >>> loss = CrossEntropy()
+    >>> logits = xpcnn.asarray(np.zeros((4, 10)))
+    >>> value = loss(logits, xpcnn.asarray(np.array([0, 1, 2, 3])))
+    >>> round(float(value), 4)  # log(10): every class equally likely
+    2.3026
+    >>> loss.backward().shape
+    (4, 10)
     """
 
     name = "cross_entropy"
@@ -149,9 +201,16 @@ class CrossEntropy(Loss):
 class BinaryCrossEntropy(Loss):
     """Binary cross-entropy averaged over all elements; target in [0, 1] with pred's shape.
 
-    ``from_logits=True`` (default) takes raw scores and is exact for any of them
-    (F.binary_cross_entropy_with_logits); ``from_logits=False`` takes probabilities, clipped to
-    [1e-7, 1 - 1e-7] before the logarithm.
+    Parameters
+    ----------
+    from_logits : bool, default True
+        ``True`` takes raw scores and is exact for any of them (F.binary_cross_entropy_with_logits);
+        ``False`` takes probabilities, clipped to [1e-7, 1 - 1e-7] before the logarithm.
+
+    Raises
+    ------
+    TypeError
+        If ``from_logits`` is not a bool.
     """
 
     name = "binary_cross_entropy"
@@ -195,7 +254,32 @@ def get(loss: str | Loss, output_activation: str | None = None) -> Loss:
     "categorical_crossentropy", "sparse_categorical_crossentropy", "binary_crossentropy",
     "mean_squared_error"), or ``loss`` itself. A cross-entropy named for a model whose output comes out of a
     softmax (a sigmoid for the binary one), ``output_activation``, takes probabilities (``from_logits=False``):
-    the tutorials' ``Dense(10, activation="softmax")`` with ``"categorical_crossentropy"`` trains as meant."""
+    the tutorials' ``Dense(10, activation="softmax")`` with ``"categorical_crossentropy"`` trains as meant.
+
+    Parameters
+    ----------
+    loss : str or Loss
+        A name, or a loss object (returned as is).
+    output_activation : {"softmax", "sigmoid", None}, optional
+        What the model's output comes out of.
+
+    Returns
+    -------
+    Loss
+
+    Raises
+    ------
+    ValueError
+        If the name is unknown.
+    TypeError
+        If ``loss`` is neither a str nor a ``Loss``.
+
+    Examples
+    --------
+    >>> from xpcnn import losses
+    >>> losses.get("sparse_categorical_crossentropy", output_activation="softmax")
+    CrossEntropy(from_logits=False)
+    """
     if isinstance(loss, Loss):
         return loss
     if isinstance(loss, str):

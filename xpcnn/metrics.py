@@ -39,7 +39,10 @@ def _labels(xp: Any, pred: Any, target: Any, who: str) -> Any:
 
 
 class Metric:
-    """A batch metric: ``metric(pred, target)`` -> 0-d device array (mean over the batch)."""
+    """A batch metric: ``metric(pred, target)`` -> 0-d device array (mean over the batch).
+
+    A subclass sets ``name`` (the log's key) and defines ``__call__``.
+    """
 
     name: str = "metric"
 
@@ -56,7 +59,20 @@ class Metric:
 
 
 class Accuracy(Metric):
-    """Fraction of rows whose arg-max prediction is the target class (integer labels or one-hot rows)."""
+    """Fraction of rows whose arg-max prediction is the target class (integer labels or one-hot rows).
+
+    Raises
+    ------
+    ValueError
+        When called with targets whose shape fits neither labels ``(N,)`` nor one-hot rows ``(N, C)``.
+
+    Examples
+    --------
+    >>> from xpcnn.metrics import Accuracy
+    >>> pred = xpcnn.asarray(np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]))
+    >>> float(Accuracy()(pred, xpcnn.asarray(np.array([0, 1, 1]))))
+    0.6666666...
+    """
 
     name = "accuracy"
 
@@ -70,7 +86,20 @@ class Accuracy(Metric):
 
 
 class BinaryAccuracy(Metric):
-    """Fraction of predictions on the right side of ``threshold`` (0.5 for probabilities, 0.0 for logits)."""
+    """Fraction of predictions on the right side of ``threshold`` (0.5 for probabilities, 0.0 for logits).
+
+    Parameters
+    ----------
+    threshold : float, default 0.5
+        A prediction above it counts as 1; a target counts as 1 above 0.5.
+    name : str, default "accuracy"
+        The log's key.
+
+    Raises
+    ------
+    ValueError
+        When called with targets whose size differs from the predictions'.
+    """
 
     name = "accuracy"
 
@@ -99,6 +128,23 @@ class TopKAccuracy(Metric):
     """Fraction of rows whose target class is among the ``k`` highest scores (ties count in its favour).
 
     Computed without sorting: the target is in the top k when fewer than k classes score strictly higher.
+
+    Parameters
+    ----------
+    k : int, default 5
+        How many of the highest scores count; the log is named ``top_<k>_accuracy``.
+
+    Raises
+    ------
+    ValueError
+        If ``k`` is not a positive int.
+
+    Examples
+    --------
+    >>> from xpcnn.metrics import TopKAccuracy
+    >>> pred = xpcnn.asarray(np.array([[0.5, 0.3, 0.2], [0.5, 0.3, 0.2]]))
+    >>> float(TopKAccuracy(2)(pred, xpcnn.asarray(np.array([1, 2]))))
+    0.5
     """
 
     def __init__(self, k: int = 5) -> None:
@@ -135,6 +181,28 @@ def get(identifier: Any, loss: Any = None) -> Metric:
     ``"accuracy"`` (alias ``"acc"``) is categorical accuracy, or binary accuracy when ``loss`` is binary
     cross-entropy (threshold 0 if that loss takes logits); ``"top_k_accuracy"`` is ``TopKAccuracy(5)`` and
     ``"top_<k>_accuracy"`` any other k.
+
+    Parameters
+    ----------
+    identifier : str or Metric or callable
+        A name, or a metric object (returned as is; any callable with a ``name`` is accepted).
+    loss : str or Loss, optional
+        The loss it is reported beside, which picks the kind of ``"accuracy"``.
+
+    Returns
+    -------
+    Metric
+
+    Raises
+    ------
+    ValueError
+        If the name is unknown.
+
+    Examples
+    --------
+    >>> from xpcnn import metrics
+    >>> metrics.get("top_3_accuracy")
+    TopKAccuracy(k=3)
     """
     if isinstance(identifier, Metric):
         return identifier

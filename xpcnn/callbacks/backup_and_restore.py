@@ -21,13 +21,28 @@ class BackupAndRestore(Callback):
     """Back up the running ``fit`` into ``backup_dir``, and go on from the newest backup there when ``fit``
     starts again (Keras's names and meaning).
 
-    ``save_freq="epoch"`` backs up at each epoch's end, an integer every that many training batches (and the
-    epoch's end is then no extra save point). A backup holds everything needed to go on exactly:
-    ``xpcnn.run_state``. It runs after every other callback, and is written atomically; the one before it is
-    kept until it is whole, and a damaged newest backup is refused, with a warning naming it, for the one
-    before. A SIGTERM during ``fit`` makes a backup after the step under way (``xpcnn.preemption``).
-    ``delete_checkpoint``: remove the backups when ``fit`` ends normally (the folder too, once empty).
-    In a data-parallel fit rank 0 writes, and every rank goes on from the backup rank 0 chose.
+    A backup holds everything needed to go on exactly: ``xpcnn.run_state``. It runs after every other
+    callback, and is written atomically; the one before it is kept until it is whole, and a damaged newest
+    backup is refused, with a warning naming it, for the one before. A SIGTERM during ``fit`` makes a backup
+    after the step under way (``xpcnn.preemption``). In a data-parallel fit rank 0 writes, and every rank goes
+    on from the backup rank 0 chose.
+
+    Parameters
+    ----------
+    backup_dir : str or os.PathLike
+        The folder of the backups; one folder per run.
+    save_freq : "epoch" or int, default "epoch"
+        ``"epoch"`` backs up at each epoch's end, an integer every that many training batches (and the
+        epoch's end is then no extra save point).
+    delete_checkpoint : bool, default True
+        Remove the backups when ``fit`` ends normally (the folder too, once empty).
+
+    Raises
+    ------
+    ValueError
+        If ``backup_dir`` is empty, or ``save_freq`` is neither ``"epoch"`` nor a positive int.
+    TypeError
+        If ``save_freq`` or ``delete_checkpoint`` has the wrong type.
     """
 
     runs_last = True

@@ -21,6 +21,20 @@ class CSVLogger(Callback):
     opened at the first epoch's end, flushed after every row and closed at the end of training. Its state
     (``state_dict``) is the columns and the length of the file: a resumed run cuts off the rows written
     after the backup it resumes from, so the log reads as if the run had never stopped.
+
+    Parameters
+    ----------
+    filename : str or os.PathLike
+        The CSV file; missing folders are created.
+    separator : str, default ","
+        One character between fields.
+    append : bool, default False
+        Add rows after an existing file's instead of replacing it.
+
+    Raises
+    ------
+    ValueError
+        If ``separator`` is not a single character.
     """
 
     writes_files = True

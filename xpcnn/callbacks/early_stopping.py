@@ -14,10 +14,41 @@ __all__ = ["EarlyStopping"]
 class EarlyStopping(MonitorCallback):
     """Stop training when ``monitor`` has not improved for ``patience`` epochs (Keras semantics).
 
-    An improvement beats the best value so far by more than ``min_delta`` (absolute). ``baseline``: the
-    patience counter only resets once the value also beats the baseline. ``restore_best_weights``: at the
-    end of training load the weights of the best epoch (a device-side copy taken at that epoch; the
-    first epoch's weights if no epoch improved). ``stopped_epoch`` and ``best_epoch`` are 0-based.
+    ``stopped_epoch`` and ``best_epoch`` are 0-based.
+
+    Parameters
+    ----------
+    monitor : str, default "val_loss"
+        The epoch-log value to watch.
+    min_delta : float, default 0.0
+        An improvement beats the best value so far by more than this (absolute).
+    patience : int, default 0
+        Epochs without improvement before training stops.
+    mode : {"auto", "min", "max"}, default "auto"
+        Whether lower or higher is better; ``"auto"`` takes higher for accuracy-like names.
+    restore_best_weights : bool, default False
+        At the end of training load the weights of the best epoch (a device-side copy taken at that epoch;
+        the first epoch's weights if no epoch improved).
+    baseline : float, optional
+        The patience counter only resets once the value also beats the baseline.
+    verbose : int, default 0
+        Above 0, print a line when training stops or weights are restored.
+    start_from_epoch : int, default 0
+        Epochs (0-based) before this one are not watched (a warm-up).
+
+    Raises
+    ------
+    ValueError
+        If ``mode`` is unknown or a number is out of range.
+    TypeError
+        If an argument has the wrong type.
+
+    Examples
+    --------
+    >>> from xpcnn.callbacks import EarlyStopping
+    >>> stop = EarlyStopping(monitor="val_accuracy", patience=3, restore_best_weights=True)
+    >>> stop.mode
+    'max'
     """
 
     state_attributes = ("wait", "stopped_epoch", "best", "best_epoch", "best_weights")

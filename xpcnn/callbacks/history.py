@@ -13,6 +13,14 @@ class History(Callback):
     """Records the epoch-end logs: ``history["loss"]`` is the list of epoch losses, ``epoch`` the epochs.
 
     A History passed to several ``fit`` calls keeps appending (``epoch`` holds absolute epoch numbers).
+    ``fit`` makes one and returns it (also kept as ``model.history``); it takes no arguments.
+
+    Attributes
+    ----------
+    history : dict of str to list of float
+        Each epoch-log name (``"loss"``, the metrics, ``"val_..."``, ``"lr"``) with its value per epoch.
+    epoch : list of int
+        The 0-based epochs recorded.
     """
 
     state_attributes = ("history", "epoch")

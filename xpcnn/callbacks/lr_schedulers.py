@@ -27,8 +27,32 @@ def _set_lr(model: Any, lr: float) -> None:
 class LearningRateScheduler(Callback):
     """Set ``model.optimizer.lr = schedule(epoch, lr)`` at the beginning of every epoch.
 
-    ``schedule`` takes the 0-based epoch and the current learning rate (a one-argument ``schedule(epoch)``
-    is accepted too) and returns the new rate. At epoch end ``logs["lr"]`` is set to the epoch's rate.
+    At epoch end ``logs["lr"]`` is set to the epoch's rate.
+
+    Parameters
+    ----------
+    schedule : callable
+        Takes the 0-based epoch and the current learning rate (a one-argument ``schedule(epoch)`` is
+        accepted too) and returns the new rate (a finite number >= 0, else fit raises a ValueError).
+    verbose : int, default 0
+        Above 0, print the rate set at each epoch.
+
+    Raises
+    ------
+    ValueError
+        If ``schedule`` is not callable.
+
+    Examples
+    --------
+    >>> from xpcnn.callbacks import LearningRateScheduler
+    >>> from xpcnn.layers import Dense, Flatten
+    >>> from xpcnn.optimizers import SGD
+    >>> model = xpcnn.Sequential([Flatten(), Dense(2)], input_shape=(1, 4, 4))
+    >>> model.compile(loss="cross_entropy", optimizer=SGD(lr=0.1))
+    >>> halve = LearningRateScheduler(lambda epoch, lr: lr / 2 if epoch else lr)
+    >>> x, y = np.zeros((8, 1, 4, 4), dtype="float32"), np.arange(8) % 2
+    >>> [round(lr, 4) for lr in model.fit(x, y, epochs=3, callbacks=[halve], verbose=0).history["lr"]]
+    [0.1, 0.05, 0.025]
     """
 
     def __init__(self, schedule: Callable[..., float], verbose: int = 0) -> None:
@@ -73,6 +97,22 @@ class StepLR(LearningRateScheduler):
     """Multiply the learning rate by ``gamma`` every ``step_size`` epochs (``torch.optim.lr_scheduler.StepLR``).
 
     Epoch ``e`` trains with ``lr0 * gamma ** (e // step_size)``, computed step by step as torch does.
+
+    Parameters
+    ----------
+    step_size : int
+        Epochs between two reductions.
+    gamma : float, default 0.1
+        The factor, > 0.
+    verbose : int, default 0
+        Above 0, print the rate set at each epoch.
+
+    Raises
+    ------
+    ValueError
+        If ``step_size`` < 1 or ``gamma`` is not > 0.
+    TypeError
+        If a number has the wrong type.
     """
 
     def __init__(self, step_size: int, gamma: float = 0.1, verbose: int = 0) -> None:
@@ -90,8 +130,23 @@ class CosineAnnealingLR(LearningRateScheduler):
     """Cosine annealing from the initial rate to ``eta_min`` over ``T_max`` epochs (torch's closed form).
 
     Epoch ``e`` trains with ``eta_min + (lr0 - eta_min) * (1 + cos(pi * e / T_max)) / 2``; past ``T_max``
-    the cosine rises again, as in torch. ``lr0`` (``base_lr``) is the optimizer's rate when training
-    first begins, unless given.
+    the cosine rises again, as in torch.
+
+    Parameters
+    ----------
+    T_max : int
+        Epochs from the initial rate down to ``eta_min``.
+    eta_min : float, default 0.0
+        The lowest rate.
+    base_lr : float, optional
+        ``lr0``; the optimizer's rate when training first begins, unless given.
+    verbose : int, default 0
+        Above 0, print the rate set at each epoch.
+
+    Raises
+    ------
+    ValueError
+        If ``T_max`` < 1 or a rate is negative or not finite.
     """
 
     state_attributes = ("base_lr",)
@@ -122,6 +177,34 @@ class ReduceLROnPlateau(MonitorCallback):
     epochs count again. With ``threshold_mode="rel"`` (torch's default) an improvement beats
     ``best * (1 - min_delta)`` (mode min) or ``best * (1 + min_delta)`` (mode max); with ``"abs"`` it beats
     ``best -/+ min_delta``.
+
+    Parameters
+    ----------
+    monitor : str, default "val_loss"
+        The epoch-log value to watch.
+    factor : float, default 0.1
+        The multiplier, in (0, 1).
+    patience : int, default 10
+        Epochs without improvement tolerated before a reduction.
+    min_delta : float, default 1e-4
+        torch's ``threshold``.
+    cooldown : int, default 0
+        Epochs after a reduction before bad epochs count again.
+    min_lr : float, default 0.0
+        The rate never goes below it.
+    mode : {"auto", "min", "max"}, default "auto"
+        Whether lower or higher is better; ``"auto"`` takes higher for accuracy-like names.
+    threshold_mode : {"rel", "abs"}, default "rel"
+        A relative or an absolute ``min_delta``.
+    eps : float, default 1e-8
+        A change smaller than this is skipped.
+    verbose : int, default 0
+        Above 0, print a line at each reduction.
+
+    Raises
+    ------
+    ValueError
+        If ``factor`` is not in (0, 1), ``mode`` or ``threshold_mode`` is unknown, or a number is out of range.
     """
 
     state_attributes = ("best", "num_bad_epochs", "cooldown_counter")
@@ -196,15 +279,48 @@ class ReduceLROnPlateau(MonitorCallback):
 class OneCycleLR(Callback):
     """Set the learning rate before every training step by the 1cycle policy.
 
-    The rates are those of ``torch.optim.lr_scheduler.OneCycleLR`` with ``cycle_momentum=False``: from ``max_lr / div_factor`` up to ``max_lr`` over the first
-    ``pct_start`` of ``total_steps``, then down to ``max_lr / (div_factor * final_div_factor)``; with
-    ``three_phase`` back to the initial rate first, then down to the minimum.
+    The rates are those of ``torch.optim.lr_scheduler.OneCycleLR`` with ``cycle_momentum=False``: from
+    ``max_lr / div_factor`` up to ``max_lr`` over the first ``pct_start`` of ``total_steps``, then down to
+    ``max_lr / (div_factor * final_div_factor)``; with ``three_phase`` back to the initial rate first, then down
+    to the minimum.
 
     ``total_steps`` defaults to ``epochs * steps_per_epoch``, each defaulting to what ``fit`` is asked to
     run. Steps are counted by the optimizer (``optimizer.iterations``) from the first ``fit`` this callback
     sees, so epochs may be split over several ``fit`` calls; past ``total_steps`` the last rate holds (torch
     raises instead). The rate is a plain float set on the host between steps: a compiled step takes it as an
     input and is not traced again.
+
+    Parameters
+    ----------
+    max_lr : float
+        The peak rate.
+    total_steps : int, optional
+        Steps of the whole cycle.
+    epochs, steps_per_epoch : int, optional
+        Give ``total_steps`` as their product; each defaults to what ``fit`` runs.
+    pct_start : float, default 0.3
+        The fraction of the steps spent rising, in (0, 1).
+    anneal_strategy : {"cos", "linear"}, default "cos"
+        The shape of each phase.
+    div_factor : float, default 25.0
+        The initial rate is ``max_lr / div_factor``.
+    final_div_factor : float, default 1e4
+        The last rate is the initial one divided by this.
+    three_phase : bool, default False
+        Come back down to the initial rate before the final annealing.
+
+    Raises
+    ------
+    ValueError
+        If a number is out of range (``pct_start`` outside (0, 1), a factor not > 0) or
+        ``anneal_strategy`` is unknown.
+
+    Examples
+    --------
+    >>> from xpcnn.callbacks import OneCycleLR
+    >>> cycle = OneCycleLR(max_lr=0.1, total_steps=100)
+    >>> [round(cycle.lr_at(step), 6) for step in (0, 29, 99)]
+    [0.004, 0.1, 0.0]
     """
 
     state_attributes = ("_origin", "total_steps")
@@ -242,7 +358,19 @@ class OneCycleLR(Callback):
         return int(epochs) * int(steps)
 
     def lr_at(self, step: int, total_steps: int | None = None) -> float:
-        """The rate of 0-based step ``step`` (torch's closed form, phase by phase)."""
+        """The rate of 0-based step ``step`` (torch's closed form, phase by phase).
+
+        Parameters
+        ----------
+        step : int
+            The 0-based step; past the last step the last rate holds.
+        total_steps : int, optional
+            The length of the cycle, if not the callback's.
+
+        Returns
+        -------
+        float
+        """
         total = self._resolved_total() if total_steps is None else total_steps
         initial = self.max_lr / self.div_factor
         minimum = initial / self.final_div_factor

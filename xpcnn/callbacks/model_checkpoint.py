@@ -16,10 +16,31 @@ __all__ = ["ModelCheckpoint"]
 class ModelCheckpoint(MonitorCallback):
     """Save the model (or only its weights) at the end of each epoch, or only when ``monitor`` improves.
 
-    ``filepath`` may hold format fields: ``{epoch}`` (1-based) and any epoch-log key, e.g.
-    ``"ckpt/model-{epoch:02d}-{val_loss:.4f}.npz"``; missing folders are created. With
-    ``save_weights_only`` it calls ``model.save_weights(path)`` when the model has it, else writes the
-    state dict as ``.npz``. ``best`` holds the best monitored value, ``last_saved`` the last path written.
+    ``best`` holds the best monitored value, ``last_saved`` the last path written.
+
+    Parameters
+    ----------
+    filepath : str or os.PathLike
+        May hold format fields: ``{epoch}`` (1-based) and any epoch-log key, e.g.
+        ``"ckpt/model-{epoch:02d}-{val_loss:.4f}.npz"``; missing folders are created.
+    monitor : str, default "val_loss"
+        The epoch-log value that ``save_best_only`` watches.
+    save_best_only : bool, default False
+        Save only at the epochs where ``monitor`` improves.
+    mode : {"auto", "min", "max"}, default "auto"
+        Whether lower or higher is better; ``"auto"`` takes higher for accuracy-like names.
+    save_weights_only : bool, default False
+        Call ``model.save_weights(path)`` when the model has it, else write the state dict as ``.npz``;
+        otherwise ``model.save(path)``.
+    verbose : int, default 0
+        Above 0, print what it saves (and, with ``save_best_only``, when it does not).
+    initial_value_threshold : float, optional
+        The value to beat before the first save (``save_best_only``).
+
+    Raises
+    ------
+    ValueError
+        If ``filepath`` is empty or ``mode`` is unknown.
     """
 
     writes_files = True
@@ -54,7 +75,30 @@ class ModelCheckpoint(MonitorCallback):
         return self._worst() if self.initial_value_threshold is None else self.initial_value_threshold
 
     def format_path(self, epoch: int, logs: Mapping[str, Any] | None = None) -> str:
-        """The file name for epoch ``epoch`` (0-based; written 1-based) with its logs."""
+        """The file name for epoch ``epoch`` (0-based; written 1-based) with its logs.
+
+        Parameters
+        ----------
+        epoch : int
+            The 0-based epoch.
+        logs : mapping, optional
+            The epoch logs, for the other fields.
+
+        Returns
+        -------
+        str
+
+        Raises
+        ------
+        KeyError
+            If ``filepath`` names a field the logs lack.
+
+        Examples
+        --------
+        >>> from xpcnn.callbacks import ModelCheckpoint
+        >>> ModelCheckpoint("ckpt/model-{epoch:02d}-{val_loss:.4f}.npz").format_path(2, {"val_loss": 0.25})
+        'ckpt/model-03-0.2500.npz'
+        """
         fields = dict(logs or {})
         fields["epoch"] = epoch + 1
         try:

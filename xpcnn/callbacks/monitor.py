@@ -18,7 +18,22 @@ __all__ = ["MonitorCallback"]
 
 
 class MonitorCallback(Callback):
-    """A callback watching ``monitor`` in the epoch logs, ``mode`` "min", "max" or "auto"."""
+    """A callback watching ``monitor`` in the epoch logs, ``mode`` "min", "max" or "auto".
+
+    Parameters
+    ----------
+    monitor : str
+        The epoch-log value to watch.
+    mode : {"auto", "min", "max"}
+        Whether lower or higher is better; ``"auto"`` takes higher for accuracy-like names.
+    owner : str
+        The subclass's name, for messages.
+
+    Raises
+    ------
+    ValueError
+        If ``mode`` is unknown.
+    """
 
     def __init__(self, monitor: str, mode: str, owner: str) -> None:
         super().__init__()

@@ -41,9 +41,22 @@ class ProgressBar(Callback):
 
     The device values are read (``float``) only every ``refresh_every`` batches, never every batch; at
     the end of an epoch the bar shows the epoch's logs (already host floats) and a line with the
-    validation metrics and learning rate. ``verbose`` (default: ``params["verbose"]``, else 1):
-    0 silent, 1 a bar per epoch, 2 one line per epoch. Without tqdm it falls back to plain lines.
-    Outside ``fit`` (``evaluate``) it shows one bar over the test batches.
+    validation metrics and learning rate. Without tqdm it falls back to plain lines. Outside ``fit``
+    (``evaluate``) it shows one bar over the test batches. ``fit(verbose=1)`` adds one itself.
+
+    Parameters
+    ----------
+    refresh_every : int, default 10
+        Batches between two reads of the running values.
+    verbose : {0, 1, 2}, optional
+        0 silent, 1 a bar per epoch, 2 one line per epoch; by default ``params["verbose"]``, else 1.
+    file : file-like, optional
+        Where to write; ``sys.stderr`` by default.
+
+    Raises
+    ------
+    ValueError
+        If ``refresh_every`` < 1 or ``verbose`` is not 0, 1 or 2.
     """
 
     def __init__(self, refresh_every: int = 10, verbose: int | None = None, file: Any = None) -> None:

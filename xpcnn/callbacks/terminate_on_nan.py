@@ -17,6 +17,18 @@ class TerminateOnNaN(Callback):
     The batch loss (a device array) is read every ``check_every`` batches, and the epoch loss at every
     epoch end, so a bad loss is caught within ``check_every`` batches at most, without a host sync per
     batch. The message (printed to stderr, also kept in ``message``) names the epoch, batch and value.
+
+    Parameters
+    ----------
+    check_every : int, default 10
+        Batches between two reads of the batch loss.
+    monitor : str, default "loss"
+        The log value to check.
+
+    Raises
+    ------
+    ValueError
+        If ``check_every`` < 1.
     """
 
     state_attributes = ("stopped_epoch", "stopped_batch", "message", "_epoch", "_last", "_last_batch", "_checked")
