@@ -55,6 +55,19 @@ def _close(native, generic, dtype: str) -> None:
         np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * max(1.0, float(np.abs(b).max())))
 
 
+def test_max_pool_saved_is_read_only_by_the_kernel_that_made_it(backend):
+    if _native.kernel(backend.xp, "max_pool2d") is None:
+        pytest.skip(f"{backend.name} has no native pooling kernels here")
+    x = xpcnn.asarray(np.random.default_rng(0).standard_normal((2, 3, 4, 4)).astype(np.float32))
+    with pytest.raises(ValueError, match="exclusive"):
+        pool.max_pool2d(x, 2, return_indices=True, return_saved=True)
+    y, saved = pool.max_pool2d(x, 2, return_saved=True)
+    with _native.generic_only(), pytest.raises(ValueError, match="native kernel's record"):
+        pool.max_pool2d_backward(y, x, 2, saved=saved)
+    with pytest.raises(ValueError, match="not both"):
+        pool.max_pool2d_backward(y, x, 2, saved=saved, indices=saved.positions)
+
+
 @pytest.mark.parametrize("dtype_fixture", ["backend", "backend64"])
 @pytest.mark.parametrize("n, c, h, w, o, k, s, p, d, g", CASES)
 def test_convolution_equals_the_generic_path(request, dtype_fixture, n, c, h, w, o, k, s, p, d, g):
@@ -86,7 +99,8 @@ def test_convolution_equals_the_generic_path(request, dtype_fixture, n, c, h, w,
 
 @pytest.mark.parametrize("shape, k, s, p", [*POOL_CASES, ((1, 2, 3, 4), 3, 1, 1), ((2, 1, 2, 5), (3, 5), 1, (1, 2))])
 def test_pooling_equals_the_generic_path(backend, shape, k, s, p):
-    """Maxima, their offsets (ties to the first, NaN windows marked and passing no gradient) and gradients."""
+    """Maxima, their offsets (ties to the first, NaN windows marked and passing no gradient) and gradients, from
+    the offsets, from what ``return_saved`` keeps (torch's own indices on torch) and recomputed."""
     if _native.kernel(backend.xp, "max_pool2d") is None:
         pytest.skip(f"{backend.name} has no native pooling kernels here")
     for name, values in _pool_inputs(shape).items():
@@ -94,16 +108,20 @@ def test_pooling_equals_the_generic_path(backend, shape, k, s, p):
 
         def run():
             y, offsets = pool.max_pool2d(x, k, s, p, return_indices=True)
+            y_saving, saved = pool.max_pool2d(x, k, s, p, return_saved=True)
             dy = xpcnn.asarray(np.random.default_rng(3).standard_normal(tuple(y.shape)).astype(np.float32))
-            return (y, offsets, pool.max_pool2d(x, k, s, p), pool.max_pool2d_backward(dy, x, k, s, p, indices=offsets),
+            return (y, offsets, pool.max_pool2d(x, k, s, p), y_saving,
+                    pool.max_pool2d_backward(dy, x, k, s, p, indices=offsets),
+                    pool.max_pool2d_backward(dy, x, k, s, p, saved=saved),
                     pool.max_pool2d_backward(dy, x, k, s, p), pool.avg_pool2d(x, k, s, p),
                     pool.avg_pool2d_backward(dy, x, k, s, p))
 
+        assert pool.max_pool2d(x, k, s, p, return_saved=True)[1].native  # the route under test
         native, generic = _runs(run)
         for i, (a, b) in enumerate(zip(native, generic)):
             a, b = np.asarray(xpcnn.to_numpy(a)), np.asarray(xpcnn.to_numpy(b))
             assert a.dtype == b.dtype, (name, i)
-            if i < 3:  # maxima and offsets: exactly
+            if i < 4:  # maxima and offsets: exactly
                 np.testing.assert_array_equal(a, b, err_msg=f"{name} output {i}")
             else:  # gradients and means: to rounding (overlapping windows add in another order); NaN == NaN
                 np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6, err_msg=f"{name} output {i}")

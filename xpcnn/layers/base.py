@@ -5,10 +5,10 @@ Subclasses implement ``_build`` (create parameters, return the per-sample output
 validates before any state changes, builds on the first forward, and keeps the backward bookkeeping.
 
 What a backward needs from its forward travels one way: a training ``_forward`` keeps it in ``self._cache``
-(its inputs, and what the op returned for reuse: ``return_saved=True`` of ``conv2d`` and ``batch_norm``,
-``return_indices=True`` of ``max_pool2d``), and ``_backward`` hands it back to the op (``saved=``,
-``indices=``). Ops keep nothing between calls. A layer that a graph model calls at several places has its
-``_cache`` saved after each call and put back before that call's backward (``call_state``).
+(its inputs, and what the op returned for reuse: ``return_saved=True`` of ``conv2d``, ``batch_norm`` and
+``max_pool2d``), and ``_backward`` hands it back to the op (``saved=``). Ops keep nothing between calls. A
+layer that a graph model calls at several places has its ``_cache`` saved after each call and put back before
+that call's backward (``call_state``).
 
 Under a mixed dtype policy (``xpcnn.mixed_precision``) the base class casts: a floating input to the dtype
 the layer computes in (the policy's half dtype, or float32 for ``computes_in_float32`` layers), the output

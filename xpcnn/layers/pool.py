@@ -81,13 +81,13 @@ class MaxPool2D(_WindowPool2D):
         if not training:
             return self._pool(x, **self._op_args())
         # the positions of the maxima, found while x is hot: backward then never reads x again
-        y, indices = self._pool(x, **self._op_args(), return_indices=True)
-        self._cache = (x, indices)
+        y, saved = self._pool(x, **self._op_args(), return_saved=True)
+        self._cache = (x, saved)
         return y
 
     def _backward(self, dy: Any) -> Any:
-        x, indices = self._cache
-        return self._pool_backward(dy, x, **self._op_args(), indices=indices)
+        x, saved = self._cache
+        return self._pool_backward(dy, x, **self._op_args(), saved=saved)
 
 
 class AvgPool2D(_WindowPool2D):

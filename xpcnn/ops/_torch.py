@@ -8,7 +8,8 @@ kernels or strides > 1) are applied to the input first and cropped from its grad
 
 Max pooling keeps xpcnn's indices: for each output the row-major offset of its first maximum inside the
 window (``kh*kw`` where the window holds NaN, which then passes no gradient), converted from and to the
-flat pixel indices of ``aten.max_pool2d_with_indices``, whose ties also go to the first maximum.
+flat pixel indices of ``aten.max_pool2d_with_indices``, whose ties also go to the first maximum. What a layer
+keeps between its forward and backward passes (``return_saved``) is those flat indices unconverted.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from .windows import conv_transpose_output_hw
 
 __all__ = ["add", "avg_pool2d", "avg_pool2d_backward", "batch_norm", "batch_norm_backward", "conv2d", "conv2d_backward",
            "conv2d_transpose", "conv2d_transpose_backward", "erf", "hardsigmoid", "hardswish", "max_pool2d",
-           "max_pool2d_backward", "relu", "relu6"]
+           "max_pool2d_backward", "max_pool2d_backward_saved", "max_pool2d_saving", "relu", "relu6"]
 
 Pair = tuple[int, int]
 Pads = tuple[int, int, int, int]
@@ -123,6 +124,23 @@ def max_pool2d(x: Any, geometry: Any, return_indices: bool) -> Any:
         flat - row * x.shape[3] - left, dw, rounding_mode="floor")
     offsets = torch.where(torch.isnan(y), count, offsets)
     return y.contiguous(), offsets.contiguous().to(_offset_dtype(count))
+
+
+def max_pool2d_saving(x: Any, geometry: Any) -> tuple[Any, Any]:
+    """``max_pool2d`` and what ``max_pool2d_backward_saved`` reads back: torch's own flat indices, unconverted,
+    and which outputs' windows hold NaN (they pass no gradient, as the generic offsets say)."""
+    kernel, stride, padding = _pool_args(geometry)
+    y, flat = _aten.max_pool2d_with_indices(_fast_layout(x), kernel, stride, padding, list(geometry.dilation),
+                                            geometry.ceil_mode)
+    return y.contiguous(), (flat, torch.isnan(y))
+
+
+def max_pool2d_backward_saved(dy: Any, x: Any, geometry: Any, saved: Any) -> Any:
+    """Input gradient of ``max_pool2d`` from what ``max_pool2d_saving`` kept (only ``x.shape`` is read)."""
+    kernel, stride, padding = _pool_args(geometry)
+    flat, nan_windows = saved
+    return _aten.max_pool2d_with_indices_backward(dy.masked_fill(nan_windows, 0.0), x, kernel, stride, padding,
+                                                  list(geometry.dilation), geometry.ceil_mode, flat)
 
 
 def max_pool2d_backward(dy: Any, x: Any, geometry: Any, indices: Any) -> Any:

@@ -7,12 +7,14 @@ half the kernel. No window array is ever built: a pool is an elementwise maximum
 strided views of the padded input, one per window offset, and its backward writes one strided slice per
 offset back (a plain ``set`` when the windows tile the input exactly, an ``add`` when they overlap or leave
 pixels out). Backward ops take the forward's input ``x``, as PyTorch's do; ``max_pool2d_backward`` also
-takes what the forward can hand over instead: the positions of the maxima (``return_indices=True``, what
-``MaxPool2D`` keeps, so that its backward never reads ``x`` again) or the output ``y``. A window holding NaN
+takes what the forward can hand over instead: the positions of the maxima (``return_indices=True``; or
+``return_saved=True``, what ``MaxPool2D`` keeps, so that its backward never reads ``x`` again) or the output
+``y``. A window holding NaN
 outputs NaN and passes no gradient (PyTorch sends it to the window's last NaN). A window that reaches into the
-padding and holds only -inf sends its gradient to its first real pixel, as PyTorch does. NumPy fast paths (``_strided``) find the maxima's positions and route
-the gradient without ``where``; tests/ops/test_fast_paths.py holds them equal to the generic code. On torch,
-PyTorch's own pooling kernels run instead (``_native``), tested equal in tests/ops/test_native_kernels.py.
+padding and holds only -inf sends its gradient to its first real pixel, as PyTorch does. NumPy fast paths
+(``_strided``) find the maxima's positions and route the gradient without ``where``;
+tests/ops/test_fast_paths.py holds them equal to the generic code. On torch, PyTorch's own pooling kernels
+run instead (``_native``), tested equal in tests/ops/test_native_kernels.py.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ._select import keep_where
 from .windows import Pads, as_pair, pad2d, resolve_padding, unpad2d, window_slices
 
 __all__ = [
+    "MaxPoolSaved",
     "PoolGeometry",
     "avg_pool2d",
     "avg_pool2d_backward",
@@ -249,9 +252,18 @@ def _padding_ties_to_real_pixels(offsets: Any, y: Any, geometry: PoolGeometry) -
     return xp.where((y == -math.inf) & touches, first_real, offsets)
 
 
+class MaxPoolSaved(NamedTuple):
+    """What ``max_pool2d(..., return_saved=True)`` keeps for ``max_pool2d_backward(..., saved=)``: the maxima's
+    positions as the kernel that found them reads them back. On torch, converting its flat pixel indices to
+    window offsets and back took about a third of the pooling layers' time in a training step."""
+
+    positions: Any  # generic: the offsets of return_indices; native: that kernel's own record
+    native: bool
+
+
 def max_pool2d(
     x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1, ceil_mode: bool = False, *,
-    return_indices: bool = False,
+    return_indices: bool = False, return_saved: bool = False,
 ) -> Any:
     """Window maxima of ``x (N, C, H, W)`` -> ``(N, C, OH, OW)``; padding counts as -inf; NaN propagates.
 
@@ -261,9 +273,19 @@ def max_pool2d(
     ``return_indices=True`` the result is ``(y, offsets)``: ``offsets (N, C, OH, OW)`` (uint8 for windows of
     fewer than 255 taps, else int32) holds the row-major position inside its window of each output's first
     maximum, ``kh*kw`` where the window holds NaN. ``max_pool2d_backward`` accepts them in place of
-    re-reading ``x``.
+    re-reading ``x``. With ``return_saved=True`` it is ``(y, saved)``, a ``MaxPoolSaved`` that only
+    ``max_pool2d_backward(..., saved=saved)`` reads: the same positions in the form the kernel made them.
     """
+    if return_indices and return_saved:
+        raise ValueError("max_pool2d: return_indices and return_saved are exclusive: ask for one of them")
     geometry = _geometry_of("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
+    if return_saved:
+        saving = _native_pool(x, "max_pool2d_saving", geometry)
+        if saving is not None:
+            y, positions = saving(x, geometry)
+            return y, MaxPoolSaved(positions, native=True)
+        y, offsets = max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
+        return y, MaxPoolSaved(offsets, native=False)
     native = _native_pool(x, "max_pool2d", geometry)
     if native is not None:
         return native(x, geometry, return_indices)
@@ -278,15 +300,27 @@ def _native_pool(a: Any, name: str, geometry: PoolGeometry) -> Any:
 
 def max_pool2d_backward(
     dy: Any, x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
-    ceil_mode: bool = False, *, y: Any = None, indices: Any = None,
+    ceil_mode: bool = False, *, y: Any = None, indices: Any = None, saved: MaxPoolSaved | None = None,
 ) -> Any:
     """Input gradient of ``max_pool2d``: each ``dy`` goes to its window's first maximum in ``x`` (row-major);
     a window holding NaN passes no gradient.
 
-    ``indices``, the offsets from ``max_pool2d(..., return_indices=True)`` for this ``x``, spare reading ``x``
-    again (then only its shape is used); else ``y``, the forward's output, spares recomputing the maxima.
+    ``indices``, the offsets from ``max_pool2d(..., return_indices=True)`` for this ``x``, or ``saved``, from
+    ``return_saved=True``, spare reading ``x`` again (then only its shape is used); else ``y``, the forward's
+    output, spares recomputing the maxima.
     """
     geometry = _geometry_of("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
+    if saved is not None:
+        if indices is not None:
+            raise ValueError("max_pool2d_backward: pass indices or saved, not both")
+        if not saved.native:
+            indices = saved.positions
+        else:
+            from_saved = _native_pool(dy, "max_pool2d_backward_saved", geometry)
+            if from_saved is None:
+                raise ValueError("max_pool2d_backward: saved holds a native kernel's record, but that kernel does "
+                                 "not serve this call (native kernels switched off, or another namespace)")
+            return from_saved(dy, x, geometry, saved.positions)
     native = _native_pool(dy, "max_pool2d_backward", geometry)
     if indices is None:
         windows = _windows(pad2d(x, geometry.pads, -math.inf), geometry)
