@@ -42,7 +42,13 @@ def _check_float(value: Any, name: str, owner: str) -> float:
 
 
 class ReLU(_Activation):
-    """max(x, 0)."""
+    """max(x, 0).
+
+    Parameters
+    ----------
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+    """
 
     def _activate(self, x: Any) -> Any:
         return act.relu(x)
@@ -52,7 +58,13 @@ class ReLU(_Activation):
 
 
 class ReLU6(_Activation):
-    """min(max(x, 0), 6) (torch.nn.ReLU6; MobileNetV2's activation)."""
+    """min(max(x, 0), 6) (torch.nn.ReLU6; MobileNetV2's activation).
+
+    Parameters
+    ----------
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+    """
 
     def _activate(self, x: Any) -> Any:
         return act.relu6(x)
@@ -62,7 +74,13 @@ class ReLU6(_Activation):
 
 
 class Hardsigmoid(_Activation):
-    """relu6(x + 3) / 6 (torch.nn.Hardsigmoid, Keras 3's ``hard_sigmoid``; MobileNetV3's gate)."""
+    """relu6(x + 3) / 6 (torch.nn.Hardsigmoid, Keras 3's ``hard_sigmoid``; MobileNetV3's gate).
+
+    Parameters
+    ----------
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+    """
 
     saves_output = False
 
@@ -74,7 +92,13 @@ class Hardsigmoid(_Activation):
 
 
 class Hardswish(_Activation):
-    """x * relu6(x + 3) / 6 (torch.nn.Hardswish, Keras's ``hard_swish``/``hard_silu``; MobileNetV3)."""
+    """x * relu6(x + 3) / 6 (torch.nn.Hardswish, Keras's ``hard_swish``/``hard_silu``; MobileNetV3).
+
+    Parameters
+    ----------
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+    """
 
     saves_output = False
 
@@ -86,7 +110,13 @@ class Hardswish(_Activation):
 
 
 class SiLU(_Activation):
-    """x * sigmoid(x) (torch.nn.SiLU, Keras's ``silu``/``swish``; EfficientNet's activation)."""
+    """x * sigmoid(x) (torch.nn.SiLU, Keras's ``silu``/``swish``; EfficientNet's activation).
+
+    Parameters
+    ----------
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+    """
 
     saves_output = False
 
@@ -99,7 +129,19 @@ class SiLU(_Activation):
 
 class GELU(_Activation):
     """x * Phi(x), Phi the standard normal CDF (torch.nn.GELU): ``approximate="none"`` computes it with erf
-    (``xpcnn.ops.activations.erf``, accurate to float32 and float64), ``"tanh"`` with torch's tanh formula."""
+    (``xpcnn.ops.activations.erf``, accurate to float32 and float64), ``"tanh"`` with torch's tanh formula.
+
+    Parameters
+    ----------
+    approximate : {"none", "tanh"}, default "none"
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+
+    Raises
+    ------
+    ValueError
+        If ``approximate`` is neither.
+    """
 
     saves_output = False
 
@@ -120,7 +162,25 @@ class GELU(_Activation):
 
 
 class LeakyReLU(_Activation):
-    """x for x > 0, negative_slope * x otherwise."""
+    """x for x > 0, negative_slope * x otherwise.
+
+    Parameters
+    ----------
+    negative_slope : float, default 0.01
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+
+    Raises
+    ------
+    TypeError
+        If ``negative_slope`` is not a real number.
+
+    Examples
+    --------
+    >>> from xpcnn.layers import LeakyReLU
+    >>> xpcnn.to_numpy(LeakyReLU(0.1)(xpcnn.asarray(np.array([[-2.0, 3.0]]))))
+    array([[-0.2,  3. ]], dtype=float32)
+    """
 
     saves_output = False
 
@@ -139,7 +199,19 @@ class LeakyReLU(_Activation):
 
 
 class ELU(_Activation):
-    """x for x > 0, alpha * (exp(x) - 1) otherwise."""
+    """x for x > 0, alpha * (exp(x) - 1) otherwise.
+
+    Parameters
+    ----------
+    alpha : float, default 1.0
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+
+    Raises
+    ------
+    TypeError
+        If ``alpha`` is not a real number.
+    """
 
     saves_output = False
 
@@ -158,7 +230,13 @@ class ELU(_Activation):
 
 
 class Sigmoid(_Activation):
-    """1 / (1 + exp(-x))."""
+    """1 / (1 + exp(-x)).
+
+    Parameters
+    ----------
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+    """
 
     computes_in_float32 = True
 
@@ -170,6 +248,14 @@ class Sigmoid(_Activation):
 
 
 class Tanh(_Activation):
+    """tanh(x).
+
+    Parameters
+    ----------
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+    """
+
     def _activate(self, x: Any) -> Any:
         return act.tanh(x)
 
@@ -181,6 +267,18 @@ class Softmax(_Activation):
     """exp(x) normalised along ``axis`` of the batched input (default 1: the classes of (N, C) logits).
 
     For training a classifier prefer raw logits with ``CrossEntropy``, which is stabler and cheaper.
+
+    Parameters
+    ----------
+    axis : int, default 1
+        An axis of the batched input; negative counts from the end, 0 (the batch) is refused.
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+
+    Raises
+    ------
+    ValueError
+        If ``axis`` is 0 or not an int.
     """
 
     computes_in_float32 = True

@@ -86,10 +86,48 @@ class _ConvBase(Layer):
 class Conv2D(_ConvBase):
     """2-D convolution (cross-correlation), PyTorch layout: weight ``(out, in/groups, kh, kw)``, bias ``(out,)``.
 
-    ``padding``: int, pair, ``"valid"`` or ``"same"`` (any stride; TensorFlow puts the odd pixel bottom/right);
-    ``padding_mode``: what fills it, ``"zeros"``, or copies of the image's boundary: ``"reflect"``,
-    ``"replicate"``, ``"circular"`` (torch's). Weights: He uniform (``weight_init``: he_uniform, he_normal,
-    glorot_uniform, glorot_normal); bias zeros.
+    Parameters
+    ----------
+    out_channels : int
+        Output channels (Keras's ``filters``).
+    kernel_size : int or (int, int)
+        Window height and width.
+    stride : int or (int, int), default 1
+    padding : int, (int, int), "valid" or "same", default 0
+        ``"same"`` works for any stride (TensorFlow puts the odd pixel bottom/right).
+    dilation : int or (int, int), default 1
+    groups : int, default 1
+        Channel groups; it must divide ``out_channels`` and the input channels.
+    bias : bool, default True
+    weight_init : str, default "he_uniform"
+        ``he_uniform``, ``he_normal``, ``glorot_uniform`` or ``glorot_normal``; bias zeros.
+    activation : str, optional
+        Applied to the output, as Keras's ``activation=``: ``"relu"``, ``"sigmoid"``, ``"softmax"``, ... or
+        None.
+    padding_mode : {"zeros", "reflect", "replicate", "circular"}, default "zeros"
+        What fills the padding: zeros, or copies of the image's boundary (torch's).
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+
+    Raises
+    ------
+    ValueError
+        If an argument is out of range (``groups`` not dividing ``out_channels``, an unknown name); at build,
+        for input channels that ``groups`` does not divide or a kernel larger than the padded input.
+    TypeError
+        If an argument has the wrong type.
+
+    Examples
+    --------
+    >>> from xpcnn.layers import Conv2D
+    >>> x = xpcnn.asarray(np.zeros((2, 3, 32, 32)))
+    >>> Conv2D(16, 3)(x).shape
+    (2, 16, 30, 30)
+    >>> Conv2D(16, 3, stride=2, padding="same")(x).shape
+    (2, 16, 16, 16)
+    >>> layer = Conv2D(16, 3, padding=1)
+    >>> layer.build((3, 32, 32)), layer.params["weight"].shape
+    ((16, 32, 32), (16, 3, 3, 3))
     """
 
     def __init__(
@@ -164,9 +202,39 @@ class Conv2D(_ConvBase):
 class Conv2DTranspose(_ConvBase):
     """Transposed convolution (fractionally strided), PyTorch layout: weight ``(in, out/groups, kh, kw)``.
 
-    Output size ``(H - 1)*stride - 2*padding + dilation*(k - 1) + output_padding + 1``; ``padding`` is an
-    int, a pair, ``"valid"`` (= 0) or ``"same"`` (Keras's: output ``H*stride``, the padding placed as the
-    "same" convolution it is the adjoint of). Weights: He uniform by default; bias zeros.
+    Output size ``(H - 1)*stride - 2*padding + dilation*(k - 1) + output_padding + 1``.
+
+    Parameters
+    ----------
+    out_channels : int
+    kernel_size : int or (int, int)
+    stride : int or (int, int), default 1
+    padding : int, (int, int), "valid" or "same", default 0
+        ``"valid"`` is 0; ``"same"`` is Keras's: output ``H*stride``, the padding placed as the "same"
+        convolution it is the adjoint of.
+    output_padding : int or (int, int), default 0
+        Extra rows and columns at the bottom/right; smaller than the stride or the dilation.
+    dilation : int or (int, int), default 1
+    groups : int, default 1
+    bias : bool, default True
+    weight_init : str, default "he_uniform"
+        As ``Conv2D``'s; bias zeros.
+    activation : str, optional
+        Applied to the output, as Keras's ``activation=``: ``"relu"``, ``"sigmoid"``, ``"softmax"``, ... or
+        None.
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+
+    Raises
+    ------
+    ValueError
+        If an argument is out of range, or ``output_padding`` is given with ``padding="same"``.
+
+    Examples
+    --------
+    >>> from xpcnn.layers import Conv2DTranspose
+    >>> Conv2DTranspose(8, 2, stride=2)(xpcnn.asarray(np.zeros((1, 4, 7, 7)))).shape
+    (1, 8, 14, 14)
     """
 
     def __init__(
@@ -233,6 +301,20 @@ class DepthwiseConv2D(Conv2D):
     input channel ``c``), bias ``(C * depth_multiplier,)``. The arguments are Conv2D's (PyTorch's names:
     Keras's ``strides``, ``dilation_rate``, ``use_bias`` are ``stride``, ``dilation``, ``bias``; padding 0 is
     ``"valid"``); ``out_channels`` and ``groups`` follow from the input at build.
+
+    Parameters
+    ----------
+    kernel_size, stride, padding, dilation, bias, weight_init, activation, padding_mode, name
+        As ``Conv2D``'s.
+    depth_multiplier : int, default 1
+        Filters per input channel.
+
+    Examples
+    --------
+    >>> from xpcnn.layers import DepthwiseConv2D
+    >>> layer = DepthwiseConv2D(3, padding="same", depth_multiplier=2)
+    >>> layer(xpcnn.asarray(np.zeros((1, 4, 8, 8)))).shape, layer.params["weight"].shape
+    ((1, 8, 8, 8), (8, 1, 3, 3))
     """
 
     def __init__(
@@ -266,6 +348,13 @@ class SeparableConv2D(Layer):
     ``depthwise = Conv2d(C, C*m, k, groups=C, bias=False)`` and ``pointwise = Conv2d(C*m, out, 1)`` holds the same
     values under ``depthwise.weight``, ``pointwise.weight`` and ``pointwise.bias`` (a parameter's name here has
     no dot: a model's key splits at its last one). Weights are drawn as those two layers draw theirs.
+
+    Parameters
+    ----------
+    out_channels : int
+        Output channels of the pointwise convolution.
+    kernel_size, stride, padding, depth_multiplier, dilation, bias, weight_init, activation, padding_mode, name
+        As ``DepthwiseConv2D``'s (``bias`` and ``activation`` apply after the pointwise convolution).
     """
 
     input_ndim = 3

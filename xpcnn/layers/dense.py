@@ -16,9 +16,36 @@ __all__ = ["Dense"]
 class Dense(Layer):
     """``y = x @ weight.T + bias``, PyTorch layout: weight ``(out_features, in_features)``, bias ``(out_features,)``.
 
-    Weights: He uniform (``weight_init``: he_uniform, he_normal, glorot_uniform, glorot_normal); bias zeros.
-    Flatten convolutional features first: the input is 2-D ``(N, in_features)``. ``activation`` (``"relu"``,
-    ``"sigmoid"``, ``"softmax"``, ...) is applied to the output, as Keras's ``activation=``.
+    Flatten convolutional features first: the input is 2-D ``(N, in_features)``.
+
+    Parameters
+    ----------
+    out_features : int
+        Output features (Keras's ``units``).
+    bias : bool, default True
+    weight_init : str, default "he_uniform"
+        ``he_uniform``, ``he_normal``, ``glorot_uniform`` or ``glorot_normal``; bias zeros.
+    activation : str, optional
+        Applied to the output, as Keras's ``activation=``: ``"relu"``, ``"sigmoid"``, ``"softmax"``, ... or
+        None.
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+
+    Raises
+    ------
+    ValueError
+        If ``out_features`` < 1 or a name is unknown; when called, for input whose feature count differs
+        from the one it was built for.
+    TypeError
+        If an argument has the wrong type.
+
+    Examples
+    --------
+    >>> from xpcnn.layers import Dense
+    >>> layer = Dense(10, activation="softmax")
+    >>> y = layer(xpcnn.asarray(np.zeros((4, 64))))
+    >>> y.shape, layer.params["weight"].shape, layer.params["bias"].shape
+    ((4, 10), (10, 64), (10,))
     """
 
     input_ndim = 1

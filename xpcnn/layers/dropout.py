@@ -54,14 +54,53 @@ class _Dropout(Layer):
 
 
 class Dropout(_Dropout):
-    """Zeroes each element independently with probability ``rate`` (torch.nn.Dropout)."""
+    """Zeroes each element independently with probability ``rate`` (torch.nn.Dropout).
+
+    Parameters
+    ----------
+    rate : float
+        The probability of zeroing, in [0, 1).
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+
+    Raises
+    ------
+    TypeError
+        If ``rate`` is not a number.
+    ValueError
+        If ``rate`` is outside [0, 1).
+
+    Examples
+    --------
+    >>> from xpcnn.layers import Dropout
+    >>> x = xpcnn.asarray(np.ones((2, 8)))
+    >>> float(xpcnn.to_numpy(Dropout(0.5)(x)).sum())  # the identity outside training
+    16.0
+    >>> sorted(set(xpcnn.to_numpy(Dropout(0.5)(x, training=True)).ravel().tolist()) - {0.0})
+    [2.0]
+    """
 
     def _mask_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         return shape
 
 
 class SpatialDropout2D(_Dropout):
-    """Zeroes whole channels of NCHW input: one draw per (sample, channel), mask (N, C, 1, 1) (nn.Dropout2d)."""
+    """Zeroes whole channels of NCHW input: one draw per (sample, channel), mask (N, C, 1, 1) (nn.Dropout2d).
+
+    Parameters
+    ----------
+    rate : float
+        The probability of zeroing, in [0, 1).
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+
+    Raises
+    ------
+    TypeError
+        If ``rate`` is not a number.
+    ValueError
+        If ``rate`` is outside [0, 1).
+    """
 
     input_ndim = 3
 
@@ -73,7 +112,23 @@ class StochasticDepth(_Dropout):
     """Drops the input of whole samples with probability ``p`` while training, the survivors scaled by
     1 / (1 - p) (torchvision.ops.StochasticDepth): applied to a residual branch before its ``Add``, it skips the
     block for those samples. ``mode="row"``: one draw per sample, mask ``(N, 1, ...)``; ``"batch"``: one draw
-    for the whole batch. ``p=1`` drops everything. The identity outside training."""
+    for the whole batch. ``p=1`` drops everything. The identity outside training.
+
+    Parameters
+    ----------
+    p : float
+        The probability of dropping, in [0, 1].
+    mode : {"row", "batch"}, default "row"
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+
+    Raises
+    ------
+    TypeError
+        If ``p`` is not a number.
+    ValueError
+        If ``p`` is outside [0, 1] or ``mode`` is unknown.
+    """
 
     _rate_argument = ("p", True)
 

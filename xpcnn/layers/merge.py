@@ -109,7 +109,28 @@ class _Merge(Layer):
 
 
 class Add(_Merge):
-    """The sum of the inputs (a residual connection: ``Add()([x, f(x)])``)."""
+    """The sum of the inputs (a residual connection: ``Add()([x, f(x)])``).
+
+    Parameters
+    ----------
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+
+    Raises
+    ------
+    ValueError
+        When called with fewer than two inputs, batch sizes that differ, or per-sample shapes that do not
+        broadcast.
+    TypeError
+        When called with something other than a list of arrays.
+
+    Examples
+    --------
+    >>> from xpcnn.layers import Add
+    >>> x = xpcnn.asarray(np.ones((2, 4, 8, 8)))
+    >>> float(xpcnn.to_numpy(Add()([x, x, x])).max())
+    3.0
+    """
 
     def _merge(self, xs: list[Any]) -> Any:
         y = xs[0] + xs[1]
@@ -122,7 +143,13 @@ class Add(_Merge):
 
 
 class Subtract(_Merge):
-    """The first input minus the second."""
+    """The first input minus the second (exactly two inputs).
+
+    Parameters
+    ----------
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+    """
 
     max_inputs = 2
 
@@ -135,7 +162,20 @@ class Subtract(_Merge):
 
 class Multiply(_Merge):
     """The elementwise product of the inputs; a ``(N, C, 1, 1)`` gate broadcasts over ``(N, C, H, W)``
-    (squeeze-and-excitation's scaling, see the module's docstring)."""
+    (squeeze-and-excitation's scaling, see the module's docstring).
+
+    Parameters
+    ----------
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+
+    Examples
+    --------
+    >>> from xpcnn.layers import Multiply
+    >>> x, gate = xpcnn.asarray(np.ones((2, 4, 8, 8))), xpcnn.asarray(np.full((2, 4, 1, 1), 0.5))
+    >>> Multiply()([x, gate]).shape
+    (2, 4, 8, 8)
+    """
 
     def _merge(self, xs: list[Any]) -> Any:
         return math.prod(xs[1:], start=xs[0])
@@ -145,7 +185,13 @@ class Multiply(_Merge):
 
 
 class Average(_Merge):
-    """The elementwise mean of the inputs."""
+    """The elementwise mean of the inputs.
+
+    Parameters
+    ----------
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+    """
 
     def _merge(self, xs: list[Any]) -> Any:
         return Add._merge(self, xs) / len(xs)
@@ -155,7 +201,13 @@ class Average(_Merge):
 
 
 class Maximum(_Merge):
-    """The elementwise maximum; each gradient goes to the first input holding it."""
+    """The elementwise maximum; each gradient goes to the first input holding it.
+
+    Parameters
+    ----------
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+    """
 
     def _merge(self, xs: list[Any]) -> Any:
         xp = array_api_compat.array_namespace(*xs)
@@ -177,7 +229,27 @@ class Maximum(_Merge):
 
 class Concatenate(_Merge):
     """The inputs joined along ``axis`` (an axis of the batched arrays, default 1: the channels of NCHW; the
-    batch axis 0 cannot be joined). The other axes must agree."""
+    batch axis 0 cannot be joined). The other axes must agree.
+
+    Parameters
+    ----------
+    axis : int, default 1
+        The axis of the batched arrays to join along; negative counts from the end, 0 is refused.
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+
+    Raises
+    ------
+    ValueError
+        If ``axis`` is 0 or not an int; when called, for inputs whose other axes differ.
+
+    Examples
+    --------
+    >>> from xpcnn.layers import Concatenate
+    >>> a, b = xpcnn.asarray(np.zeros((2, 3, 8, 8))), xpcnn.asarray(np.zeros((2, 5, 8, 8)))
+    >>> Concatenate()([a, b]).shape
+    (2, 8, 8, 8)
+    """
 
     def __init__(self, axis: int = 1, *, name: str | None = None) -> None:
         super().__init__(name)

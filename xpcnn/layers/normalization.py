@@ -117,12 +117,61 @@ class _BatchNorm(Layer):
 
 
 class BatchNorm2D(_BatchNorm):
-    """Batch normalisation of NCHW feature maps per channel (torch.nn.BatchNorm2d)."""
+    """Batch normalisation of NCHW feature maps per channel (torch.nn.BatchNorm2d).
+
+    Parameters
+    ----------
+    momentum : float, default 0.1
+        Weight of the batch's statistics in the running ones, in [0, 1] (torch's convention: Keras's
+        momentum is ``1 - momentum``).
+    eps : float, default 1e-5
+        Added to the variance.
+    affine : bool, default True
+        Learn ``weight`` and ``bias``.
+    track_running_stats : bool, default True
+        Keep running statistics for inference.
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+
+    Raises
+    ------
+    ValueError
+        If ``momentum`` is outside [0, 1] or ``eps`` is not positive; when called in training, for a batch
+        with a single value per channel.
+
+    Examples
+    --------
+    >>> from xpcnn.layers import BatchNorm2D
+    >>> layer = BatchNorm2D()
+    >>> layer(xpcnn.asarray(np.ones((2, 3, 4, 4))), training=True).shape, sorted(layer.buffers)
+    ((2, 3, 4, 4), ['running_mean', 'running_var'])
+    """
 
     input_ndim = 3
 
 
 class BatchNorm1D(_BatchNorm):
-    """Batch normalisation of (N, C) features or (N, C, L) sequences per channel (torch.nn.BatchNorm1d)."""
+    """Batch normalisation of (N, C) features or (N, C, L) sequences per channel (torch.nn.BatchNorm1d).
+
+    Parameters
+    ----------
+    momentum : float, default 0.1
+        Weight of the batch's statistics in the running ones, in [0, 1] (torch's convention: Keras's
+        momentum is ``1 - momentum``).
+    eps : float, default 1e-5
+        Added to the variance.
+    affine : bool, default True
+        Learn ``weight`` and ``bias``.
+    track_running_stats : bool, default True
+        Keep running statistics for inference.
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+
+    Raises
+    ------
+    ValueError
+        If ``momentum`` is outside [0, 1] or ``eps`` is not positive; when called in training, for a batch
+        with a single value per channel.
+    """
 
     input_ndim = (1, 2)

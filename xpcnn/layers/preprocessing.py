@@ -38,7 +38,28 @@ def _number(value: Any, name: str, owner: str) -> float:
 
 class Rescaling(Layer):
     """``x * scale + offset`` (Keras's ``Rescaling``): ``Rescaling(1 / 127.5, offset=-1)`` maps [0, 255] to
-    [-1, 1]."""
+    [-1, 1].
+
+    Parameters
+    ----------
+    scale : float
+    offset : float, default 0.0
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+
+    Raises
+    ------
+    TypeError
+        If a value is not a number.
+    ValueError
+        If a value is not finite.
+
+    Examples
+    --------
+    >>> from xpcnn.layers import Rescaling
+    >>> xpcnn.to_numpy(Rescaling(1 / 127.5, offset=-1)(xpcnn.asarray(np.array([[0.0, 255.0]]))))
+    array([[-1.,  1.]], dtype=float32)
+    """
 
     computes_in_float32 = True
 
@@ -60,7 +81,32 @@ class Rescaling(Layer):
 class Normalization(Layer):
     """``(x - mean) / sqrt(variance)`` per channel (axis 1 of ``(N, C, ...)``), with fixed ``mean`` and
     ``variance`` (Keras's ``Normalization`` given them; ``Normalization.imagenet()`` for torchvision's
-    pretrained networks on inputs in [0, 1])."""
+    pretrained networks on inputs in [0, 1]).
+
+    Parameters
+    ----------
+    mean : float or sequence of float
+        One value, or one per channel.
+    variance : float or sequence of float
+        As many values as ``mean``, each > 0.
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+
+    Raises
+    ------
+    TypeError
+        If a value is not a number.
+    ValueError
+        If a value is not finite, a variance is not > 0, or the lengths differ; when called, for input
+        whose channel count differs from the number of means.
+
+    Examples
+    --------
+    >>> from xpcnn.layers import Normalization
+    >>> layer = Normalization(mean=[0.5, 0.5, 0.5], variance=[0.25, 0.25, 0.25])
+    >>> xpcnn.to_numpy(layer(xpcnn.asarray(np.ones((1, 3, 1, 1))))).ravel()
+    array([1., 1., 1.], dtype=float32)
+    """
 
     computes_in_float32 = True
 
@@ -76,7 +122,17 @@ class Normalization(Layer):
 
     @classmethod
     def imagenet(cls, name: str | None = None) -> Normalization:
-        """ImageNet's mean and standard deviation (as torchvision's weights expect), for inputs in [0, 1]."""
+        """ImageNet's mean and standard deviation (as torchvision's weights expect), for inputs in [0, 1].
+
+        Parameters
+        ----------
+        name : str, optional
+            The layer's name.
+
+        Returns
+        -------
+        Normalization
+        """
         return cls((0.485, 0.456, 0.406), tuple(s * s for s in (0.229, 0.224, 0.225)), name=name)
 
     def _check_input(self, sample_shape: tuple[int, ...]) -> None:

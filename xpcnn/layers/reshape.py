@@ -16,7 +16,28 @@ __all__ = ["Flatten", "Reshape", "ZeroPadding2D"]
 
 
 class Reshape(Layer):
-    """Reshape each sample: ``(N, *in_shape)`` -> ``(N, *shape)``; one entry of ``shape`` may be -1 (inferred)."""
+    """Reshape each sample: ``(N, *in_shape)`` -> ``(N, *shape)``; one entry of ``shape`` may be -1 (inferred).
+
+    Parameters
+    ----------
+    shape : int or sequence of int
+        The per-sample target shape, no batch axis.
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+
+    Raises
+    ------
+    TypeError
+        If ``shape`` is not an int or a sequence of ints.
+    ValueError
+        If an entry is neither positive nor -1, -1 appears twice, or (at build) the sizes differ.
+
+    Examples
+    --------
+    >>> from xpcnn.layers import Reshape
+    >>> Reshape((4, -1))(xpcnn.asarray(np.zeros((2, 3, 4, 4)))).shape
+    (2, 4, 12)
+    """
 
     def __init__(self, shape: Any, *, name: str | None = None) -> None:
         super().__init__(name)
@@ -66,7 +87,19 @@ class Reshape(Layer):
 
 
 class Flatten(Reshape):
-    """``(N, ...)`` -> ``(N, prod(...))``, row-major like ``torch.flatten(x, 1)``."""
+    """``(N, ...)`` -> ``(N, prod(...))``, row-major like ``torch.flatten(x, 1)``.
+
+    Parameters
+    ----------
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+
+    Examples
+    --------
+    >>> from xpcnn.layers import Flatten
+    >>> Flatten()(xpcnn.asarray(np.zeros((2, 3, 4, 4)))).shape
+    (2, 48)
+    """
 
     def __init__(self, *, name: str | None = None) -> None:
         super().__init__((-1,), name=name)
@@ -78,7 +111,18 @@ class Flatten(Reshape):
 class ZeroPadding2D(Layer):
     """Zeros around each image: ``(N, C, H, W)`` -> ``(N, C, top + H + bottom, left + W + right)``.
 
-    ``padding``: an int (all sides), a pair ``(h, w)`` (symmetric) or ``((top, bottom), (left, right))``.
+    Parameters
+    ----------
+    padding : int, (int, int) or ((int, int), (int, int)), default 1
+        An int (all sides), a pair ``(h, w)`` (symmetric) or ``((top, bottom), (left, right))``.
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+
+    Examples
+    --------
+    >>> from xpcnn.layers import ZeroPadding2D
+    >>> ZeroPadding2D(((1, 0), (2, 2)))(xpcnn.asarray(np.zeros((1, 3, 4, 4)))).shape
+    (1, 3, 5, 8)
     """
 
     input_ndim = 3

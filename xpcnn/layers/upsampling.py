@@ -18,6 +18,31 @@ class UpSampling2D(Layer):
     ``mode="nearest"`` takes the nearest pixel (repeats pixels for integer factors); ``"bilinear"``
     interpolates like ``F.interpolate(..., mode="bilinear", align_corners=align_corners)``. Keras's ``size=``
     factors are ``scale_factor`` here.
+
+    Parameters
+    ----------
+    scale_factor : int or (int, int), optional
+        The factors of height and width; 2 when neither it nor ``size`` is given.
+    mode : {"nearest", "bilinear"}, default "nearest"
+    size : (int, int), optional
+        The output height and width instead of factors.
+    align_corners : bool, default False
+        For ``mode="bilinear"`` only, as torch's.
+    name : str, optional
+        The layer's name (a model's parameter keys use it); by default made from the class name.
+
+    Raises
+    ------
+    ValueError
+        If both ``scale_factor`` and ``size`` are given, ``align_corners`` comes without ``"bilinear"``, or a
+        value is out of range.
+
+    Examples
+    --------
+    >>> from xpcnn.layers import UpSampling2D
+    >>> x = xpcnn.asarray(np.zeros((1, 3, 4, 4)))
+    >>> UpSampling2D()(x).shape, UpSampling2D(size=(5, 7), mode="bilinear")(x).shape
+    ((1, 3, 8, 8), (1, 3, 5, 7))
     """
 
     input_ndim = 3
