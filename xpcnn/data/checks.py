@@ -23,7 +23,25 @@ __all__ = ["check_finite", "check_samples", "check_targets", "refuse_non_finite"
 def check_samples(a: Any, name: str, *, inputs: bool = False) -> Any:
     """``a`` as an array with a non-empty leading sample axis: arrays of any backend stay as they are,
     anything else (lists, NumPy) becomes NumPy. ``inputs=True`` also requires floating values or uint8 (images,
-    scaled to [0, 1] on the device batch by batch), since other integers would fail deep inside the first layer."""
+    scaled to [0, 1] on the device batch by batch), since other integers would fail deep inside the first layer.
+
+    Parameters
+    ----------
+    a : array_like
+    name : str
+        What the messages call it (``"x"``).
+    inputs : bool, default False
+        Whether ``a`` holds a model's inputs.
+
+    Returns
+    -------
+    array
+
+    Raises
+    ------
+    ValueError
+        If ``a`` is None, 0-d or empty, or (``inputs=True``) neither floating nor uint8.
+    """
     if a is None:
         raise ValueError(f"{name} is required")
     if not array_api_compat.is_array_api_obj(a):
@@ -44,7 +62,20 @@ _FINITE_CHUNK = 1 << 22  # values per pass of the NumPy check: bounded temporary
 
 def check_finite(a: Any, name: str) -> None:
     """A ValueError naming ``name`` and the first sample holding NaN or infinity, if one does (floating data
-    only): one pass over host data in bounded chunks, one reduction and one read for a device array."""
+    only): one pass over host data in bounded chunks, one reduction and one read for a device array.
+
+    Parameters
+    ----------
+    a : array
+        Samples along axis 0.
+    name : str
+        What the message calls it.
+
+    Raises
+    ------
+    ValueError
+        If a value is NaN or infinite.
+    """
     if not _has_kind(a, "real floating"):
         return
     if isinstance(a, np.ndarray):
@@ -88,6 +119,27 @@ def check_targets(x: Any, y: Any, output_shape: tuple[int, ...], loss_name: str 
 
     Cross-entropy takes integer labels in ``[0, classes)`` or one-hot rows; binary cross-entropy 0/1 labels
     or probabilities shaped like the outputs; other losses targets shaped like the outputs.
+
+    Parameters
+    ----------
+    x, y : array
+        Inputs and targets, samples along axis 0.
+    output_shape : tuple of int
+        The model's per-sample output shape.
+    loss_name : str or None
+        The loss's ``name`` (``"cross_entropy"``, ...).
+    xname, yname : str
+        What the messages call them.
+
+    Returns
+    -------
+    array
+        ``y``, reshaped where it came flat.
+
+    Raises
+    ------
+    ValueError
+        If the lengths differ, or the targets do not fit the outputs and the loss.
     """
     if x.shape[0] != y.shape[0]:
         raise ValueError(
@@ -135,7 +187,31 @@ def check_targets(x: Any, y: Any, output_shape: tuple[int, ...], loss_name: str 
 def split_validation(x: Any, y: Any, fraction: float) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
     """``((x_train, y_train), (x_val, y_val))`` with the LAST ``fraction`` of the samples held out (before any
     shuffling), as Keras's ``validation_split``; ``x`` and ``y`` may be lists of arrays (several inputs or
-    outputs)."""
+    outputs).
+
+    Parameters
+    ----------
+    x, y : array or list of arrays
+    fraction : float
+        The part held out, in (0, 1).
+
+    Returns
+    -------
+    tuple
+        ``((x_train, y_train), (x_val, y_val))``.
+
+    Raises
+    ------
+    ValueError
+        If either part would be empty.
+
+    Examples
+    --------
+    >>> from xpcnn.data import split_validation
+    >>> (x_train, y_train), (x_val, y_val) = split_validation(np.arange(10), np.arange(10), 0.2)
+    >>> x_val
+    array([8, 9])
+    """
     n = int((x[0] if isinstance(x, list) else x).shape[0])
     split_at = int(n * (1.0 - float(fraction)))
     if split_at < 1 or split_at >= n:

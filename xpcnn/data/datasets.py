@@ -25,7 +25,25 @@ class Dataset:
 class ArrayDataset(Dataset):
     """Samples from arrays of one length: ``ArrayDataset(x)`` yields ``x[i]``, ``ArrayDataset(x, y)`` yields
     ``(x[i], y[i])``. The arrays may be memory-mapped (``np.load(..., mmap_mode="r")``), so that a dataset
-    larger than memory is read from disk one batch at a time."""
+    larger than memory is read from disk one batch at a time.
+
+    Parameters
+    ----------
+    *arrays : array_like
+        One or more arrays with the same leading sample axis (kept, or made, NumPy).
+
+    Raises
+    ------
+    ValueError
+        If no array is given, one has no sample axis, or the lengths differ.
+
+    Examples
+    --------
+    >>> from xpcnn.data import ArrayDataset
+    >>> data = ArrayDataset(np.zeros((10, 3, 8, 8), dtype=np.uint8), np.arange(10))
+    >>> len(data), data[3][0].shape, int(data[3][1])
+    (10, (3, 8, 8), 3)
+    """
 
     def __init__(self, *arrays: Any) -> None:
         if not arrays:

@@ -101,29 +101,68 @@ class _ArrayBatches:
 class DataLoader:
     """Iterate over ``(xb, yb)`` mini-batches (or ``xb`` alone) on the current backend's device.
 
-    ``data`` is either arrays (``DataLoader(x, y)``: NumPy, lists, or any backend's arrays; a list or tuple of
-    arrays for a model's several inputs or outputs) or a map-style dataset (``DataLoader(dataset)``: ``len()``
-    and ``dataset[i]`` returning ``x`` or ``(x, y)`` as NumPy arrays of fixed shapes, e.g.
-    ``xpcnn.data.ArrayDataset`` or ``xpcnn.datasets.ImageFolder``).
+    Each ``for`` loop is one epoch. Inputs come out in the backend's float dtype; uint8 images stay uint8
+    until they are on the device and become floats in [0, 1] there. Integer labels keep their integer dtype.
+    ``state_dict()``/``load_state_dict()`` hold the seed, the epoch and the next batch, so that a loader made
+    anew and restored yields exactly the batches the first had not yet yielded. Without a restore, each
+    ``for`` loop starts the next epoch from its first batch, as PyTorch's loader does.
 
-    - Each ``for`` loop is one epoch, in an order drawn from ``(seed, epoch)`` with ``shuffle``; ``seed=None``
-      draws each epoch's seed from xpcnn's random stream, so ``xpcnn.manual_seed`` makes runs repeat.
-    - Inputs come out in the backend's float dtype; uint8 images stay uint8 until they are on the device and
-      become floats in [0, 1] there. Integer labels keep their integer dtype.
-    - ``transform``: applied on the device to each batch's inputs (``xpcnn.transforms``).
-    - Datasets only: ``num_workers`` threads (default ``min(4, cores)``; 0 reads in the loop's own thread),
-      or processes with ``use_multiprocessing=True`` for a ``__getitem__`` that holds the GIL (the dataset
-      and ``sample_transform`` must then pickle). At most ``num_workers + prefetch`` batches are held on the
-      host, in buffers made once and reused. ``sample_transform(sample, rng)`` augments one sample on the
-      host with a NumPy generator drawn from ``(seed, epoch, index)``. A sample whose ``__getitem__`` raises
-      ``xpcnn.data.SkipSample`` is left out of its batch (counted, one warning per epoch); any other error
-      stops the loop as a ``SampleError`` naming the sample. With ``check_finite``, float samples holding
-      NaN or infinity are refused by index.
-    - ``shard=(rank, ranks)`` yields only that rank's contiguous share of each batch (data-parallel training:
-      every rank draws the same order, and a rank reads only its share).
-    - ``state_dict()``/``load_state_dict()``: the seed, the epoch and the next batch, so that a loader made
-      anew and restored yields exactly the batches the first had not yet yielded. Without a restore, each
-      ``for`` loop starts the next epoch from its first batch, as PyTorch's loader does.
+    Parameters
+    ----------
+    data : array, list of arrays, or dataset
+        Arrays (``DataLoader(x, y)``: NumPy, lists, or any backend's arrays; a list or tuple of arrays for a
+        model's several inputs or outputs), or a map-style dataset (``DataLoader(dataset)``: ``len()`` and
+        ``dataset[i]`` returning ``x`` or ``(x, y)`` as NumPy arrays of fixed shapes, e.g.
+        ``xpcnn.data.ArrayDataset`` or ``xpcnn.datasets.ImageFolder``).
+    y : array or list of arrays, optional
+        The targets of array ``data``; None for a dataset (it yields its own).
+    batch_size : int, default 32
+    shuffle : bool, default True
+        Each epoch in an order drawn from ``(seed, epoch)``.
+    drop_last : bool, default False
+        Leave out the last, smaller batch.
+    transform : callable, optional
+        Applied on the device to each batch's inputs (``xpcnn.transforms``).
+    shard : (int, int), optional
+        ``(rank, ranks)`` yields only that rank's contiguous share of each batch (data-parallel training:
+        every rank draws the same order, and a rank reads only its share).
+    seed : int, optional
+        The order's seed; None draws each epoch's seed from xpcnn's random stream, so ``xpcnn.manual_seed``
+        makes runs repeat.
+    num_workers : int, optional
+        Datasets only: reading threads (default ``min(4, cores)``; 0 reads in the loop's own thread).
+    prefetch : int, default 2
+        Datasets only: at most ``num_workers + prefetch`` batches are held on the host, in buffers made once
+        and reused.
+    use_multiprocessing : bool, default False
+        Datasets only: processes instead of threads, for a ``__getitem__`` that holds the GIL (the dataset and
+        ``sample_transform`` must then pickle).
+    sample_transform : callable, optional
+        Datasets only: ``sample_transform(sample, rng)`` augments one sample on the host with a NumPy generator
+        drawn from ``(seed, epoch, index)``.
+    check_finite : bool, default True
+        Refuse float inputs holding NaN or infinity (a dataset's by sample index).
+
+    Raises
+    ------
+    ValueError
+        If x and y differ in length, data hold NaN or infinity (with ``check_finite``), ``y`` is given with a
+        dataset, the dataset is empty, or a dataset-only argument is given with arrays.
+    TypeError
+        If an argument has the wrong type, or a transform is not callable.
+    xpcnn.data.SampleError
+        While iterating, when a sample's ``__getitem__`` fails; one that raises ``xpcnn.data.SkipSample`` is
+        instead left out of its batch (counted, one warning per epoch).
+
+    Examples
+    --------
+    >>> from xpcnn.data import DataLoader
+    >>> x = np.zeros((100, 1, 28, 28), dtype=np.uint8)
+    >>> loader = DataLoader(x, np.arange(100) % 10, batch_size=32, seed=0)
+    >>> len(loader), [tuple(xb.shape) for xb, yb in loader]
+    (4, [(32, 1, 28, 28), (32, 1, 28, 28), (32, 1, 28, 28), (4, 1, 28, 28)])
+    >>> loader.state_dict()
+    {'seed': 0, 'epoch': 1, 'batch': 0}
     """
 
     def __init__(

@@ -79,6 +79,20 @@ def load_weights(model: LayerGraph, path: Any) -> None:
     its first bytes, or a ``.pt``/``.pth`` file that is no zip) is read by ``load_torch_checkpoint``: its state
     dict, or the one it holds under ``"state_dict"`` or ``"model"``, keys without a ``"module."`` prefix; it
     records no input shape, so the model must be built.
+
+    Parameters
+    ----------
+    model : Sequential or Model
+    path : str or os.PathLike
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not an xpcnn model.
+    FileNotFoundError
+        If there is no such file.
+    ValueError
+        If the file does not fit the model (the model is then left untouched) or fails a check.
     """
     if not isinstance(model, LayerGraph):
         raise TypeError(f"load_weights takes an xpcnn model (Sequential or Model), got {type(model).__name__}")
@@ -159,6 +173,35 @@ def load_model(path: Any, restore_random_state: bool = False,
     exactly (a file that records no random state is refused); otherwise loading leaves the random stream as
     it was. A layer whose parameters would hold more than ``max_array_elements`` values in one array is
     refused before anything is allocated.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file written by ``model.save`` (or ``xpcnn.io.save_model``).
+    restore_random_state : bool, default False
+    max_array_elements : int, default MAX_ARRAY_ELEMENTS
+        The most values one parameter may hold.
+
+    Returns
+    -------
+    Sequential or Model
+        Built, and compiled when it was saved compiled.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a whole-model file (a weights-only or safetensors file), its config fails a check,
+        or it records no random state while ``restore_random_state=True``.
+
+    Examples
+    --------
+    >>> from xpcnn.layers import Dense, Flatten
+    >>> model = xpcnn.Sequential([Flatten(), Dense(10)], input_shape=(1, 28, 28))
+    >>> model.compile(loss="cross_entropy", optimizer="adam")
+    >>> model.save("model.xpcnn")
+    >>> again = xpcnn.load_model("model.xpcnn")
+    >>> again.input_shape, again.compiled
+    ((1, 28, 28), True)
     """
     path = os.fspath(path)
     if is_safetensors(path):

@@ -84,7 +84,22 @@ def is_safetensors(path: str) -> bool:
 
 
 def save_model(model: LayerGraph, path: Any) -> None:
-    """Write the whole model to ONE file at exactly ``path`` (see the module docstring)."""
+    """Write the whole model to ONE file at exactly ``path`` (see the module docstring).
+
+    Parameters
+    ----------
+    model : Sequential or Model
+    path : str or os.PathLike
+        Any name but ``*.safetensors`` (weights only); written atomically.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not an xpcnn model.
+    ValueError
+        If the model is not built, ``path`` is empty or names a safetensors file, or the config is not
+        JSON-serialisable.
+    """
     _require_built(model, "save")
     path = _destination(path)
     if is_safetensors(path):
@@ -123,7 +138,20 @@ def model_config(model: LayerGraph, table: ArrayTable) -> dict[str, Any]:
 def save_weights(model: LayerGraph, path: Any) -> None:
     """Write parameters and buffers (with the architecture, for checks) to ONE file at exactly ``path``:
     the safetensors format when ``path`` ends in ``.safetensors`` (state-dict keys; the xpcnn version and the
-    architecture in its metadata), else xpcnn's own."""
+    architecture in its metadata), else xpcnn's own.
+
+    Parameters
+    ----------
+    model : Sequential or Model
+    path : str or os.PathLike
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not an xpcnn model.
+    ValueError
+        If the model is not built or ``path`` is empty.
+    """
     _require_built(model, "save_weights")
     path = _destination(path)
     if is_safetensors(path):

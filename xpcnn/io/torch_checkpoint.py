@@ -8,17 +8,17 @@ older torchvision ``.pth`` files): five pickles in a row (the magic number, the 
 system info, the state dict, the sorted list of storage keys), then each storage as an 8-byte little-endian
 element count and its little-endian bytes.
 
-The pickle is read by a restricted unpickler (``torch_pickle``). It first scans the stream's opcodes (no code runs in a scan):
-only protocols 2 to 4 (torch writes 2 unless told otherwise; 0 and 1 cannot hold torch's persistent ids, 5
-adds out-of-band buffers that a checkpoint never has) and only the opcodes that pickle plain data, call a
-global and name a storage; memo indices no larger than the stream justifies. Then it unpickles with
-``find_class`` answering only these globals, each mapped to a function of this module that builds a
+The pickle is read by a restricted unpickler (``torch_pickle``). It first scans the stream's opcodes (no code
+runs in a scan): only protocols 2 to 4 (torch writes 2 unless told otherwise; 0 and 1 cannot hold torch's
+persistent ids, 5 adds out-of-band buffers that a checkpoint never has) and only the opcodes that pickle plain
+data, call a global and name a storage; memo indices no larger than the stream justifies. Then it unpickles
+with ``find_class`` answering only these globals, each mapped to a function of this module that builds a
 placeholder (never to torch): ``collections.OrderedDict``, ``torch._utils._rebuild_tensor_v2``,
 ``torch._utils._rebuild_tensor``, ``torch._utils._rebuild_parameter``, ``torch.Size`` and the storage types
 ``torch.{Float,Double,Half,BFloat16,Long,Int,Short,Char,Byte,Bool}Storage`` and ``torch.UntypedStorage``
 (``torch.storage.UntypedStorage``). Any other global (``os.system``, ``builtins.eval``, an allowed name under
-another module, a dotted name...) is refused, and so is calling anything that is not one of those functions
-or editing (BUILD) anything but an OrderedDict's ``_metadata``. Memory while unpickling stays within a small
+another module, a dotted name...) is refused, and so is calling anything that is not one of those functions or
+editing (BUILD) anything but an OrderedDict's ``_metadata``. Memory while unpickling stays within a small
 multiple of the stream, which is at most ``MAX_PICKLE_BYTES``.
 
 Nothing is allocated before the whole description is checked: each storage's element count times its item
@@ -322,6 +322,23 @@ def load_torch_checkpoint(path: Any, *, check_hash: bool = True) -> dict[str, np
     A torchvision-style name ``<name>-<hash>.pth`` (``.pt``), the hash 8 or more lowercase hex digits, is the
     prefix of the file's SHA-256 and is checked (``check_hash=False`` skips that). Every refusal is a
     ``ValueError`` naming the file and the reason.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    check_hash : bool, default True
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        What ``model.load_state_dict`` takes.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such file.
+    ValueError
+        For every refusal.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
