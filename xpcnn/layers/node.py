@@ -72,7 +72,34 @@ class InputLayer(Layer):
 
 
 def Input(shape: Any, name: str | None = None) -> SymbolicTensor:  # noqa: N802 (Keras's spelling)
-    """A model input of per-sample ``shape`` (no batch axis, NCHW for images): call layers on it."""
+    """A model input of per-sample ``shape`` (no batch axis, NCHW for images): call layers on it.
+
+    Parameters
+    ----------
+    shape : int or tuple of int
+        The shape of one sample.
+    name : str, optional
+        The input's name (``Model.input_names``; ``forward`` takes a dict by these names).
+
+    Returns
+    -------
+    SymbolicTensor
+        What ``xpcnn.Model(inputs=...)`` takes; calling a layer on it gives the layer's output tensor.
+
+    Raises
+    ------
+    TypeError
+        If ``shape`` is neither an int nor a sequence.
+    ValueError
+        If ``shape`` holds anything but positive ints.
+
+    Examples
+    --------
+    >>> from xpcnn.layers import Conv2D
+    >>> x = xpcnn.Input(shape=(3, 32, 32), name="image")
+    >>> Conv2D(8, 3, stride=2, padding="same")(x).shape
+    (8, 16, 16)
+    """
     layer = InputLayer(shape, name=name)
     return Node(layer, [], layer.output_shape).output
 
