@@ -23,3 +23,9 @@ from .loss_scale import LossScaleOptimizer
 from .rules import SGD, Adam, AdamW, RMSprop
 
 __all__ = ["OPTIMIZERS", "SGD", "Adam", "AdamW", "LossScaleOptimizer", "Optimizer", "RMSprop", "get"]
+
+# Named where users import them from (``xpcnn.optimizers.Adam``, as before the module became a package): in
+# reprs, and in the documentation, which describes each object once under that name.
+for _public in (Optimizer, SGD, Adam, AdamW, RMSprop, LossScaleOptimizer, get):
+    _public.__module__ = __name__
+del _public
