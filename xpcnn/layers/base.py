@@ -33,7 +33,9 @@ from ..backend import dtype_name, get_backend, half_dtype
 from ..initializers import INITIALIZERS
 from ..mixed_precision import Policy, as_policy, global_policy
 
-__all__ = ["Layer", "cast_floating", "check_layer_name", "get_layer_class", "layer_spec", "make_layer", "parameter_limit"]
+__all__ = [
+    "Layer", "cast_floating", "check_layer_name", "get_layer_class", "layer_spec", "make_layer", "parameter_limit",
+]
 
 _REGISTRY: dict[str, type[Layer]] = {}
 _NAME_COUNTS: collections.Counter[str] = collections.Counter()  # per prefix, process-wide, as in Keras
@@ -164,7 +166,29 @@ class Layer:
         return self.input_shape is not None
 
     def build(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        """Create parameters for per-sample ``input_shape`` (no batch axis); return the output shape."""
+        """Create parameters for per-sample ``input_shape`` (no batch axis); return the output shape.
+
+        Parameters
+        ----------
+        input_shape : tuple of int
+            One sample's shape, without the batch axis: ``(C, H, W)`` for images.
+
+        Returns
+        -------
+        tuple of int
+            One output sample's shape.
+
+        Raises
+        ------
+        ValueError
+            If the shape has the wrong number of axes for this layer or does not fit its configuration.
+
+        Examples
+        --------
+        >>> from xpcnn.layers import Conv2D
+        >>> Conv2D(8, 3, padding=1).build((3, 32, 32))
+        (8, 32, 32)
+        """
         shape = tuple(int(d) for d in input_shape)
         self._check_ndim(len(shape), f"per-sample input shape {shape}")
         self._check_input(shape)
@@ -173,7 +197,27 @@ class Layer:
         return out
 
     def forward(self, x: Any, training: bool = False) -> Any:
-        """The layer's output; with ``training=True`` it also keeps what ``backward`` needs."""
+        """The layer's output; with ``training=True`` it also keeps what ``backward`` needs.
+
+        Parameters
+        ----------
+        x : array
+            A batch, batch axis first, on the current backend. The first call builds the layer.
+        training : bool, default False
+            Training behaviour (dropout active, batch statistics) and keep what ``backward`` needs.
+
+        Returns
+        -------
+        array
+            The output batch.
+
+        Raises
+        ------
+        TypeError
+            If ``x`` is not an array.
+        ValueError
+            If ``x``'s shape does not fit the layer (axes, channels, a window larger than the input).
+        """
         if not array_api_compat.is_array_api_obj(x):
             raise TypeError(f"{self._name()}: expected an array, got {type(x).__name__}")
         self._check_ndim(x.ndim - 1, f"input of shape {tuple(x.shape)} (batch axis first)")
@@ -195,7 +239,33 @@ class Layer:
         return y
 
     def backward(self, dy: Any) -> Any:
-        """Input gradient for output gradient ``dy`` of the latest training forward; sets ``grads``."""
+        """Input gradient for output gradient ``dy`` of the latest training forward; sets ``grads``.
+
+        Parameters
+        ----------
+        dy : array
+            The loss's gradient with respect to the latest training forward's output (its shape).
+
+        Returns
+        -------
+        array or None
+            The gradient with respect to that forward's input (None where a layer has no input gradient).
+
+        Raises
+        ------
+        RuntimeError
+            If no ``forward(x, training=True)`` came first.
+        ValueError
+            If ``dy``'s shape is not the output's.
+
+        Examples
+        --------
+        >>> from xpcnn.layers import Dense
+        >>> layer = Dense(2)
+        >>> y = layer.forward(xpcnn.asarray(np.ones((4, 3))), training=True)
+        >>> layer.backward(xpcnn.asarray(np.ones((4, 2)))).shape, sorted(layer.grads)
+        ((4, 3), ['bias', 'weight'])
+        """
         if self._out_shape is None:
             raise RuntimeError(f"{self._name()}: backward() needs a forward(x, training=True) first")
         if tuple(dy.shape) != self._out_shape:

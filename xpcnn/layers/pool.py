@@ -69,7 +69,37 @@ class _WindowPool2D(_Pooling):
 
 class MaxPool2D(_WindowPool2D):
     """Window maxima ``(N, C, H, W)`` -> ``(N, C, OH, OW)``; padding counts as -inf and each window's gradient
-    goes to its first maximum, as in ``torch.nn.MaxPool2d``; ``dilation`` spaces the window's taps."""
+    goes to its first maximum, as in ``torch.nn.MaxPool2d``; ``dilation`` spaces the window's taps.
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+        The window's height and width.
+    stride : int or (int, int), optional
+        Pixels between windows; by default the kernel size (windows that tile the input).
+    padding : int, (int, int), "valid" or "same", default 0
+        Pixels added on each side (at most half the kernel), or Keras's ``"same"`` (output ``ceil(size /
+        stride)``, the odd pixel of padding after the image).
+    dilation : int or (int, int), default 1
+        Pixels between a window's taps.
+    ceil_mode : bool, default False
+        Keep a last, partial window (PyTorch's rule).
+    name : str, optional
+        The layer's name; by default made from the class name.
+
+    Raises
+    ------
+    ValueError
+        If a size is not a positive int, the padding exceeds half the kernel, or (when called) the window is
+        larger than the padded input.
+
+    Examples
+    --------
+    >>> from xpcnn.layers import MaxPool2D
+    >>> x = xpcnn.asarray(np.ones((1, 3, 7, 7)))
+    >>> MaxPool2D(2)(x).shape, MaxPool2D(3, stride=2, padding="same")(x).shape
+    ((1, 3, 3, 3), (1, 3, 4, 4))
+    """
 
     _pool = staticmethod(pool_ops.max_pool2d)
     _pool_backward = staticmethod(pool_ops.max_pool2d_backward)
@@ -93,7 +123,39 @@ class MaxPool2D(_WindowPool2D):
 class AvgPool2D(_WindowPool2D):
     """Window means ``(N, C, H, W)`` -> ``(N, C, OH, OW)``; zero padding counts in the mean, as in
     ``torch.nn.AvgPool2d``, unless ``count_include_pad=False`` or ``padding="same"`` (Keras's mean over the
-    real pixels)."""
+    real pixels).
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+        The window's height and width.
+    stride : int or (int, int), optional
+        Pixels between windows; by default the kernel size (windows that tile the input).
+    padding : int, (int, int), "valid" or "same", default 0
+        Pixels added on each side (at most half the kernel), or Keras's ``"same"`` (output ``ceil(size /
+        stride)``, the odd pixel of padding after the image).
+    ceil_mode : bool, default False
+        Keep a last, partial window (PyTorch's rule).
+    count_include_pad : bool, default True
+        Count the zero padding in each window's mean.
+    name : str, optional
+        The layer's name; by default made from the class name.
+
+    Raises
+    ------
+    ValueError
+        If a size is not a positive int, the padding exceeds half the kernel, or (when called) the window is
+        larger than the padded input.
+
+    Examples
+    --------
+    >>> from xpcnn.layers import AvgPool2D
+    >>> ones = xpcnn.asarray(np.ones((1, 1, 2, 2)))
+    >>> xpcnn.to_numpy(AvgPool2D(2, stride=1, padding=1)(ones))[0, 0, 0].tolist()   # padding in the mean
+    [0.25, 0.5, 0.25]
+    >>> xpcnn.to_numpy(AvgPool2D(2, stride=1, padding=1, count_include_pad=False)(ones))[0, 0, 0].tolist()
+    [1.0, 1.0, 1.0]
+    """
 
     _pool = staticmethod(pool_ops.avg_pool2d)
     _pool_backward = staticmethod(pool_ops.avg_pool2d_backward)
@@ -117,14 +179,32 @@ class _GlobalPool2D(_Pooling):
 
 
 class GlobalAvgPool2D(_GlobalPool2D):
-    """Mean of each channel: ``(N, C, H, W)`` -> ``(N, C)``."""
+    """Mean of each channel: ``(N, C, H, W)`` -> ``(N, C)``.
+
+    Parameters
+    ----------
+    name : str, optional
+        The layer's name; by default made from the class name.
+
+    Examples
+    --------
+    >>> from xpcnn.layers import GlobalAvgPool2D
+    >>> GlobalAvgPool2D()(xpcnn.asarray(np.ones((2, 3, 5, 7)))).shape
+    (2, 3)
+    """
 
     _pool = staticmethod(pool_ops.global_avg_pool2d)
     _pool_backward = staticmethod(pool_ops.global_avg_pool2d_backward)
 
 
 class GlobalMaxPool2D(_GlobalPool2D):
-    """Maximum of each channel: ``(N, C, H, W)`` -> ``(N, C)``; the gradient goes to the first maximum."""
+    """Maximum of each channel: ``(N, C, H, W)`` -> ``(N, C)``; the gradient goes to the first maximum.
+
+    Parameters
+    ----------
+    name : str, optional
+        The layer's name; by default made from the class name.
+    """
 
     _pool = staticmethod(pool_ops.global_max_pool2d)
     _pool_backward = staticmethod(pool_ops.global_max_pool2d_backward)
@@ -133,7 +213,7 @@ class GlobalMaxPool2D(_GlobalPool2D):
 class _AdaptivePool2D(_Pooling):
     """Pooling to a fixed ``output_size`` whatever the input's (torch's ``AdaptiveAvgPool2d``/``AdaptiveMaxPool2d``):
     ``(N, C, H, W)`` -> ``(N, C, oh, ow)``, window i along an axis covering ``[floor(i*H/oh), ceil((i+1)*H/oh))``.
-    ``output_size``: an int, or a pair whose items may be None (that axis keeps its size)."""
+    """
 
     def __init__(self, output_size: Any, *, name: str | None = None) -> None:
         super().__init__(name)
@@ -151,7 +231,27 @@ class _AdaptivePool2D(_Pooling):
 
 class AdaptiveAvgPool2D(_AdaptivePool2D):
     """Window means to a fixed output size; ``AdaptiveAvgPool2D(1)`` is the global average that keeps the
-    ``(N, C, 1, 1)`` shape (torchvision's ``avgpool``)."""
+    ``(N, C, 1, 1)`` shape (torchvision's ``avgpool``).
+
+    Parameters
+    ----------
+    output_size : int or (int or None, int or None)
+        The output's height and width; None keeps that axis's size.
+    name : str, optional
+        The layer's name; by default made from the class name.
+
+    Raises
+    ------
+    ValueError
+        If a size is not a positive int (or None in a pair).
+
+    Examples
+    --------
+    >>> from xpcnn.layers import AdaptiveAvgPool2D
+    >>> x = xpcnn.asarray(np.ones((1, 3, 7, 7)))
+    >>> AdaptiveAvgPool2D(1)(x).shape, AdaptiveAvgPool2D((2, None))(x).shape
+    ((1, 3, 1, 1), (1, 3, 2, 7))
+    """
 
     _pool = staticmethod(adaptive_ops.adaptive_avg_pool2d)
     _pool_backward = staticmethod(adaptive_ops.adaptive_avg_pool2d_backward)
@@ -159,7 +259,20 @@ class AdaptiveAvgPool2D(_AdaptivePool2D):
 
 class AdaptiveMaxPool2D(_AdaptivePool2D):
     """Window maxima to a fixed output size; each window's gradient goes to its first maximum (row-major), as
-    torch's."""
+    torch's.
+
+    Parameters
+    ----------
+    output_size : int or (int or None, int or None)
+        The output's height and width; None keeps that axis's size.
+    name : str, optional
+        The layer's name; by default made from the class name.
+
+    Raises
+    ------
+    ValueError
+        If a size is not a positive int (or None in a pair).
+    """
 
     _pool = staticmethod(adaptive_ops.adaptive_max_pool2d)
     _pool_backward = staticmethod(adaptive_ops.adaptive_max_pool2d_backward)
