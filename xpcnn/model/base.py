@@ -19,6 +19,7 @@ from ..graph import Plan
 from ..layers.base import Layer, cast_floating
 from ..mixed_precision import Policy, as_policy
 from ..training import Trainer
+from . import summary as summary_text
 
 __all__ = ["LayerGraph"]
 
@@ -449,35 +450,9 @@ class LayerGraph(Trainer):
         headers, rows = self._summary_rows()
         trainable = sum(math.prod(p.shape) for p in self.trainable_params.values())
         non_trainable = sum(math.prod(v.shape) for v in self._entries().values()) - trainable
-        widths = [max(len(headers[c]), *(len(r[c]) for r in rows)) + 4 for c in range(len(headers))]
-        total_width = sum(widths)
-
-        def line(cells: Sequence[str]) -> str:
-            return "".join(cell.ljust(w) for cell, w in zip(cells, widths)).rstrip()
-
-        out = [
-            f'Model: "{self.name}"  input shape {self._input_description()}',
-            "_" * total_width,
-            line(headers),
-            "=" * total_width,
-            *[line(r) for r in rows],
-            "=" * total_width,
-            f"Total params: {trainable + non_trainable:,}",
-            f"Trainable params: {trainable:,}",
-            f"Non-trainable params: {non_trainable:,}",
-            "_" * total_width,
-        ]
-        text = "\n".join(out)
+        text = summary_text.table(self.name, self._input_description(), headers, rows, trainable, non_trainable)
         (print_fn or print)(text)
         return text
-
-    @staticmethod
-    def _param_count(layer: Layer) -> str:
-        return f"{sum(math.prod(v.shape) for v in (*layer.params.values(), *layer.buffers.values())):,}"
-
-    @staticmethod
-    def _shape_text(shape: Sequence[int]) -> str:
-        return "(None, " + ", ".join(str(d) for d in shape) + ")"
 
     # --- saving (see xpcnn.io) -----------------------------------------------------------------------
     def save(self, path: Any) -> None:

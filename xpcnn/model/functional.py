@@ -21,6 +21,7 @@ from ..backend import asarray
 from ..graph import LayerCalls, graph_plan, nodes_between
 from ..layers.base import Layer, layer_spec, make_layer
 from ..layers.node import InputLayer, Node, SymbolicTensor, call_symbolic
+from . import summary as summary_text
 from .base import LayerGraph
 
 __all__ = ["Model"]
@@ -191,13 +192,13 @@ class Model(LayerGraph):
         for node in self._nodes:
             layer = node.layer
             inbound = ", ".join(f"{ref[id(t.node)][0]}[{ref[id(t.node)][1]}]" for t in node.inputs)
-            count = "0" if isinstance(layer, InputLayer) else self._param_count(layer)
-            rows.append((f"{layer.name} ({type(layer).__name__})", self._shape_text(node.output.shape), count,
+            count = "0" if isinstance(layer, InputLayer) else summary_text.param_count(layer)
+            rows.append((f"{layer.name} ({type(layer).__name__})", summary_text.shape_text(node.output.shape), count,
                          inbound))
         return ("Layer (type)", "Output Shape", "Param #", "Connected to"), rows
 
     def _input_description(self) -> str:
-        return ", ".join(self._shape_text(t.shape) for t in self.inputs)
+        return ", ".join(summary_text.shape_text(t.shape) for t in self.inputs)
 
     def _node_refs(self) -> dict[int, list[Any]]:
         """``[layer name, index of the call among this model's calls of that layer]`` for every node."""
@@ -220,7 +221,8 @@ class Model(LayerGraph):
 
         calls = [(node.layer, [tensor(t) for t in node.inputs], tensor(node.output)) for node in self._nodes
                  if not isinstance(node.layer, InputLayer)]
-        return LayerCalls([(tensor(t), t.shape) for t in self.inputs], calls, [(tensor(t), t.shape) for t in self.outputs])
+        return LayerCalls([(tensor(t), t.shape) for t in self.inputs], calls,
+                          [(tensor(t), t.shape) for t in self.outputs])
 
     def get_config(self) -> dict[str, Any]:
         """The graph as JSON-friendly data: each layer (class, name, config) and each node with the

@@ -17,6 +17,7 @@ from .. import random
 from ..backend import asarray
 from ..graph import LayerCalls, chain_plan
 from ..layers.base import Layer, layer_spec, make_layer
+from . import summary as summary_text
 from .base import LayerGraph
 
 __all__ = ["Sequential"]
@@ -243,12 +244,12 @@ class Sequential(LayerGraph):
 
     # --- description -------------------------------------------------------------------------------------
     def _summary_rows(self) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
-        rows = [(f"{i} ({type(layer).__name__})", self._shape_text(layer.output_shape), self._param_count(layer))
-                for i, layer in enumerate(self.layers)]
+        rows = [(f"{i} ({type(layer).__name__})", summary_text.shape_text(layer.output_shape),
+                 summary_text.param_count(layer)) for i, layer in enumerate(self.layers)]
         return ("Layer (type)", "Output Shape", "Param #"), rows
 
     def _input_description(self) -> str:
-        return self._shape_text(self.input_shape)
+        return summary_text.shape_text(self.input_shape)
 
     def get_config(self) -> dict[str, Any]:
         """The architecture as JSON-friendly data: layer class names, their configs and the input shape.
