@@ -19,17 +19,11 @@ from .data import EpochIterator
 from .distributed import data_parallel
 from .step_functions import StepFunctions
 from .step_functions import batch_size as batch_size_of
-from .trainer_inputs import TrainerInputs
+from .trainer_inputs import TrainerInputs, check_verbose
 
-__all__ = ["Inference", "check_verbose", "read_means"]
+__all__ = ["Inference", "read_means"]
 
 Array = Any
-
-
-def check_verbose(verbose: Any) -> int:
-    if verbose not in (0, 1, 2):
-        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-    return int(verbose)
 
 
 def read_means(groups: Sequence[tuple[str, dict[str, Array] | None, int]]) -> dict[str, float]:

@@ -15,20 +15,19 @@ the host (label ranges, shapes) happens before training starts, and before any s
 
 from __future__ import annotations
 
-import numbers
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
 from . import losses as losses_module
-from ._checks import check_flag, check_int
+from ._checks import check_flag
 from . import optimizers as optimizers_module
 from .backend import get_backend
 from .batch_norm_stats import update_bn
 from .callbacks import CallbackList, History, ProgressBar
-from .data import EpochIterator, is_stream, split_validation
-from .inference import Inference, check_verbose, read_means
+from .data import EpochIterator
+from .inference import Inference, read_means
 from .objectives import Objectives
 from .preemption import SigtermFlag, TrainingPreempted, sigterm_flag
 from .run_state import FitRun, Progress
@@ -355,64 +354,6 @@ class Trainer(Inference):
                     data.close()  # a loader's workers end here, even while an exception is held
             for layer in norms:
                 layer.sync = None
-
-    def _fit_inputs(self, x: Any, y: Any, batch_size: Any, epochs: Any, validation_data: Any, validation_split: Any,
-                    shuffle: bool, callbacks: Any, verbose: Any, initial_epoch: Any, check_finite: bool,
-                    parallel: Any, sync_batch_norm: bool, transform: Any, steps_per_epoch: Any,
-                    validation_steps: Any) -> tuple[EpochIterator, EpochIterator | None, list[Any], int, int, int]:
-        """``fit``'s checks, before anything changes: the training and validation inputs and the callbacks."""
-        self._require_compiled("fit")
-        if transform is not None and not callable(transform):
-            raise TypeError(f"fit: transform must be a callable (an xpcnn.transforms object) or None, "
-                            f"got {transform!r}")
-        if batch_size is not None:
-            batch_size = check_int(batch_size, "batch_size", 1, "fit")
-        epochs = check_int(epochs, "epochs", 0, "fit")
-        initial_epoch = check_int(initial_epoch, "initial_epoch", 0, "fit")
-        steps_per_epoch, validation_steps = (None if v is None else check_int(v, name, 1, "fit") for v, name in
-                                             ((steps_per_epoch, "steps_per_epoch"), (validation_steps, "validation_steps")))
-        shuffle = check_flag(shuffle, "shuffle", "fit")
-        check_finite = check_flag(check_finite, "check_finite", "fit")
-        check_flag(sync_batch_norm, "sync_batch_norm", "fit")
-        if isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real):
-            raise TypeError(f"fit: validation_split must be a number in [0, 1), got {validation_split!r}")
-        if not 0.0 <= float(validation_split) < 1.0:
-            raise ValueError(f"fit: validation_split must be a number in [0, 1), got {validation_split!r}")
-        verbose = check_verbose(verbose)
-        if validation_split > 0.0 and validation_data is None:
-            if is_stream(x):
-                raise ValueError(f"fit: validation_split splits arrays; x is a {type(x).__name__}: pass "
-                                 "validation_data instead")
-            (x, y), validation_data = split_validation(*self._checked_pair(x, y), validation_split)
-        callback_list = list(callbacks or [])
-        for cb in callback_list:
-            if not hasattr(cb, "set_model"):
-                raise TypeError(f"callbacks must be xpcnn.callbacks.Callback objects, got {type(cb).__name__}")
-        train = self._epoch_iterator(x, y, "fit", batch_size=batch_size, steps=steps_per_epoch, shuffle=shuffle,
-                                     check_finite=check_finite, transform=transform, parallel=parallel,
-                                     carry_on=True)
-        try:
-            val = None
-            if validation_data is not None:
-                if is_stream(validation_data):
-                    val_x, val_y = validation_data, None
-                elif isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
-                    val_x, val_y = validation_data
-                else:
-                    raise ValueError("validation_data must be a pair (x_val, y_val) or a stream of (x, y) batches")
-                if isinstance(val_x, Iterator) and validation_steps is None and epochs - initial_epoch > 1:
-                    raise ValueError("fit: validation_data is a generator, which can be read once only, and "
-                                     "validation reads its data every epoch; give a DataLoader or a re-iterable, or "
-                                     "validation_steps")
-                val = self._epoch_iterator(val_x, val_y, "fit(validation_data)", steps=validation_steps,
-                                           batch_size=None if is_stream(val_x) else train.batch_size or 32,
-                                           check_finite=check_finite, parallel=parallel, names=("x_val", "y_val"))
-            if parallel is not None:
-                parallel.check(train.batch_size, train.num_samples, sync_batch_norm=sync_batch_norm)
-        except BaseException:
-            train.close()
-            raise
-        return train, val, callback_list, epochs, initial_epoch, verbose
 
     def _fit(self, train: EpochIterator, val: EpochIterator | None, epochs: int, callback_list: list[Any],
              verbose: int, initial_epoch: int, parallel: Any) -> Any:
