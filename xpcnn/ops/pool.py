@@ -9,12 +9,11 @@ offset back (a plain ``set`` when the windows tile the input exactly, an ``add``
 pixels out). Backward ops take the forward's input ``x``, as PyTorch's do; ``max_pool2d_backward`` also
 takes what the forward can hand over instead: the positions of the maxima (``return_indices=True``; or
 ``return_saved=True``, what ``MaxPool2D`` keeps, so that its backward never reads ``x`` again) or the output
-``y``. A window holding NaN
-outputs NaN and passes no gradient (PyTorch sends it to the window's last NaN). A window that reaches into the
-padding and holds only -inf sends its gradient to its first real pixel, as PyTorch does. NumPy fast paths
-(``_strided``) find the maxima's positions and route the gradient without ``where``;
-tests/ops/test_fast_paths.py holds them equal to the generic code. On torch, PyTorch's own pooling kernels
-run instead (``_native``), tested equal in tests/ops/test_native_kernels.py.
+``y``. A window holding NaN outputs NaN and passes no gradient (PyTorch sends it to the window's last NaN). A
+window that reaches into the padding and holds only -inf sends its gradient to its first real pixel, as
+PyTorch does. NumPy fast paths (``_strided``) find the maxima's positions and route the gradient without
+``where``; tests/ops/test_fast_paths.py holds them equal to the generic code. On torch, PyTorch's own pooling
+kernels run instead (``_native``), tested equal in tests/ops/test_native_kernels.py.
 """
 
 from __future__ import annotations
