@@ -124,7 +124,29 @@ class Callback:
 
 
 class CallbackList(Callback):
-    """Calls every hook on each of ``callbacks`` in order; the model talks to this one object."""
+    """Calls every hook on each of ``callbacks`` in order; the model talks to this one object.
+
+    Parameters
+    ----------
+    callbacks : iterable of Callback, optional
+        The callbacks, in the order their hooks run (``runs_last`` ones, such as ``BackupAndRestore``, after
+        the others).
+    model : model, optional
+        Handed to each callback's ``set_model``.
+    params : mapping, optional
+        Handed to each callback's ``set_params`` (``fit``'s epochs, steps and verbosity).
+
+    Raises
+    ------
+    TypeError
+        If an item is not a ``Callback``.
+
+    Examples
+    --------
+    >>> from xpcnn.callbacks import CallbackList, EarlyStopping, History
+    >>> [type(cb).__name__ for cb in CallbackList([History(), EarlyStopping(patience=2)]).callbacks]
+    ['History', 'EarlyStopping']
+    """
 
     def __init__(
         self,

@@ -47,7 +47,22 @@ class Node:
 
 
 class InputLayer(Layer):
-    """The source of an ``Input``: no parameters; its node reads nothing and hands the model's input on."""
+    """The source of an ``Input``: no parameters; its node reads nothing and hands the model's input on.
+
+    Parameters
+    ----------
+    shape : int or tuple of int
+        One sample's shape, without the batch axis.
+    name : str, optional
+        The layer's name (the model's input name); by default made from the class name.
+
+    Raises
+    ------
+    TypeError
+        If ``shape`` is not an int or a tuple of ints.
+    ValueError
+        If ``shape`` is empty or holds a size below 1.
+    """
 
     def __init__(self, shape: Any, *, name: str | None = None) -> None:
         super().__init__(name)
@@ -55,7 +70,8 @@ class InputLayer(Layer):
         try:
             shape = tuple(shape)
         except TypeError:
-            raise TypeError(f"Input: shape must be a tuple of ints (per sample, no batch axis), got {shape!r}") from None
+            raise TypeError(f"Input: shape must be a tuple of ints (per sample, no batch axis), "
+                            f"got {shape!r}") from None
         if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
             raise ValueError(f"Input: shape must be a non-empty tuple of positive ints (per sample, no batch axis), "
                              f"got {shape!r}")
