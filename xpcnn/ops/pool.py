@@ -254,7 +254,7 @@ def _padding_ties_to_real_pixels(offsets: Any, y: Any, geometry: PoolGeometry) -
 class MaxPoolSaved(NamedTuple):
     """What ``max_pool2d(..., return_saved=True)`` keeps for ``max_pool2d_backward(..., saved=)``: the maxima's
     positions as the kernel that found them reads them back. On torch, converting its flat pixel indices to
-    window offsets and back took about a third of the pooling layers' time in a training step."""
+    window offsets and back took several times as long as the pooling kernels themselves."""
 
     positions: Any  # generic: the offsets of return_indices; native: that kernel's own record
     native: bool
