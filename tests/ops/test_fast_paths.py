@@ -1,6 +1,7 @@
 """Every NumPy fast path in ``xpcnn.ops`` equals the generic Array API path it replaces (DESIGN.md rule 8).
 
-The fast paths (``ops/_strided.py``, ``ops/_select.py``, the cache-sized bands of ``ops/conv.py``) are chosen
+The fast paths (``ops/_strided.py``, ``ops/_select.py``, the cache-sized bands of ``ops/conv.py``, batch norm
+by channel blocks) are chosen
 by namespace. On the NumPy session each test runs an op with them and again with them switched off (the
 ``generic`` context below) and asserts identical results: bit for bit where the two paths do the same
 arithmetic in the same order (windows, padding, scatter-add, selections, pooling, the GEMM written in place),
@@ -24,7 +25,7 @@ import pytest
 
 import xpcnn
 from layer_checks import host
-from xpcnn.ops import _select, _strided, conv, pool, windows
+from xpcnn.ops import _select, _strided, conv, normalization, pool, windows
 from xpcnn.ops.activations import relu, relu_backward
 
 
@@ -55,7 +56,7 @@ def small_blocks(elements: int = 37) -> Iterator[None]:
 def bands(rows: int | None) -> Iterator[None]:
     """Force the convolution to cut its output rows into bands of ``rows`` (None: one band)."""
     saved = conv._band_rows
-    conv._band_rows = lambda like, total, bytes_per_row: total if rows is None else min(rows, total)
+    conv._band_rows = lambda like, total, columns, bytes_per_column: total if rows is None else min(rows, total)
     try:
         yield
     finally:
@@ -112,9 +113,12 @@ def test_fast_paths_are_chosen_for_numpy_only(backend):
     xp = array_api_compat.array_namespace(x)
     assert _strided.supports(xp) == _is_numpy(backend)
     assert _select.fast(x > 0, x) == _is_numpy(backend)
-    assert conv._band_rows(x, 7, 1) == 7  # everything fits in one band
-    assert conv._band_rows(x, 7, 10**12) == (1 if _is_numpy(backend) else 7)  # bands only on NumPy
-    assert conv._band_rows(x, 7, conv._BAND_BYTES // 3) == (3 if _is_numpy(backend) else 7)
+    wide = conv._BAND_MIN_COLUMNS  # columns per row: one row is enough for an efficient GEMM
+    assert conv._band_rows(x, 7, wide, 1) == 7  # everything fits in one band
+    assert conv._band_rows(x, 7, wide, 10**12) == (1 if _is_numpy(backend) else 7)  # bands only on NumPy
+    assert conv._band_rows(x, 7, wide, conv._BAND_BYTES // (3 * wide)) == (3 if _is_numpy(backend) else 7)
+    narrow = conv._BAND_MIN_COLUMNS // 4  # large bytes but narrow rows: four rows make the GEMM wide enough
+    assert conv._band_rows(x, 7, narrow, 10**12) == (4 if _is_numpy(backend) else 7)
 
 
 # --- windows -------------------------------------------------------------------------------------------
@@ -392,3 +396,60 @@ def test_conv_output_is_nchw_whatever_the_memory(backend):
     np.testing.assert_allclose(host(y), ty.numpy(), rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(host(z), tz.numpy(), rtol=1e-5, atol=1e-4)
     assert tuple(y.shape) == (3, 4, 6, 5) and tuple(z.shape) == (3, 2, 3, 2)
+
+
+# --- batch normalisation -------------------------------------------------------------------------------
+
+def _channel_major(x: np.ndarray, order: tuple[int, ...]) -> np.ndarray:
+    """``x``'s values in the memory order ``order`` (axes outermost first)."""
+    return np.ascontiguousarray(np.transpose(x, order)).transpose(np.argsort(order))
+
+
+BATCH_NORM_CASES = [  # (shape, x's memory order, dy's memory order)
+    ((6, 5, 4, 3), (1, 2, 3, 0), (1, 2, 3, 0)),  # a convolution's batch-last output: the blocked path
+    ((6, 5, 4, 3), (1, 0, 2, 3), (1, 0, 2, 3)),  # channel-major, batch next: blocked too
+    ((4, 3, 7), (1, 2, 0), (1, 2, 0)),
+    ((6, 5, 4, 3), (1, 2, 3, 0), (0, 1, 2, 3)),  # dy in another order: the forward blocked, the backward not
+    ((6, 5, 4, 3), (0, 1, 2, 3), (0, 1, 2, 3)),  # NCHW-contiguous: generic everywhere
+    ((7, 3), (0, 1), (0, 1)),
+    ((1, 4, 3, 2), (1, 2, 3, 0), (1, 2, 3, 0)),  # one sample: the batch axis's stride says nothing
+    ((5, 1, 3, 2), (1, 2, 3, 0), (0, 1, 2, 3)),  # one channel
+]
+
+
+@pytest.mark.parametrize("shape, x_order, dy_order", BATCH_NORM_CASES)
+def test_batch_norm_equals_the_generic_path(backend, shape, x_order, dy_order):
+    """Training forward (output, running and saved statistics), backward with and without the affine part,
+    and inference: the channel-block path is the generic arithmetic row by row, so on NumPy every bit agrees,
+    cut into one block or many; elsewhere the session's kernels agree to rounding."""
+    rng = np.random.default_rng(7)
+    x_np = _channel_major(rng.standard_normal(shape) * 3.0 + 2.0, x_order)
+    dy_np = _channel_major(rng.standard_normal(shape), dy_order)
+    weight, bias = rng.standard_normal(shape[1]), rng.standard_normal(shape[1])
+    runs = []
+    for run, move in _paths(backend, slabs=True):
+        x, dy, w, b = move(x_np), move(dy_np), move(weight), move(bias)
+        with run():
+            y, running_mean, running_var, saved = normalization.batch_norm(
+                x, w, b, move(np.zeros(shape[1])), move(np.ones(shape[1])), True, return_saved=True)
+            plain, _, _, plain_saved = normalization.batch_norm(x, None, None, None, None, True, return_saved=True)
+            runs.append((
+                y, running_mean, running_var, *saved,
+                *normalization.batch_norm_backward(dy, x, w, saved=saved),
+                plain, normalization.batch_norm_backward(dy, x, None, saved=plain_saved)[0],
+                normalization.batch_norm(x, w, b, running_mean, running_var, False)[0],
+            ))
+    for other in runs[1:]:
+        for fast, slow in zip(runs[0], other):
+            _same(fast, slow, exact=_is_numpy(backend))
+
+
+def test_batch_norm_blocks_only_channel_major_memory():
+    """The blocked path takes a ``(C, rest)`` view of memory only where one exists without a copy."""
+    x = np.zeros((2, 3, 4, 5), dtype=np.float32)
+    assert _strided.channel_rows(x) is None
+    rows = _strided.channel_rows(_channel_major(x, (1, 2, 3, 0)))
+    assert rows.shape == (3, 40) and rows.flags.c_contiguous
+    assert _strided.channel_rows(_channel_major(x, (1, 0, 2, 3))[:, :, :, ::2]) is None  # not dense
+    assert _strided.channel_rows(_channel_major(x[:1], (1, 2, 3, 0))).shape == (3, 20)  # one sample
+    assert _strided.channel_rows(_channel_major(x, (1, 2, 3, 0))[:1]) is None  # one sample's strided slice

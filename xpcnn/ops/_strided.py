@@ -1,16 +1,17 @@
-"""NumPy fast paths of the window operations: strided views, in-place updates and reused buffers.
+"""NumPy fast paths of the window operations and batch norm: strided views, in-place updates, reused buffers.
 
-Each function here is a second implementation (DESIGN.md rule 8) of one step of ``windows``, ``conv`` or
-``pool``; the caller asks ``supports(xp)`` first (NumPy only) and falls back to its generic Array API code
-when the answer is no or the function returns None. ``tests/ops/test_fast_paths.py`` checks every one against
-the generic code, bit for bit.
+Each function here is a second implementation (DESIGN.md rule 8) of one step of ``windows``, ``conv``,
+``pool`` or ``normalization``; the caller asks ``supports(xp)`` first (NumPy only) and falls back to its
+generic Array API code when the answer is no or the function returns None. ``tests/ops/test_fast_paths.py``
+checks every one against the generic code, bit for bit.
 
 * ``im2col``: the generic code stacks ``kh*kw`` strided slices, one array operation per kernel offset; here
   the windows are one 6-D ``as_strided`` view of the padded input, materialised by one copy (into a reused
   buffer when the caller names a ``scratch`` slot).
 * ``col2im``: the generic code adds each offset's slice with ``array_api_extra.at`` (functional where arrays
   are immutable); the same additions, in the same order, as in-place slice ``+=``.
-* ``pad2d``: a filled array and one slice assignment, without ``at``'s bookkeeping.
+* ``pad2d``: the input written into an uninitialised array and only the border filled, where the generic code
+  fills the whole array first and sets the interior with ``at``.
 * ``matmul_rows``: a band of a convolution's batch-last output written by the GEMM straight into its slab of
   the output (``matmul(..., out=)``, bias added in place), where the generic code computes the band and
   copies it in.
@@ -21,6 +22,10 @@ the generic code, bit for bit.
 * ``max_pool_backward_tiles``: for windows that tile the input, the gradient selected branch-free (as in
   ``_select``) straight into each offset's strided slots of the result (``bitwise_and(..., out=)``), where
   the generic code builds one piece per offset and then sets it.
+* ``batch_norm_blocks``, ``batch_norm_backward_blocks``: where a batch norm's input is channel-major in memory
+  (a convolution's batch-last output), each block of channels runs all of the generic code's passes while it
+  is in cache, with the temporaries in reused buffers, where the generic code makes each pass over the whole
+  array and allocates its temporaries.
 
 CuPy has ``as_strided`` and writeable arrays too, so most of this would carry over; it is left to the generic
 path until it can be tested on a GPU. This module and ``_select`` are the only ones in ``xpcnn.ops`` that
@@ -114,9 +119,17 @@ def col2im(
 
 
 def pad2d(x: Any, out_shape: tuple[int, ...], interior: tuple[Any, ...], value: float) -> Any:
-    """``windows.pad2d``: ``x`` written into ``out[interior]`` of an ``out_shape`` array filled with ``value``."""
-    out = np.full(out_shape, value, dtype=x.dtype)
+    """``windows.pad2d``: ``x`` written into ``out[interior]`` of an ``out_shape`` array, ``value`` around it.
+    Only the border is filled (each element once), not the whole array before the interior is written."""
+    out = np.empty(out_shape, dtype=x.dtype)
     out[interior] = x
+    index = [slice(None)] * len(out_shape)
+    for axis, part in enumerate(interior):
+        if part == slice(None):
+            continue
+        for border in (slice(0, part.start), slice(part.stop, out_shape[axis])):
+            out[(*index[:axis], border, *index[axis + 1:])] = value
+        index[axis] = part  # the next axis's border only beside this one's interior: corners are filled once
     return out
 
 
@@ -195,3 +208,86 @@ def max_pool_backward_tiles(
             tile = (*index, *(slice(None),) * (2 - len(index)), slice(i, oh * kh, kh), slice(j, ow * kw, kw))
             select_bits(hit, dy_bits[index], out=dx_bits[tile], word=word)  # the gradient where offset k won
     return dx
+
+
+# --- batch normalisation -------------------------------------------------------------------------------
+
+def _channel_order(a: Any) -> list[int] | None:
+    """``a``'s axes outermost in memory first (axes of length 1 last) when the channel axis 1 leads and the rest
+    is dense (a convolution's batch-last output), else None."""
+    if not isinstance(a, np.ndarray) or a.ndim < 2 or a.dtype.kind != "f":
+        return None
+    order = sorted(range(a.ndim), key=lambda d: (0, -a.strides[d]) if a.shape[d] > 1 else (1, d))
+    if (order[0] != 1 and a.shape[1] > 1) or not a.transpose(order).flags.c_contiguous:
+        return None
+    return order
+
+
+def channel_rows(a: Any) -> Any | None:
+    """``a``'s memory as a ``(C, rest)`` view where ``_channel_order`` finds one, else None. Each row holds one
+    channel's values in memory order, the order in which NumPy's reductions over every other axis visit them."""
+    order = _channel_order(a)
+    return None if order is None else a.transpose(order).reshape((a.shape[1], -1))
+
+
+def _empty_like_rows(like: Any) -> tuple[Any, Any]:
+    """An uninitialised array shaped and laid out like ``like`` (channel-major), and its ``(C, rest)`` view."""
+    order = _channel_order(like)
+    memory = np.empty(tuple(like.shape[d] for d in order), dtype=like.dtype)
+    return memory.transpose(np.argsort(order)), memory.reshape((like.shape[1], -1))
+
+
+def batch_norm_blocks(
+    x: Any, weight: Any, bias: Any, eps: float, stats: tuple[Any, Any] | None,
+) -> tuple[Any, Any, Any] | None:
+    """``normalization.batch_norm``'s ``(y, mean, var)``, channel block by channel block: the batch's
+    statistics (``stats`` None) or the given ``(mean, var)``. Each block of ``x`` is read from main memory once
+    while its passes (mean, centring, squares, variance, scale, shift) run in cache, and ``y`` is written
+    once; the arithmetic is the generic code's, row by row. None where ``x``'s memory is not channel-major."""
+    rows = channel_rows(x)
+    if rows is None:
+        return None
+    y, y_rows = _empty_like_rows(x)
+    channels = rows.shape[0]
+    mean, var = (np.empty(channels, dtype=x.dtype), np.empty(channels, dtype=x.dtype)) if stats is None else stats
+    for (cs,) in blocks(rows, axes=(0,)):
+        xb, yb = rows[cs], y_rows[cs]
+        if stats is None:
+            mean[cs] = np.mean(xb, axis=1)
+        np.subtract(xb, mean[cs, None], out=yb)
+        if stats is None:
+            squares = scratch("batch norm", yb.shape, yb.dtype)
+            np.multiply(yb, yb, out=squares)
+            var[cs] = np.mean(squares, axis=1)
+        scale = 1.0 / np.sqrt(var[cs] + eps)
+        yb *= (scale if weight is None else weight[cs] * scale)[:, None]
+        if bias is not None:
+            yb += bias[cs, None]
+    return y, mean, var
+
+
+def batch_norm_backward_blocks(dy: Any, x: Any, weight: Any, mean: Any, inv_std: Any) -> tuple[Any, Any, Any] | None:
+    """``normalization.batch_norm_backward``'s ``(dx, dweight, dbias)`` from the saved statistics, channel
+    block by channel block (``dy`` and ``x`` read once, ``dx`` written once, the centred block and its
+    products in cache); the generic code's arithmetic, row by row. None unless ``dy`` and ``x`` share a
+    channel-major memory order."""
+    rows = channel_rows(x)
+    if rows is None or _channel_order(dy) != _channel_order(x) or dy.dtype != x.dtype:
+        return None
+    dy_rows = channel_rows(dy)
+    dx, dx_rows = _empty_like_rows(x)
+    count = rows.shape[1]
+    dweight, dbias = np.empty_like(inv_std), np.empty_like(inv_std)
+    for (cs,) in blocks(rows, axes=(0,)):
+        centered = scratch("batch norm", rows[cs].shape, x.dtype)
+        np.subtract(rows[cs], mean[cs, None], out=centered)
+        product = scratch("batch norm product", centered.shape, x.dtype)
+        np.multiply(dy_rows[cs], centered, out=product)
+        dbias[cs] = np.sum(dy_rows[cs], axis=1)
+        dweight[cs] = np.sum(product, axis=1) * inv_std[cs]
+        k = inv_std[cs] if weight is None else weight[cs] * inv_std[cs]
+        np.multiply(dy_rows[cs], k[:, None], out=dx_rows[cs])
+        centered *= (k * inv_std[cs] * dweight[cs] / count)[:, None]
+        centered += (k * dbias[cs] / count)[:, None]
+        dx_rows[cs] -= centered
+    return dx, dweight, dbias

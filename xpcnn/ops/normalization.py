@@ -13,7 +13,7 @@ from typing import Any
 
 import array_api_compat
 
-from . import _native
+from . import _native, _strided
 
 __all__ = ["batch_norm", "batch_norm_backward", "batch_norm_inference_backward", "check_training_batch",
            "sync_batch_norm", "sync_batch_norm_backward"]
@@ -62,6 +62,23 @@ def _batch_moments(x: Any) -> tuple[Any, Any]:
     return mean, x - _per_channel(mean, x.ndim)
 
 
+def _normalised(x: Any, mean: Any, var: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, Any, Any]:
+    """``(y, mean, var)``: ``x`` normalised with the given statistics, or the batch's (two passes: the mean,
+    then the mean square of the centred values) where ``mean`` is None."""
+    xp = array_api_compat.array_namespace(x)
+    if mean is None:
+        mean, centered = _batch_moments(x)
+        var = xp.mean(centered * centered, axis=_reduced_axes(x.ndim))
+    else:
+        centered = x - _per_channel(mean, x.ndim)
+    y = centered  # a temporary of this op: scaled and shifted in place (JAX rebinds instead)
+    scale = 1.0 / xp.sqrt(var + eps)
+    y *= _per_channel(scale if weight is None else weight * scale, x.ndim)
+    if bias is not None:
+        y += _per_channel(bias, x.ndim)
+    return y, mean, var
+
+
 def batch_norm(
     x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any, training: bool,
     momentum: float = 0.1, eps: float = 1e-5, *, return_saved: bool = False,
@@ -87,25 +104,44 @@ def batch_norm(
         return (*result, saved) if return_saved else tuple(result)
     saved, out_dtype = None, x.dtype
     x = _widened(x, weight if weight is not None else running_mean)
+    stats = None if training else (running_mean, running_var)
+    blocked = _strided.batch_norm_blocks(x, weight, bias, eps, stats) if _strided.supports(xp) else None
+    if blocked is not None:
+        y, mean, var = blocked
+    else:
+        y, mean, var = _normalised(x, *((None, None) if training else stats), weight, bias, eps)
     if training:
-        mean, centered = _batch_moments(x)
-        var = xp.mean(centered * centered, axis=_reduced_axes(x.ndim))
         count = _values_per_channel(tuple(x.shape))
         if running_mean is not None:
             running_mean = running_mean * (1.0 - momentum) + mean * momentum
             running_var = running_var * (1.0 - momentum) + var * (momentum * count / (count - 1))
         if return_saved:
             saved = (mean, 1.0 / xp.sqrt(var + eps))
-    else:
-        var = running_var
-        centered = x - _per_channel(running_mean, x.ndim)
-    y = centered  # a temporary of this op: scaled and shifted in place (JAX rebinds instead)
-    scale = 1.0 / xp.sqrt(var + eps)
-    y *= _per_channel(scale if weight is None else weight * scale, x.ndim)
-    if bias is not None:
-        y += _per_channel(bias, x.ndim)
     y = _narrowed(y, out_dtype)
     return (y, running_mean, running_var, saved) if return_saved else (y, running_mean, running_var)
+
+
+def _gradients(dy: Any, x: Any, weight: Any, eps: float, saved: Any) -> tuple[Any, Any, Any]:
+    """``batch_norm_backward``'s arithmetic, in full-size passes (dweight and dbias computed even without
+    ``weight``)."""
+    xp = array_api_compat.array_namespace(*(a for a in (dy, x, weight) if a is not None))
+    axes, ndim = _reduced_axes(x.ndim), x.ndim
+    if saved is not None:
+        mean, inv_std = saved
+        centered = x - _per_channel(mean, ndim)
+    else:
+        _, centered = _batch_moments(x)
+        inv_std = 1.0 / xp.sqrt(xp.mean(centered * centered, axis=axes) + eps)
+    dbias = xp.sum(dy, axis=axes)
+    dweight = xp.sum(dy * centered, axis=axes) * inv_std
+    count = _values_per_channel(tuple(x.shape))
+    k = inv_std if weight is None else weight * inv_std
+    dx = dy * _per_channel(k, ndim)
+    correction = centered  # a temporary of this op: updated in place (JAX rebinds instead)
+    correction *= _per_channel(k * inv_std * dweight / count, ndim)
+    correction += _per_channel(k * dbias / count, ndim)
+    dx -= correction
+    return dx, dweight, dbias
 
 
 def batch_norm_backward(
@@ -124,24 +160,13 @@ def batch_norm_backward(
     native = _native.kernel(xp, "batch_norm_backward")
     if native is not None:
         return native(dy, x, weight, eps, saved)
-    axes, ndim, out_dtype = _reduced_axes(x.ndim), x.ndim, dy.dtype
+    out_dtype = dy.dtype
     like = weight if weight is not None else (saved[0] if saved is not None else None)
     dy, x = _widened(dy, like), _widened(x, like)
-    if saved is not None:
-        mean, inv_std = saved
-        centered = x - _per_channel(mean, ndim)
-    else:
-        _, centered = _batch_moments(x)
-        inv_std = 1.0 / xp.sqrt(xp.mean(centered * centered, axis=axes) + eps)
-    dbias = xp.sum(dy, axis=axes)
-    dweight = xp.sum(dy * centered, axis=axes) * inv_std
-    count = _values_per_channel(tuple(x.shape))
-    k = inv_std if weight is None else weight * inv_std
-    dx = dy * _per_channel(k, ndim)
-    correction = centered  # a temporary of this op: updated in place (JAX rebinds instead)
-    correction *= _per_channel(k * inv_std * dweight / count, ndim)
-    correction += _per_channel(k * dbias / count, ndim)
-    dx -= correction
+    blocked = None
+    if saved is not None and _strided.supports(xp):
+        blocked = _strided.batch_norm_backward_blocks(dy, x, weight, *saved)
+    dx, dweight, dbias = _gradients(dy, x, weight, eps, saved) if blocked is None else blocked
     dx = _narrowed(dx, out_dtype)
     return (dx, None, None) if weight is None else (dx, dweight, dbias)
 
