@@ -117,8 +117,11 @@ def test_fast_paths_are_chosen_for_numpy_only(backend):
     assert conv._band_rows(x, 7, wide, 1) == 7  # everything fits in one band
     assert conv._band_rows(x, 7, wide, 10**12) == (1 if _is_numpy(backend) else 7)  # bands only on NumPy
     assert conv._band_rows(x, 7, wide, conv._BAND_BYTES // (3 * wide)) == (3 if _is_numpy(backend) else 7)
-    narrow = conv._BAND_MIN_COLUMNS // 4  # large bytes but narrow rows: four rows make the GEMM wide enough
-    assert conv._band_rows(x, 7, narrow, 10**12) == (4 if _is_numpy(backend) else 7)
+    narrow = conv._BAND_MIN_COLUMNS // 4  # narrow rows: four make the GEMM wide enough ...
+    assert conv._band_rows(x, 7, narrow, conv._BAND_BYTES // narrow) == (4 if _is_numpy(backend) else 7)
+    # ... unless four rows take more than the band's byte limit: then as many as fit, at least one
+    assert conv._band_rows(x, 7, narrow, conv._BAND_MAX_BYTES // (2 * narrow)) == (2 if _is_numpy(backend) else 7)
+    assert conv._band_rows(x, 7, narrow, 10**12) == (1 if _is_numpy(backend) else 7)
 
 
 # --- windows -------------------------------------------------------------------------------------------

@@ -73,18 +73,19 @@ def _geometry(
 # band (one large op).
 
 _BAND_BYTES = 4 * 2**20  # column bytes per band on NumPy: cache-resident between im2col and the GEMM
-_BAND_MIN_COLUMNS = 8192  # columns per band on NumPy, whatever their bytes: GEMMs wide enough to run fast
+_BAND_MIN_COLUMNS = 8192  # columns per band on NumPy: GEMMs wide enough to run fast ...
+_BAND_MAX_BYTES = 64 * 2**20  # ... unless that takes more bytes than a reused scratch buffer holds (_strided)
 _LAYOUT = "CHWN"
 
 
 def _band_rows(like: Any, rows: int, columns_per_row: int, bytes_per_column: int) -> int:
-    """Output rows per band: cache-sized on NumPy (but at least ``_BAND_MIN_COLUMNS`` columns), all ``rows``
-    on every other namespace."""
+    """Output rows per band: cache-sized on NumPy (but at least ``_BAND_MIN_COLUMNS`` columns within
+    ``_BAND_MAX_BYTES``; at least one row), all ``rows`` on every other namespace."""
     if not array_api_compat.is_numpy_namespace(array_api_compat.array_namespace(like)):
         return rows
-    by_bytes = _BAND_BYTES // max(columns_per_row * bytes_per_column, 1)
-    by_columns = -(-_BAND_MIN_COLUMNS // max(columns_per_row, 1))
-    return max(1, min(rows, max(by_bytes, by_columns)))
+    row_bytes = max(columns_per_row * bytes_per_column, 1)
+    wide_enough = min(-(-_BAND_MIN_COLUMNS // max(columns_per_row, 1)), _BAND_MAX_BYTES // row_bytes)
+    return max(1, min(rows, max(_BAND_BYTES // row_bytes, wide_enough)))
 
 
 def _itemsize(x: Any) -> int:
