@@ -68,11 +68,45 @@ def host_batch(value: Any) -> Any:
 class EpochIterator:
     """The batches of one ``fit``/``evaluate``/``predict`` input, epoch after epoch, on the device.
 
-    ``steps`` is the number of batches per epoch (None when an iterable does not say); ``num_samples`` and
-    ``batch_size`` are known for a ``DataLoader``. ``first_batch()`` gives a batch to check and build the
-    model with before training starts; ``epoch()`` iterates one epoch, with ``transform`` applied to the
-    inputs unless ``augment=False``; ``close()`` ends every loop still open (and so the loader's workers).
-    ``inputs`` holds the input arrays when the input was arrays (batch-norm statistics read them in order).
+    The engine's one reader of its inputs (``trainer_inputs`` builds it): ``first_batch()`` gives a batch to
+    check and build the model with before training starts, ``epoch()`` iterates one epoch, ``close()`` ends
+    every loop still open (and so the loader's workers).
+
+    Parameters
+    ----------
+    data : DataLoader, PyDataset-style object or iterable
+        What yields the batches: ``x`` or ``(x, y)`` (``x`` one array or a list of them).
+    steps : int or None
+        Batches per epoch (``steps_per_epoch``, ``validation_steps``); None: one whole pass.
+    what : str
+        The name errors begin with (``"fit"``, ``"evaluate"``, ...).
+    transform : callable, optional
+        Applied to each batch's inputs on the device (augmentation) unless ``epoch(augment=False)``.
+    check_finite : bool
+        Refuse a host batch holding NaN or infinity (iterables and PyDataset-style inputs; a ``DataLoader``'s
+        batches are not checked here).
+    shard : (rank, ranks), optional
+        Data-parallel training: this rank's share of each batch (a ``DataLoader`` only).
+    carry_on : bool
+        With ``steps``, go on where the previous epoch stopped (training); False starts a new pass each time
+        (validation).
+    inputs : array, optional
+        The input arrays when the input was arrays (batch-norm statistics read them in order).
+
+    Attributes
+    ----------
+    steps : int or None
+        Batches per epoch, None when an iterable does not say.
+    exhausted : bool
+        True once a one-shot iterator has run out (``fit`` stops then).
+
+    Raises
+    ------
+    TypeError
+        For a dataset of samples (batch it with a ``DataLoader``) or an in-memory dataset object (pass its
+        arrays).
+    ValueError
+        For ``shard`` with anything but a ``DataLoader``.
     """
 
     def __init__(self, data: Any, steps: int | None, what: str, transform: Callable[[Any], Any] | None = None,

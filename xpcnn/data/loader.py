@@ -239,9 +239,19 @@ class DataLoader:
         return self.iterate(self.shard)
 
     def iterate(self, shard: tuple[int, int] | None) -> Iterator[Any]:
-        """One epoch, as ``for batch in loader`` gives it, of ``shard=(rank, ranks)``'s share of each batch
-        (the whole batches with None): a data-parallel ``fit`` reads a user's loader in shares this way, and
-        the loader's own position moves on as it does."""
+        """One epoch, as ``for batch in loader`` gives it, of a rank's share of each batch: a data-parallel
+        ``fit`` reads a user's loader in shares this way, and the loader's own position moves on as it does.
+
+        Parameters
+        ----------
+        shard : (rank, ranks) or None
+            The share to read; None: the whole batches.
+
+        Yields
+        ------
+        batch
+            ``x`` or ``(x, y)`` as ``for batch in loader`` yields them, cut to the share.
+        """
         if self._resume is not None:
             seed, epoch, first = self._resume
         else:
@@ -268,8 +278,19 @@ class DataLoader:
         return fields[0] if len(fields) == 1 else tuple(fields)
 
     def span(self, batch: int) -> tuple[int, int]:
-        """The positions ``[start, stop)`` in the epoch's order of the samples of batch ``batch`` this loader
-        yields (with ``shard``, this rank's part)."""
+        """Where batch ``batch``'s samples lie in the epoch's order.
+
+        Parameters
+        ----------
+        batch : int
+            The batch's index in the epoch.
+
+        Returns
+        -------
+        (int, int)
+            The positions ``[start, stop)`` of the samples this loader yields for it (with ``shard``, this
+            rank's part).
+        """
         return batch_span(batch, self.batch_size, self.num_samples, self.shard)
 
     def state_dict(self) -> dict[str, int | None]:
